@@ -1,0 +1,5 @@
+"""``python -m fkdbench``."""
+
+from fkdbench.cli import main
+
+main()

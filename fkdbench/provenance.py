@@ -1,0 +1,101 @@
+"""Where a result came from: machine, library versions, git commit, time.
+
+Every manifest, run and benchmark record carries this, so a number can be traced to
+the code and machine that produced it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+# Libraries whose versions change results or timings.
+_TRACKED_PACKAGES = (
+    "fkdbench",
+    "numpy",
+    "torch",
+    "torchvision",
+    "timm",
+    "onnx",
+    "onnxruntime",
+    "scikit-learn",
+    "pandas",
+)
+
+_CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in _TRACKED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return versions
+
+
+@functools.cache
+def git_commit(repository: Path | None = None) -> str:
+    """The commit of the fkdbench source tree, with ``-dirty`` when it has local changes."""
+    folder = repository or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+@functools.cache
+def cpu_description() -> dict[str, object]:
+    """CPU model, core count and the vector features that decide INT8 speed."""
+    model = platform.processor() or "unknown"
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name":
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cpu_cores": os.cpu_count() or 1,
+        "cpu_features": [flag for flag in _CPU_FLAGS_OF_INTEREST if flag in flags],
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def environment_record() -> dict[str, object]:
+    """Everything about the producing environment, as one JSON-ready dict."""
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "hostname": platform.node(),
+        **cpu_description(),
+        "versions": library_versions(),
+    }
