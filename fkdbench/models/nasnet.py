@@ -1,0 +1,295 @@
+"""NASNet-A Mobile (Keras ``NASNetMobile``, "NASNet-A (4 @ 1056)") as a PyTorch feature extractor.
+
+timm only ships NASNet-A Large, so the Mobile variant is written here, following the
+structure of ``keras.applications.nasnet`` layer for layer so that the parameter count
+matches Keras exactly (4,269,716 without the top, counting BatchNorm moving statistics
+the way Keras does).
+
+Config: penultimate_filters=1056, num_blocks=4, stem_block_filters=32, filter_multiplier=2,
+skip_reduction=False. With ``filters = 1056 // 24 = 44`` the cell sequence is::
+
+    stem conv (32) -> stem_1 (reduce, 11) -> stem_2 (reduce, 22)
+    -> normal_0..3 (44) -> reduce_4 (88) -> normal_5..8 (88)
+    -> reduce_8 (176) -> normal_9..12 (176) -> ReLU   (normal cells output 6*f channels)
+
+Submodule names mirror the Keras ``block_id``s (``cells.stem_1``, ``cells.normal_0``,
+``cells.reduce_4``, ...) and the Keras branch names (``left1``, ``right1``, ...) so that the
+state dict is readable and stable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["NASNetAMobile", "nasnet_a_mobile"]
+
+# Keras BatchNormalization(momentum=0.9997, epsilon=1e-3); PyTorch's momentum is 1 - Keras's.
+_BN_EPS = 1e-3
+_BN_MOMENTUM = 0.0003
+
+# NASNet-A (4 @ 1056), i.e. Keras NASNetMobile.
+_PENULTIMATE_FILTERS = 1056
+_NUM_BLOCKS = 4
+_STEM_FILTERS = 32
+_FILTER_MULTIPLIER = 2
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+
+
+def _pad_for_stride2(x: Tensor, kernel_size: int) -> Tensor:
+    """Zero-pad like Keras ``imagenet_utils.correct_pad`` before a stride-2 'valid' op.
+
+    Keras pads ``k // 2`` after, and ``k // 2`` before on odd sizes but one less on even
+    sizes (TF 'SAME' semantics), so every stride-2 op outputs ``ceil(n / 2)``. Computed
+    from the live shape so 96x96, 224x224 and any other size line up.
+    """
+    h, w = x.shape[-2:]
+    half = kernel_size // 2
+    top = half - (1 - h % 2)
+    left = half - (1 - w % 2)
+    # F.pad order: (left, right, top, bottom).
+    return F.pad(x, (left, half, top, half))
+
+
+class SeparableConv2d(nn.Module):
+    """Keras ``SeparableConv2D`` (depth_multiplier=1, use_bias=False): depthwise then 1x1."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        # Stride 1 is Keras 'same' (symmetric for odd kernels); stride 2 is 'valid' on an
+        # input the caller has already padded with `_pad_for_stride2`.
+        padding = kernel_size // 2 if stride == 1 else 0
+        self.depthwise = nn.Conv2d(
+            in_chs, in_chs, kernel_size, stride, padding, groups=in_chs, bias=False
+        )
+        self.pointwise = nn.Conv2d(in_chs, out_chs, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class SepConvBlock(nn.Module):
+    """Keras ``_separable_conv_block``: ReLU-SepConv(stride)-BN-ReLU-SepConv-BN."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.act1 = nn.ReLU()
+        self.sep1 = SeparableConv2d(in_chs, out_chs, kernel_size, stride)
+        self.bn1 = _bn(out_chs)
+        self.act2 = nn.ReLU()
+        self.sep2 = SeparableConv2d(out_chs, out_chs, kernel_size, 1)
+        self.bn2 = _bn(out_chs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act1(x)
+        if self.stride == 2:
+            x = _pad_for_stride2(x, self.kernel_size)
+        x = self.bn1(self.sep1(x))
+        return self.bn2(self.sep2(self.act2(x)))
+
+
+class ReluConvBn(nn.Module):
+    """ReLU -> 1x1 conv (no bias) -> BN; the cells' input squeeze and the adjust projection."""
+
+    def __init__(self, in_chs: int, out_chs: int) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+        self.conv = nn.Conv2d(in_chs, out_chs, 1, bias=False)
+        self.bn = _bn(out_chs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(self.conv(self.act(x)))
+
+
+class FactorizedReduce(nn.Module):
+    """Keras ``_adjust_block`` reduction path: halve the spatial size of ``p``.
+
+    Two 1x1 'average pools' with stride 2 (i.e. plain subsampling), the second on the
+    input shifted by one pixel (pad bottom/right, crop top/left), each followed by a 1x1
+    conv to ``out_chs // 2``; concatenated and batch-normalised.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+        self.conv_1 = nn.Conv2d(in_chs, out_chs // 2, 1, bias=False)
+        self.conv_2 = nn.Conv2d(in_chs, out_chs // 2, 1, bias=False)
+        self.bn = _bn(out_chs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act(x)
+        path_1 = x[:, :, ::2, ::2]
+        # Shift by one pixel: drop the first row/column, zero-fill the last one. Both paths
+        # then have ceil(n / 2) rows/columns, matching the stride-2 ops of the cell.
+        path_2 = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))[:, :, ::2, ::2]
+        return self.bn(torch.cat([self.conv_1(path_1), self.conv_2(path_2)], dim=1))
+
+
+def _make_adjust(kind: str, in_chs: int, out_chs: int) -> nn.Module:
+    if kind == "reduce":
+        return FactorizedReduce(in_chs, out_chs)
+    if kind == "project":
+        return ReluConvBn(in_chs, out_chs)
+    return nn.Identity()
+
+
+def _avg_pool_same(x: Tensor) -> Tensor:
+    # Keras AveragePooling2D(3, strides=1, padding='same') excludes the padding from the mean.
+    return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+
+class NormalCell(nn.Module):
+    """Keras ``_normal_a_cell``; outputs ``6 * filters`` channels at the input resolution."""
+
+    def __init__(self, in_chs: int, prev_chs: int, filters: int, adjust: str) -> None:
+        super().__init__()
+        self.adjust = _make_adjust(adjust, prev_chs, filters)
+        self.conv_1x1 = ReluConvBn(in_chs, filters)
+        self.left1 = SepConvBlock(filters, filters, 5)
+        self.right1 = SepConvBlock(filters, filters, 3)
+        self.left2 = SepConvBlock(filters, filters, 5)
+        self.right2 = SepConvBlock(filters, filters, 3)
+        self.left5 = SepConvBlock(filters, filters, 3)
+
+    def forward(self, x: Tensor, prev: Tensor) -> Tensor:
+        p = self.adjust(prev)
+        h = self.conv_1x1(x)
+        x1 = self.left1(h) + self.right1(p)
+        x2 = self.left2(p) + self.right2(p)
+        x3 = _avg_pool_same(h) + p
+        # Keras adds two identical average pools of p here (left4 and right4), i.e. 2 * pool.
+        x4 = 2.0 * _avg_pool_same(p)
+        x5 = self.left5(h) + h
+        return torch.cat([p, x1, x2, x3, x4, x5], dim=1)
+
+
+class ReductionCell(nn.Module):
+    """Keras ``_reduction_a_cell``; outputs ``4 * filters`` channels at half the resolution."""
+
+    def __init__(self, in_chs: int, prev_chs: int, filters: int, adjust: str) -> None:
+        super().__init__()
+        self.adjust = _make_adjust(adjust, prev_chs, filters)
+        self.conv_1x1 = ReluConvBn(in_chs, filters)
+        # Keras only skips the adjust for the first stem cell, where p is the stem output
+        # itself and keeps its own channel count.
+        p_chs = prev_chs if adjust == "none" else filters
+        self.left1 = SepConvBlock(filters, filters, 5, stride=2)
+        self.right1 = SepConvBlock(p_chs, filters, 7, stride=2)
+        self.right2 = SepConvBlock(p_chs, filters, 7, stride=2)
+        self.right3 = SepConvBlock(p_chs, filters, 5, stride=2)
+        # Keras names this block "reduction_left4" although it belongs to block 5.
+        self.left5 = SepConvBlock(filters, filters, 3)
+
+    def forward(self, x: Tensor, prev: Tensor) -> Tensor:
+        p = self.adjust(prev)
+        h = self.conv_1x1(x)
+        # The pools on h see zero padding (Keras ZeroPadding2D + 'valid' pool), and the
+        # average counts those zeros; h is post-BN so zeros can also win the max.
+        h3 = _pad_for_stride2(h, 3)
+        x1 = self.left1(h) + self.right1(p)
+        x2 = F.max_pool2d(h3, 3, stride=2) + self.right2(p)
+        x3 = F.avg_pool2d(h3, 3, stride=2) + self.right3(p)
+        x4 = _avg_pool_same(x1) + x2
+        x5 = self.left5(x1) + F.max_pool2d(h3, 3, stride=2)
+        return torch.cat([x2, x3, x4, x5], dim=1)
+
+
+class NASNetAMobile(nn.Module):
+    """NASNet-A (4 @ 1056) without a classifier: ``forward`` returns pooled 1056-d features."""
+
+    num_features: int
+
+    def __init__(self, in_chans: int = 1) -> None:
+        super().__init__()
+        filters = _PENULTIMATE_FILTERS // 24  # 44
+        mult = _FILTER_MULTIPLIER
+        self.num_features = _PENULTIMATE_FILTERS
+
+        # Keras: Conv2D(32, 3, strides=2, padding='valid', use_bias=False) + BN.
+        self.stem_conv = nn.Conv2d(in_chans, _STEM_FILTERS, 3, stride=2, padding=0, bias=False)
+        self.stem_bn = _bn(_STEM_FILTERS)
+
+        # (block_id, is_reduction, filters) in Keras order.
+        plan: list[tuple[str, bool, int]] = [
+            ("stem_1", True, filters // mult**2),
+            ("stem_2", True, filters // mult),
+        ]
+        for stage in range(3):
+            stage_filters = filters * mult**stage
+            if stage > 0:
+                plan.append((f"reduce_{stage * _NUM_BLOCKS}", True, stage_filters))
+            # Keras numbers normal cells 0..3, then 5..8 and 9..12 (after reduce_4, reduce_8).
+            first_id = stage * _NUM_BLOCKS + (1 if stage > 0 else 0)
+            for i in range(_NUM_BLOCKS):
+                plan.append((f"normal_{first_id + i}", False, stage_filters))
+
+        # Track channels and resolution level (number of stride-2 steps) of the cell input x
+        # and of the previous cell's input p, to pick the adjust block exactly like Keras's
+        # shape tests in `_adjust_block`. skip_reduction=False means p after a reduction cell
+        # is that cell's input, which is what the plain (x, p) <- (cell(x, p), x) chain does.
+        x_chs, x_lvl = _STEM_FILTERS, 0
+        p_chs, p_lvl = _STEM_FILTERS, 0
+        cells: dict[str, nn.Module] = {}
+        for index, (name, is_reduction, cell_filters) in enumerate(plan):
+            if index == 0:
+                adjust = "none"  # Keras: p is None, so p = ip untouched
+            elif p_lvl != x_lvl:
+                adjust = "reduce"
+            elif p_chs != cell_filters:
+                adjust = "project"
+            else:
+                adjust = "none"
+            if is_reduction:
+                cells[name] = ReductionCell(x_chs, p_chs, cell_filters, adjust)
+                out_chs, out_lvl = 4 * cell_filters, x_lvl + 1
+            else:
+                cells[name] = NormalCell(x_chs, p_chs, cell_filters, adjust)
+                out_chs, out_lvl = 6 * cell_filters, x_lvl
+            p_chs, p_lvl = x_chs, x_lvl
+            x_chs, x_lvl = out_chs, out_lvl
+        self.cells = nn.ModuleDict(cells)
+        assert x_chs == self.num_features
+        self.act = nn.ReLU()
+
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Mirror Keras initialisers so training starts where Keras's would: plain convs use
+        # he_normal (a normal truncated at 2 std, rescaled to keep the variance 2 / fan_in);
+        # SeparableConv2D's kernels keep their glorot_uniform default (kernel_initializer is
+        # not what initialises them), and Keras's fan sums for those kernels equal PyTorch's
+        # for the (C, 1, k, k) and (out, in, 1, 1) weights, so xavier_uniform_ matches.
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Conv2d):
+                if name.endswith(("depthwise", "pointwise")):
+                    nn.init.xavier_uniform_(module.weight)
+                else:
+                    fan_in = module.weight[0].numel()
+                    std = (2.0 / fan_in) ** 0.5 / 0.87962566103423978
+                    nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Return the (N, 1056, h, w) feature map after the final ReLU."""
+        x = self.stem_bn(self.stem_conv(x))
+        prev = x  # Keras feeds the stem output as both inputs of the first cell
+        for cell in self.cells.values():
+            x, prev = cell(x, prev), x
+        return self.act(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return globally average-pooled features of shape (N, 1056)."""
+        return self.forward_features(x).mean(dim=(2, 3))
+
+
+def nasnet_a_mobile(in_chans: int = 1) -> NASNetAMobile:
+    """Build NASNet-A Mobile (Keras NASNetMobile, 4 @ 1056) without a classifier head."""
+    return NASNetAMobile(in_chans=in_chans)

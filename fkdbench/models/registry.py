@@ -1,0 +1,90 @@
+"""The one list of architectures: name -> builder + defaults (timm's registry, smaller).
+
+Model families register thin builders with :func:`register_model`; everything else (CLI,
+training matrix, benchmark) asks :func:`list_models` and builds with :func:`create_model`,
+the only public constructor. Nothing else lists architectures.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from fkdbench.models.base import DEFAULT_INPUT_SIZE, KeypointModel
+
+# builder(num_outputs: int, in_chans: int, **kwargs) -> KeypointModel
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """An architecture's builder and the defaults the rest of fkdbench reads."""
+
+    # Registry key, e.g. "cnn-baseline".
+    name: str
+    # Called as builder(num_outputs=..., in_chans=..., **kwargs); returns a KeypointModel.
+    builder: Builder
+    # Default square input side.
+    input_size: int = DEFAULT_INPUT_SIZE
+    # Default number of input channels (gray).
+    in_chans: int = 1
+    # True where pretrained weights can be loaded and frozen/finetuned variants apply.
+    has_backbone: bool = False
+    # "autoencoder": the trainer runs a reconstruction phase before the keypoint phase.
+    pretrain: str | None = None
+    # Which paper row this reproduces, human-readable.
+    paper_reference: str = ""
+    # One line for listings.
+    description: str = ""
+
+
+_REGISTRY: dict[str, ArchInfo] = {}
+
+
+def register_model(name: str, **info: Any) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder(num_outputs, in_chans, **kwargs)`` under ``name``.
+
+    ``info`` holds the other :class:`ArchInfo` fields (``has_backbone=True``, ...).
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ArchInfo(name=name, builder=builder, **info)
+        return builder
+
+    return decorator
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching an fnmatch ``pattern``, sorted."""
+    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
+
+
+def get_arch_info(name: str) -> ArchInfo:
+    """The :class:`ArchInfo` of ``name``; unknown names raise ValueError listing known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; known models: {', '.join(list_models())}"
+        ) from None
+
+
+def create_model(
+    name: str, num_outputs: int = 30, in_chans: int = 1, **kwargs: Any
+) -> KeypointModel:
+    """Build the architecture ``name`` (untrained; nothing is ever downloaded).
+
+    ``kwargs`` go to the family's builder, e.g. ``spec=`` for ``cnn-tuned`` or
+    ``input_size=`` for architectures whose head flattens a fixed-size feature map.
+    """
+    info = get_arch_info(name)
+    for argument, value in (("num_outputs", num_outputs), ("in_chans", in_chans)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+    return info.builder(num_outputs=num_outputs, in_chans=in_chans, **kwargs)

@@ -1,0 +1,143 @@
+"""Presets: which runs a training matrix holds, as small JSON data files.
+
+A preset file looks like::
+
+    {
+      "name": "quick",
+      "description": "what it is for and what it costs",
+      "defaults": {"epochs": 3, "batch_size": 64, "max_minutes": 1.0},
+      "runs": [
+        {"arch": "cnn-manual", "variants": ["none", "ffill", "knn", "aug", "masked"]},
+        {"arch": "resnet50", "variant": "none", "epochs": 1, "note": "why this budget"}
+      ]
+    }
+
+``defaults`` and every run entry hold :class:`fkdbench.train.TrainConfig` fields (except
+the ones a caller decides: ``data_dir``, ``runs_dir``, ``force``, ``quiet``). An entry
+names one ``variant`` or a list of ``variants`` (one run each); a run entry's fields win
+over ``defaults``. ``note`` is free text that explains a choice (JSON has no comments).
+
+The files shipped here: ``quick`` (every architecture and every variant on a small
+budget, a smoke test of the whole flow) and ``paper`` (the full matrix, real epochs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PRESETS_DIR = Path(__file__).resolve().parent
+# TrainConfig fields that belong to the caller of a matrix, never to a preset.
+_CALLER_FIELDS = ("data_dir", "runs_dir", "force", "quiet")
+_TOP_LEVEL_KEYS = ("name", "description", "defaults", "runs", "note")
+
+
+class PresetError(ValueError):
+    """A preset is missing or malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A loaded preset: shared defaults and one entry per run (variants expanded)."""
+
+    name: str
+    description: str
+    # TrainConfig fields shared by every run.
+    defaults: dict[str, Any]
+    # One dict per run, each with at least "arch" and "variant"; overrides of ``defaults``.
+    runs: tuple[dict[str, Any], ...]
+    # The file it came from.
+    path: Path
+
+    def archs(self) -> set[str]:
+        return {entry["arch"] for entry in self.runs}
+
+    def variants(self) -> set[str]:
+        return {entry["variant"] for entry in self.runs}
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped with fkdbench."""
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.json"))
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """Load a shipped preset by name (``quick``, ``paper``) or any preset file by path."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        if path.suffix or len(path.parts) > 1:
+            raise PresetError(f"{path}: no such preset file")
+        path = PRESETS_DIR / f"{name_or_path}.json"
+        if not path.is_file():
+            raise PresetError(
+                f"unknown preset {str(name_or_path)!r}; known: {', '.join(list_presets())} "
+                "(or give a path to a preset .json file)"
+            )
+    try:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PresetError(f"{path}: malformed JSON ({error})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
+        raise PresetError(f"{path}: a preset is an object with a 'runs' list")
+    unknown = sorted(set(document) - set(_TOP_LEVEL_KEYS))
+    if unknown:
+        raise PresetError(f"{path}: unknown top-level keys {unknown}; known: {_TOP_LEVEL_KEYS}")
+    defaults = _check_fields(path, "defaults", document.get("defaults", {}))
+    runs: list[dict[str, Any]] = []
+    for number, entry in enumerate(document["runs"], start=1):
+        runs.extend(_expand(path, f"run {number}", entry))
+    if not runs:
+        raise PresetError(f"{path}: the preset lists no runs")
+    return Preset(
+        name=str(document.get("name", path.stem)),
+        description=str(document.get("description", "")),
+        defaults=defaults,
+        runs=tuple(runs),
+        path=path,
+    )
+
+
+def _expand(path: Path, where: str, entry: Any) -> list[dict[str, Any]]:
+    """One entry -> one run per variant, each checked against the registries."""
+    from fkdbench.data.variants import VARIANTS
+    from fkdbench.models import list_models
+
+    if not isinstance(entry, dict):
+        raise PresetError(f"{path}: {where} must be an object, got {type(entry).__name__}")
+    entry = dict(entry)
+    variants = entry.pop("variants", None)
+    if variants is None:
+        variants = [entry.pop("variant", None)]
+    elif "variant" in entry:
+        raise PresetError(f"{path}: {where} names both 'variant' and 'variants'")
+    fields = _check_fields(path, where, entry)
+    arch = fields.get("arch")
+    known_archs = list_models()
+    if arch not in known_archs:
+        raise PresetError(
+            f"{path}: {where}: unknown arch {arch!r}; known: {', '.join(known_archs)}"
+        )
+    expanded = []
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise PresetError(
+                f"{path}: {where}: unknown variant {variant!r}; known: {', '.join(VARIANTS)}"
+            )
+        expanded.append({**fields, "variant": variant})
+    return expanded
+
+
+def _check_fields(path: Path, where: str, fields: Any) -> dict[str, Any]:
+    """Keep TrainConfig fields, drop notes; anything else is an error naming the key."""
+    from fkdbench.train import TrainConfig
+
+    if not isinstance(fields, dict):
+        raise PresetError(f"{path}: {where} must be an object")
+    allowed = {field.name for field in dataclasses.fields(TrainConfig)} - set(_CALLER_FIELDS)
+    unknown = sorted(set(fields) - allowed - {"note"})
+    if unknown:
+        raise PresetError(f"{path}: {where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    return {key: value for key, value in fields.items() if key != "note"}

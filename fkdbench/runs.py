@@ -1,0 +1,166 @@
+"""The run folder: where one training run keeps its results, and how to read them back.
+
+One run (an architecture trained on one data variant, optionally from pretrained
+weights) owns one folder ``<runs_dir>/<run name>/``::
+
+    config.json   everything needed to rebuild the model and repeat the run
+    model.pt      the best epoch's weights: a plain state dict (``weights_only`` safe)
+    history.csv   one row per epoch and phase
+    metrics.json  the test scores; its presence marks the run finished
+    last.pt       resume state, written after every epoch while the run is unfinished
+
+Checkpoints are self-describing in the nanoGPT sense, split across two files:
+``config.json`` says what to build, ``model.pt`` holds the weights, and
+:func:`load_model` needs nothing else, so ``export`` and ``bench`` depend only on this
+module. Every file is written atomically (:mod:`fkdbench.io`), so a reader never sees
+half of one, and every checkpoint is read with ``torch.load(weights_only=True)``: a
+``.pt`` file is never unpickled as arbitrary Python.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fkdbench.io import atomic_path
+
+# Bumped whenever the layout or the fields of the run files change.
+RUN_FORMAT_VERSION = 1
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.pt"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+RESUME_FILE = "last.pt"
+
+# How a model's weights started: random init, or a pretrained backbone kept fixed / trained.
+WEIGHTS_MODES = ("scratch", "frozen", "finetuned")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or run file is missing or unreadable; the message names the file."""
+
+
+def run_name(arch: str, variant: str, weights_mode: str = "scratch") -> str:
+    """``<arch>--<variant>``, plus ``--frozen`` / ``--finetuned`` for pretrained weights.
+
+    Scratch runs carry no suffix so that the architectures without a backbone (whose
+    runs are always from scratch) keep the short name the design names them by.
+    """
+    if weights_mode not in WEIGHTS_MODES:
+        raise ValueError(
+            f"unknown weights mode {weights_mode!r}; known: {', '.join(WEIGHTS_MODES)}"
+        )
+    name = f"{arch}--{variant}"
+    return name if weights_mode == "scratch" else f"{name}--{weights_mode}"
+
+
+def run_dir(runs_dir: Path, arch: str, variant: str, weights_mode: str = "scratch") -> Path:
+    """The folder of one run under ``runs_dir``."""
+    return Path(runs_dir) / run_name(arch, variant, weights_mode)
+
+
+def is_finished(folder: Path) -> bool:
+    """A run is finished when its metrics, weights and config are all there."""
+    folder = Path(folder)
+    return all((folder / name).is_file() for name in (METRICS_FILE, MODEL_FILE, CONFIG_FILE))
+
+
+def finished_runs(runs_dir: Path) -> list[Path]:
+    """The finished run folders under ``runs_dir``, sorted by name."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(folder for folder in runs_dir.iterdir() if is_finished(folder))
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (tensors and plain Python only) atomically with ``torch.save``."""
+    with atomic_path(Path(path)) as temporary:
+        torch.save(payload, temporary)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` on the CPU.
+
+    Only ``weights_only=True`` loading is used: tensors, containers and plain values
+    come back, anything else is refused. A missing, truncated or foreign file raises
+    :class:`CheckpointError` with one line naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch.load fails with many types on bad bytes
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
+    return payload
+
+
+def _first_line(error: BaseException, limit: int = 120) -> str:
+    """The head of an exception's message, for one-line errors (torch's run to pages)."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read one of the run's JSON files; missing or malformed raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: malformed JSON ({error})") from None
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """The run's ``config.json``."""
+    return read_json(Path(folder) / CONFIG_FILE)
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    """The run's ``metrics.json`` (present only once the run is finished)."""
+    return read_json(Path(folder) / METRICS_FILE)
+
+
+def build_model(model_config: dict[str, Any]) -> nn.Module:
+    """An untrained model from the ``model`` section of ``config.json``."""
+    # Imported here so that reading run folders does not need the model zoo loaded.
+    from fkdbench.models import create_model
+
+    return create_model(
+        model_config["arch"],
+        num_outputs=model_config["num_outputs"],
+        in_chans=model_config["in_chans"],
+        **model_config.get("kwargs", {}),
+    )
+
+
+def load_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from ``config.json`` + ``model.pt``; returns it in eval mode.
+
+    Returns ``(model, config)`` where ``config`` is the whole ``config.json``.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    if "model" not in config:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: no 'model' section")
+    model = build_model(config["model"])
+    weights_path = folder / MODEL_FILE
+    state_dict = load_checkpoint(weights_path)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{weights_path}: does not fit {config['model']['arch']} ({_first_line(error)})"
+        ) from None
+    model.eval()
+    return model, config
