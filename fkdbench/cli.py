@@ -129,5 +129,169 @@ def prepare(
         typer.echo(f"preview: {result.preview}")
 
 
+@app.command()
+def train(
+    arch: Annotated[
+        str | None, typer.Argument(help="Architecture (see `fkdbench models`); omit with --all.")
+    ] = None,
+    variant: Annotated[
+        str, typer.Option(help="Data variant: none | ffill | knn | aug | masked.")
+    ] = "none",
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Train every run of --preset; finished runs skip.")
+    ] = False,
+    preset: Annotated[
+        str, typer.Option(help="With --all: quick | paper, or a preset JSON file.")
+    ] = "quick",
+    data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data/synthetic"),
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    epochs: Annotated[int | None, typer.Option(help="Most epochs [30; preset's].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size [64].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [1e-3].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed [0].")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Wall-clock cap per run, minutes.")
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="Early stopping: epochs without improvement [10].")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Local pretrained backbone weights (.pth/.safetensors, timm keys)."),
+    ] = None,
+    weights_mode: Annotated[
+        str, typer.Option(help="With --weights: frozen (head only) | finetuned (all layers).")
+    ] = "finetuned",
+    spec: Annotated[
+        Path | None, typer.Option(help="cnn-tuned: the architecture spec JSON file.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads [torch's].")] = None,
+    force: Annotated[bool, typer.Option(help="Retrain finished runs; drop resume state.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train one architecture on one data variant, or a whole preset with --all."""
+    from fkdbench.train import TrainConfig, train_matrix, train_run
+
+    # Only options the user set override the preset's (or the config's) defaults.
+    overrides = {
+        key: value
+        for key, value in dict(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            max_minutes=max_minutes,
+            patience=patience,
+        ).items()
+        if value is not None
+    }
+    if spec is not None:
+        overrides["model_kwargs"] = {"spec": str(spec)}
+    with _user_errors():
+        if all_runs:
+            if arch is not None:
+                raise ValueError("give either ARCH or --all, not both")
+            results = train_matrix(
+                preset,
+                data_dir=data,
+                runs_dir=runs_dir,
+                force=force,
+                quiet=quiet,
+                device=device,
+                num_threads=threads,
+                **overrides,
+            )
+        else:
+            if arch is None:
+                raise ValueError("name an architecture (e.g. cnn-manual) or use --all")
+            config = TrainConfig(
+                arch=arch,
+                variant=variant,
+                data_dir=data,
+                runs_dir=runs_dir,
+                weights=weights,
+                weights_mode=weights_mode,
+                device=device,
+                num_threads=threads,
+                force=force,
+                quiet=quiet,
+                **overrides,
+            )
+            results = [train_run(config)]
+    _report_runs(results)
+
+
+@app.command()
+def models() -> None:
+    """List the registered architectures with their parameter counts."""
+    from fkdbench.models import count_parameters, create_model, get_arch_info, list_models
+
+    for name in list_models():
+        info = get_arch_info(name)
+        counts = count_parameters(create_model(name))
+        typer.echo(
+            f"{name:14s} {counts.pytorch:>12,d} params ({counts.keras:,d} Keras)  "
+            f"{info.description}"
+        )
+
+
+@app.command()
+def reproduce(
+    preset: Annotated[str, typer.Option(help="quick | paper, or a preset JSON file.")] = "quick",
+    data_root: Annotated[Path, typer.Option(help="Where data sets live.")] = Path("data"),
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data set.")] = 0,
+    n_train: Annotated[int, typer.Option(help="Synthetic labelled rows.")] = 7049,
+    n_test: Annotated[int, typer.Option(help="Synthetic unlabelled rows.")] = 1783,
+    force: Annotated[bool, typer.Option(help="Retrain finished runs.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the whole flow on the synthetic default: prepare, then train --all."""
+    from fkdbench.reproduce import reproduce as run_reproduce
+
+    with _user_errors():
+        result = run_reproduce(
+            preset=preset,
+            data_root=data_root,
+            runs_dir=runs_dir,
+            seed=seed,
+            n_train=n_train,
+            n_test=n_test,
+            force=force,
+            quiet=quiet,
+        )
+    typer.echo(
+        f"reproduce --preset {preset}: {len(result.runs)} runs in "
+        f"{result.seconds / 60:.1f} min (data: {result.data_dir})"
+    )
+    _report_runs(result.runs)
+
+
+def _report_runs(results: list) -> None:
+    """One line per run; exit 1 when any run failed (the others are kept)."""
+    for result in results:
+        metrics = result.metrics or {}
+        if result.status == "failed":
+            typer.echo(f"{result.run_name}: failed: {result.error}")
+            continue
+        typer.echo(
+            f"{result.run_name}: {result.status}; test RMSE "
+            f"{_pixels(metrics.get('test_rmse'))} (mean shape "
+            f"{_pixels(metrics.get('mean_shape_rmse'))}), NME "
+            f"{_fraction(metrics.get('test_nme'))}"
+        )
+    if any(result.status == "failed" for result in results):
+        raise typer.Exit(1)
+
+
+def _pixels(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} px"
+
+
+def _fraction(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def main() -> None:
     app()

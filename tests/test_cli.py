@@ -81,3 +81,114 @@ def test_prepare_kaggle_needs_path(tmp_path: Path) -> None:
     result = runner.invoke(app, ["prepare", "--source", "kaggle", "--data-root", str(tmp_path)])
     assert result.exit_code == 1
     assert "--path" in result.output
+
+
+TINY_PRESET = {
+    "name": "tiny",
+    "description": "two short runs for the end-to-end test",
+    "defaults": {
+        "epochs": 1,
+        "batch_size": 8,
+        "lr": 0.001,
+        "patience": None,
+        "max_train_rows": 32,
+        "augment_copies": 1,
+        "ae_pretrain_epochs": 1,
+    },
+    "runs": [{"arch": "cnn-manual", "variants": ["none", "masked"]}],
+}
+
+
+def _write_preset(path: Path) -> Path:
+    import json
+
+    path.write_text(json.dumps(TINY_PRESET))
+    return path
+
+
+def test_train_one_run_then_skip(tiny_dataset: Path, tmp_path: Path) -> None:
+    arguments = [
+        "train",
+        "cnn-manual",
+        "--variant",
+        "none",
+        "--data",
+        str(tiny_dataset),
+        "--runs-dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
+    first = runner.invoke(app, arguments)
+    assert first.exit_code == 0, first.output
+    assert "cnn-manual--none: finished; test RMSE" in first.output
+    assert (tmp_path / "cnn-manual--none" / "metrics.json").is_file()
+    again = runner.invoke(app, arguments)
+    assert "cnn-manual--none: skipped" in again.output
+
+
+def test_train_unknown_arch_is_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "no-such-net",
+            "--data",
+            str(tiny_dataset),
+            "--runs-dir",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "unknown architecture 'no-such-net'; known:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_train_missing_data_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--all",
+            "--data",
+            str(tmp_path / "nothing"),
+            "--runs-dir",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "manifest.json: no manifest" in result.output
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end(tmp_path: Path) -> None:
+    """The whole flow as a user runs it, on tiny data: prepare, then train every run."""
+    preset = _write_preset(tmp_path / "tiny.json")
+    arguments = [
+        "reproduce",
+        "--preset",
+        str(preset),
+        "--data-root",
+        str(tmp_path / "data"),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--n-train",
+        "60",
+        "--n-test",
+        "6",
+        "--quiet",
+    ]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "2 runs" in result.output
+    for run in ("cnn-manual--none", "cnn-manual--masked"):
+        assert (tmp_path / "runs" / run / "metrics.json").is_file()
+        assert f"{run}: finished" in result.output
+    # Resumable: a second call reuses the data and skips the finished runs.
+    again = runner.invoke(app, arguments)
+    assert again.exit_code == 0 and again.output.count(": skipped") == 2

@@ -390,3 +390,14 @@ def test_freeze_backbone_leaves_only_the_head_trainable() -> None:
     assert trainable and all(name.startswith("head.") for name in trainable)
     counts = count_parameters(model)
     assert counts.trainable == 1280 * 30 + 30 < counts.pytorch
+
+
+def test_start_at_shape_makes_the_untrained_model_answer_the_mean_shape() -> None:
+    model = create_model("cnn-manual", num_outputs=30, in_chans=1).eval()
+    images = torch.rand(4, 1, 96, 96)
+    target = torch.linspace(-0.5, 0.5, 30)
+    before = (model(images) - target).abs().mean()
+    model.start_at_shape(target)
+    after = (model(images) - target).abs().mean()
+    assert after < 0.2 * before
+    assert after < 0.05

@@ -320,8 +320,10 @@ def test_validation_rmse_falls_when_there_is_something_to_learn(tmp_path: Path) 
     config = tiny_config(data, tmp_path / "runs", epochs=8, batch_size=16, lr=1e-2, patience=None)
     result = train_run(config)
     val_rmse = [float(row["val_rmse"]) for row in read_history(result.run_dir)]
-    assert min(val_rmse[-2:]) < 0.6 * val_rmse[0], val_rmse
-    assert result.metrics["test_rmse"] < result.metrics["mean_shape_rmse"]
+    # Training starts at the mean shape (start_at_shape), so learning shows as a clear
+    # margin under the mean-shape baseline, on validation and on test.
+    assert min(val_rmse) < 0.8 * val_rmse[0], val_rmse
+    assert result.metrics["test_rmse"] < 0.8 * result.metrics["mean_shape_rmse"], result.metrics
 
 
 def test_time_limit_stops_inside_an_epoch(data_dir: Path, tmp_path: Path) -> None:
@@ -406,9 +408,8 @@ def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
     assert quick.variants() == set(VARIANTS) == paper.variants()
     pairs = {(entry["arch"], entry["variant"]) for entry in paper.runs}
     assert pairs == {(arch, variant) for arch in list_models() for variant in VARIANTS}
-    # A per-run cap keeps quick quick; smoke runs use a subset of the rows.
+    # A per-run cap keeps quick quick.
     assert all(config.max_minutes for config in train.preset_configs(quick, tmp_path, tmp_path))
-    assert quick.defaults["max_train_rows"] and quick.defaults["max_eval_rows"]
 
 
 def test_bad_presets_name_the_file(tmp_path: Path) -> None:

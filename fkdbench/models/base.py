@@ -115,6 +115,18 @@ class KeypointModel(nn.Module):
             )
         return self.head(self.backbone(self.standardise(images)))
 
+    @torch.no_grad()
+    def start_at_shape(self, mean_coords: Tensor, weight_scale: float = 0.1) -> None:
+        """Make the untrained model answer (about) ``mean_coords``, normalised (2K,).
+
+        The output layer's bias becomes the mean shape and its weights shrink, so training
+        starts from the mean-shape predictor instead of a random face; big backbones trained
+        briefly then land near the baseline rather than far worse than it.
+        """
+        output = [module for module in self.head.modules() if isinstance(module, nn.Linear)][-1]
+        output.bias.copy_(mean_coords.to(output.bias))
+        output.weight.mul_(weight_scale)
+
 
 def build_head(
     in_features: int,
