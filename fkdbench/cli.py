@@ -155,6 +155,9 @@ def train(
     patience: Annotated[
         int | None, typer.Option(help="Early stopping: epochs without improvement [10].")
     ] = None,
+    ae_pretrain_epochs: Annotated[
+        int | None, typer.Option(help="ae-cnn: reconstruction epochs before keypoints [10].")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     weights: Annotated[
         Path | None,
@@ -183,6 +186,7 @@ def train(
             seed=seed,
             max_minutes=max_minutes,
             patience=patience,
+            ae_pretrain_epochs=ae_pretrain_epochs,
         ).items()
         if value is not None
     }
