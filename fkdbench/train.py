@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import inspect
 import io
 import json
@@ -57,7 +56,7 @@ from fkdbench.data.augment import AugmentConfig, augment_batch
 from fkdbench.data.schemes import get_scheme
 from fkdbench.data.splits import MANIFEST_NAME, SplitArrays, load_split, read_manifest
 from fkdbench.data.variants import VARIANTS, make_variant
-from fkdbench.io import write_json_atomic, write_text_atomic
+from fkdbench.io import sha256_file, write_json_atomic, write_text_atomic
 from fkdbench.metrics import (
     mean_shape,
     mean_shape_rmse,
@@ -752,7 +751,7 @@ def _load_weights(
         freeze_backbone(model)
     return {
         "path": str(path),
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "load_report": _plain(dataclasses.asdict(report))
         if dataclasses.is_dataclass(report)
         else str(report),
@@ -775,7 +774,7 @@ def _settings_fingerprint(
     settings["weights"] = weights_record["sha256"] if weights_record else None
     settings["model_kwargs"] = json.dumps(model_kwargs, sort_keys=True)
     settings["weights_mode"] = weights_mode
-    settings["manifest_sha256"] = _sha256(Path(data_dir) / MANIFEST_NAME)
+    settings["manifest_sha256"] = sha256_file(Path(data_dir) / MANIFEST_NAME)
     return settings
 
 
@@ -1027,14 +1026,6 @@ def _failed(config: TrainConfig, error: Exception, started: float) -> RunResult:
         error=f"{type(error).__name__}: {message}",
         seconds=time.monotonic() - started,
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _finite_or_none(value: float | None) -> float | None:

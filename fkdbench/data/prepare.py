@@ -16,7 +16,6 @@ complete: an error or Ctrl-C leaves what was there before untouched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from fkdbench.data.splits import (
     save_split,
     split_path,
 )
-from fkdbench.io import atomic_directory, write_json_atomic
+from fkdbench.io import atomic_directory, sha256_file, write_json_atomic
 from fkdbench.metrics import mean_shape_rmse
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import environment_record
@@ -118,14 +117,6 @@ class PrepareResult:
     skipped_existing: bool = False
     bad_rows: list[kaggle.BadRow] = field(default_factory=list)
     preview: Path | None = None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _validate(options: PrepareOptions) -> None:
@@ -243,7 +234,7 @@ def prepare(options: PrepareOptions) -> PrepareResult:
         for split, rows in indices.items():
             arrays = SplitArrays(table.images[rows], table.keypoints[rows], table.row_ids[rows])
             save_split(split_path(staging, split), arrays)
-            split_files[f"{split}.npz"] = _sha256(split_path(staging, split))
+            split_files[f"{split}.npz"] = sha256_file(split_path(staging, split))
             split_counts[split] = {
                 "rows": len(rows),
                 "complete_rows": int((~np.isnan(arrays.keypoints).any(axis=(1, 2))).sum()),
@@ -255,7 +246,7 @@ def prepare(options: PrepareOptions) -> PrepareResult:
         raw_files = {}
         if options.source == "synthetic":
             for raw in sorted((staging / "raw").iterdir()):
-                raw_files[raw.name] = _sha256(raw)
+                raw_files[raw.name] = sha256_file(raw)
         else:
             for candidate in (
                 sorted(Path(options.path).glob("*"))
@@ -263,7 +254,7 @@ def prepare(options: PrepareOptions) -> PrepareResult:
                 else [Path(options.path)]
             ):
                 if candidate.suffix in (".csv", ".zip") and candidate.is_file():
-                    raw_files[candidate.name] = _sha256(candidate)
+                    raw_files[candidate.name] = sha256_file(candidate)
 
         train_keypoints = table.keypoints[indices["train"]]
         test_keypoints = table.keypoints[indices["test"]]
