@@ -20,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts use [brackets] for defaults; rich markup would swallow them.
+    rich_markup_mode=None,
 )
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
@@ -144,7 +146,7 @@ def train(
         str, typer.Option(help="With --all: quick | paper, or a preset JSON file.")
     ] = "quick",
     data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data/synthetic"),
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    runs_dir: RunsDirOption = Path("runs"),
     epochs: Annotated[int | None, typer.Option(help="Most epochs [30; preset's].")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size [64].")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate [1e-3].")] = None,
@@ -238,6 +240,144 @@ def models() -> None:
             f"{name:14s} {counts.pytorch:>12,d} params ({counts.keras:,d} Keras)  "
             f"{info.description}"
         )
+
+
+RunsOption = Annotated[
+    list[str] | None,
+    typer.Argument(help="Run names (folders under --runs-dir) or run folders; or use --all."),
+]
+RunsDirOption = Annotated[Path, typer.Option(help="Where run folders live.")]
+DataOverrideOption = Annotated[
+    Path | None,
+    typer.Option("--data", help="Prepared data folder to score/time on [each run's own]."),
+]
+
+
+@app.command()
+def export(
+    run_names: RunsOption = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Every finished run.")] = False,
+    runs_dir: RunsDirOption = Path("runs"),
+    data: DataOverrideOption = None,
+    exporter: Annotated[
+        str, typer.Option(help="auto (dynamo, then TorchScript) | dynamo | torchscript.")
+    ] = "auto",
+    int8: Annotated[
+        bool, typer.Option(help="Also write model.int8.onnx (static QDQ quantization).")
+    ] = True,
+    int8_activations: Annotated[
+        str, typer.Option(help="INT8 activation type: int8 (signed) | uint8.")
+    ] = "int8",
+    force: Annotated[bool, typer.Option(help="Export again even if up to date.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Export runs to ONNX (checked against PyTorch) and INT8 ONNX, scoring both."""
+    from fkdbench.bench import bench_targets
+    from fkdbench.export import export_all
+
+    with _user_errors():
+        if all_runs:
+            from fkdbench.runs import finished_runs
+
+            folders = finished_runs(runs_dir)
+            if not folders:
+                raise ValueError(f"{runs_dir}: no finished runs to export")
+        else:
+            folders = bench_targets(runs_dir, run_names or [])
+        records = export_all(
+            folders,
+            data_dir=data,
+            exporter=exporter,
+            int8=int8,
+            int8_activations=int8_activations,
+            force=force,
+            quiet=quiet,
+        )
+    for record in records:
+        scores = (
+            f"test RMSE torch {_pixels(record.test_rmse_torch)}, onnx "
+            f"{_pixels(record.test_rmse_onnx)}, int8 {_pixels(record.test_rmse_int8)}"
+            if record.trained
+            else "untrained"
+        )
+        typer.echo(
+            f"{record.run_name}: {record.exporter} exporter, parity "
+            f"{record.parity_max_abs_diff_pixels:.1e} px; {scores}"
+        )
+
+
+@app.command()
+def bench(
+    run_names: RunsOption = None,
+    all_models: Annotated[
+        bool,
+        typer.Option("--all", help="Every finished run, plus every other architecture untrained."),
+    ] = False,
+    runs_dir: RunsDirOption = Path("runs"),
+    data: DataOverrideOption = None,
+    backend: Annotated[
+        list[str] | None,
+        typer.Option(help="torch | onnxruntime | onnxruntime-int8; repeat for several [all]."),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for every backend [this machine's cores].")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per call when timing.")] = 32,
+    repeats: Annotated[int, typer.Option(help="Timed passes over the test split.")] = 5,
+    warmup: Annotated[int, typer.Option(help="Untimed passes first.")] = 1,
+    latency_samples: Annotated[int, typer.Option(help="Batch-1 calls timed.")] = 200,
+    results: Annotated[Path, typer.Option(help="JSON-lines file records are appended to.")] = Path(
+        "results/bench.jsonl"
+    ),
+    skip_existing: Annotated[
+        bool, typer.Option(help="Skip run/backend pairs already in --results (same settings).")
+    ] = False,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Regression gate: compare with this baseline file.")
+    ] = None,
+    tolerance: Annotated[float, typer.Option(help="Gate: allowed slow-down, 0.25 = 25%.")] = 0.25,
+    save_baseline: Annotated[
+        Path | None, typer.Option(help="Write this run's times as a baseline file.")
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Time models on CPU (seconds per 100 images, batch-1 latency) on every backend."""
+    from fkdbench import bench as benchmark
+
+    with _user_errors():
+        options = benchmark.BenchOptions(
+            backends=tuple(backend) if backend else benchmark.BACKENDS,
+            threads=threads,
+            batch_size=batch_size,
+            warmup_passes=warmup,
+            repeats=repeats,
+            latency_samples=latency_samples,
+            data_dir=data,
+            results=results,
+            skip_existing=skip_existing,
+            quiet=quiet,
+        )
+        if baseline is not None:
+            baseline_data = benchmark.load_baseline(baseline)  # fail before timing anything
+        folders = benchmark.bench_targets(runs_dir, run_names or [], all_models, data)
+        records, _ = benchmark.bench(folders, options)
+        if save_baseline is not None:
+            benchmark.write_baseline_file(records, save_baseline)
+        gate = None
+        if baseline is not None:
+            gate = benchmark.check_baseline(
+                [benchmark.asdict(record) for record in records], baseline_data, tolerance
+            )
+    if records:
+        typer.echo(benchmark.summary_table(records).to_markdown(index=False, floatfmt=".4g"))
+    typer.echo(f"{len(records)} record(s) appended to {results}")
+    if save_baseline is not None:
+        typer.echo(f"baseline written to {save_baseline}")
+    if gate is not None:
+        for line in benchmark.gate_report(gate):
+            typer.echo(line)
+        if not gate.passed:
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -66,6 +66,14 @@ def git_commit(repository: Path | None = None) -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask): every backend's default threads."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @functools.cache
 def cpu_description() -> dict[str, object]:
     """CPU model, core count and the vector features that decide INT8 speed."""
@@ -84,6 +92,7 @@ def cpu_description() -> dict[str, object]:
     return {
         "cpu_model": model,
         "cpu_cores": os.cpu_count() or 1,
+        "cpu_cores_available": available_cores(),
         "cpu_features": [flag for flag in _CPU_FLAGS_OF_INTEREST if flag in flags],
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",

@@ -19,6 +19,7 @@ half of one, and every checkpoint is read with ``torch.load(weights_only=True)``
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fkdbench.io import atomic_path
+from fkdbench.data.schemes import KeypointScheme
+from fkdbench.io import atomic_path, plain
 
 # Bumped whenever the layout or the fields of the run files change.
 RUN_FORMAT_VERSION = 1
@@ -97,13 +99,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch.load fails with many types on bad bytes
-        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
     return payload
 
 
-def _first_line(error: BaseException, limit: int = 120) -> str:
+def first_line(error: BaseException, limit: int = 120) -> str:
     """The head of an exception's message, for one-line errors (torch's run to pages)."""
     text = str(error).strip()
     line = text.splitlines()[0] if text else type(error).__name__
@@ -129,6 +131,50 @@ def read_config(folder: Path) -> dict[str, Any]:
 def read_metrics(folder: Path) -> dict[str, Any]:
     """The run's ``metrics.json`` (present only once the run is finished)."""
     return read_json(Path(folder) / METRICS_FILE)
+
+
+def resolve_model_kwargs(
+    model_kwargs: dict[str, Any], arch: str, image_size: int
+) -> dict[str, Any]:
+    """The ``create_model`` keyword arguments, complete enough that config.json alone
+    rebuilds the model: a CNN spec (a file, a dict, or the shipped default) is stored as a
+    dict, and architectures whose head flattens a fixed-size map get the data's image size.
+    """
+    from fkdbench.models import get_arch_info
+    from fkdbench.models.cnn import resolve_spec
+
+    resolved = dict(model_kwargs)
+    accepted = inspect.signature(get_arch_info(arch).builder).parameters
+    if "input_size" in accepted:
+        resolved.setdefault("input_size", image_size)
+    if "spec" in accepted:
+        # Inlined so that editing the spec file (or the default) later cannot change what
+        # this run's model.pt belongs to.
+        resolved["spec"] = resolve_spec(resolved.get("spec")).to_dict()
+    return plain(resolved)
+
+
+def model_record(
+    arch: str, scheme: KeypointScheme, image_size: int, model_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``model`` section of ``config.json``: what :func:`build_model` needs, and the
+    input and output conventions a reader of the exported model needs."""
+    from fkdbench.models import get_arch_info
+
+    arch_info = get_arch_info(arch)
+    return {
+        "arch": arch,
+        "num_outputs": scheme.num_outputs,
+        "in_chans": 1,
+        "input_size": image_size,
+        "scheme": scheme.name,
+        "keypoints": list(scheme.keypoints),
+        "kwargs": model_kwargs,
+        "has_backbone": bool(arch_info.has_backbone),
+        "pretrain": arch_info.pretrain,
+        "input": "float (N, 1, H, W), gray values / 255",
+        "output": "(N, 2K) normalised x0, y0, x1, y1, ...: (pixel - (size-1)/2) / (size/2)",
+    }
 
 
 def build_model(model_config: dict[str, Any]) -> nn.Module:
@@ -160,7 +206,64 @@ def load_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
         model.load_state_dict(state_dict)
     except RuntimeError as error:
         raise CheckpointError(
-            f"{weights_path}: does not fit {config['model']['arch']} ({_first_line(error)})"
+            f"{weights_path}: does not fit {config['model']['arch']} ({first_line(error)})"
         ) from None
     model.eval()
     return model, config
+
+
+UNTRAINED = "untrained"
+
+
+def untrained_run_name(arch: str) -> str:
+    """``<arch>--untrained``: the folder an architecture is timed in before any training."""
+    return f"{arch}--{UNTRAINED}"
+
+
+def create_untrained_run(runs_dir: Path, arch: str, data_dir: Path, seed: int = 0) -> Path:
+    """A run folder holding ``arch`` at its seeded random initialisation, for timing.
+
+    Latency does not depend on the weights' values, so ``bench`` times architectures that
+    have no trained run from one of these. It has ``config.json`` and ``model.pt`` but never
+    ``metrics.json``, so it is never mistaken for a finished run. Reused while its model
+    section is unchanged.
+    """
+    from fkdbench.data.schemes import get_scheme
+    from fkdbench.data.splits import read_manifest
+    from fkdbench.io import write_json_atomic
+    from fkdbench.provenance import environment_record
+
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    image_size = int(manifest["image_size"])
+    scheme = get_scheme(manifest.get("scheme", "kaggle15"))
+    model = model_record(arch, scheme, image_size, resolve_model_kwargs({}, arch, image_size))
+    folder = Path(runs_dir) / untrained_run_name(arch)
+    if (folder / MODEL_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+        existing = read_config(folder)
+        if existing.get("model") == model and existing.get("seed") == seed:
+            return folder
+    torch.manual_seed(seed)
+    network = build_model(model).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    # Weights first, config last: a folder with a config always has its weights.
+    (folder / CONFIG_FILE).unlink(missing_ok=True)
+    save_checkpoint(folder / MODEL_FILE, network.state_dict())
+    write_json_atomic(
+        folder / CONFIG_FILE,
+        {
+            "format_version": RUN_FORMAT_VERSION,
+            "run_name": untrained_run_name(arch),
+            "trained": False,
+            "weights_mode": "scratch",
+            "seed": seed,
+            "model": model,
+            "data": {
+                "data_dir": str(data_dir),
+                "image_size": image_size,
+                "scheme": scheme.name,
+            },
+            "environment": environment_record(),
+        },
+    )
+    return folder

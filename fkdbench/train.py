@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import io
 import json
 import math
@@ -56,7 +55,7 @@ from fkdbench.data.augment import AugmentConfig, augment_batch
 from fkdbench.data.schemes import get_scheme
 from fkdbench.data.splits import MANIFEST_NAME, SplitArrays, load_split, read_manifest
 from fkdbench.data.variants import VARIANTS, make_variant
-from fkdbench.io import sha256_file, write_json_atomic, write_text_atomic
+from fkdbench.io import plain, sha256_file, write_json_atomic, write_text_atomic
 from fkdbench.metrics import (
     mean_shape,
     mean_shape_rmse,
@@ -76,7 +75,6 @@ from fkdbench.models import (
     load_backbone_weights,
     normalise_keypoints,
 )
-from fkdbench.models.cnn import resolve_spec
 from fkdbench.presets import Preset, load_preset
 from fkdbench.progress import console, make_progress, say
 from fkdbench.provenance import environment_record
@@ -302,7 +300,7 @@ def train_run(
     flip_permutation = torch.as_tensor(scheme.flip_permutation(), dtype=torch.long)
 
     # -- model, optional pretrained backbone ----------------------------------------------
-    model_kwargs = _resolve_model_kwargs(config.model_kwargs, arch_info, image_size)
+    model_kwargs = runs.resolve_model_kwargs(config.model_kwargs, config.arch, image_size)
     model = create_model(config.arch, num_outputs=scheme.num_outputs, in_chans=1, **model_kwargs)
     weights_record = _load_weights(model, config, weights_mode, name)
     # Start from the mean shape of the training labels (a resume overwrites this anyway).
@@ -320,20 +318,8 @@ def train_run(
         "format_version": runs.RUN_FORMAT_VERSION,
         "run_name": name,
         "weights_mode": weights_mode,
-        "model": {
-            "arch": config.arch,
-            "num_outputs": scheme.num_outputs,
-            "in_chans": 1,
-            "input_size": image_size,
-            "scheme": scheme.name,
-            "keypoints": list(scheme.keypoints),
-            "kwargs": model_kwargs,
-            "has_backbone": bool(arch_info.has_backbone),
-            "pretrain": arch_info.pretrain,
-            "input": "float (N, 1, H, W), gray values / 255",
-            "output": "(N, 2K) normalised x0, y0, x1, y1, ...: (pixel - (size-1)/2) / (size/2)",
-        },
-        "train": _plain(dataclasses.asdict(config)),
+        "model": runs.model_record(config.arch, scheme, image_size, model_kwargs),
+        "train": plain(dataclasses.asdict(config)),
         "weights": weights_record,
         "data": {
             "data_dir": str(config.data_dir),
@@ -348,9 +334,9 @@ def train_run(
                 "val_used": len(val_split),
                 "test_used": len(test_split),
             },
-            "variant_summary": _plain(variant.summary),
+            "variant_summary": plain(variant.summary),
             "online_augmentation": variant.online_augmentation,
-            "augment": _plain(dataclasses.asdict(augment_config)),
+            "augment": plain(dataclasses.asdict(augment_config)),
         },
         "optimisation": {
             "loss": "masked MSE on normalised coordinates (labelled coordinates only)",
@@ -721,24 +707,6 @@ def _row_subset(rows: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
 
 
-def _resolve_model_kwargs(
-    model_kwargs: dict[str, Any], arch_info: ArchInfo, image_size: int
-) -> dict[str, Any]:
-    """The ``create_model`` keyword arguments, complete enough that config.json alone
-    rebuilds the model: a CNN spec (a file, a dict, or the shipped default) is stored as a
-    dict, and architectures whose head flattens a fixed-size map get the data's image size.
-    """
-    resolved = dict(model_kwargs)
-    accepted = inspect.signature(arch_info.builder).parameters
-    if "input_size" in accepted:
-        resolved.setdefault("input_size", image_size)
-    if "spec" in accepted:
-        # Inlined so that editing the spec file (or the default) later cannot change what
-        # this run's model.pt belongs to.
-        resolved["spec"] = resolve_spec(resolved.get("spec")).to_dict()
-    return _plain(resolved)
-
-
 def _load_weights(
     model: nn.Module, config: TrainConfig, weights_mode: str, name: str
 ) -> dict[str, Any] | None:
@@ -752,7 +720,7 @@ def _load_weights(
     return {
         "path": str(path),
         "sha256": sha256_file(path),
-        "load_report": _plain(dataclasses.asdict(report))
+        "load_report": plain(dataclasses.asdict(report))
         if dataclasses.is_dataclass(report)
         else str(report),
     }
@@ -768,7 +736,7 @@ def _settings_fingerprint(
     """The settings a resumed run must share with the interrupted one (plain Python)."""
     settings = {
         key: value
-        for key, value in _plain(dataclasses.asdict(config)).items()
+        for key, value in plain(dataclasses.asdict(config)).items()
         if key not in _SETTINGS_FREE_TO_CHANGE
     }
     settings["weights"] = weights_record["sha256"] if weights_record else None
@@ -1035,16 +1003,3 @@ def _finite_or_none(value: float | None) -> float | None:
 
 def _pixels(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f} px"
-
-
-def _plain(value: Any) -> Any:
-    """JSON- and weights_only-safe copy: Paths to str, tuples to lists, numpy to Python."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -1,0 +1,483 @@
+"""``fkdbench export``: a run's model as ONNX (FP32) and as statically quantized INT8 ONNX.
+
+The exported graph is the deployable model, so it carries its own conventions:
+
+- input ``image``: float32 ``(N, C, H, W)``, gray values in [0, 1], any batch size;
+- output ``keypoints``: float32 ``(N, K, 2)``, (x, y) in the input image's pixels.
+
+Export is trusted only after a parity check: ONNX Runtime and PyTorch must agree within
+:data:`PARITY_TOLERANCE_PIXELS` on real test images. PyTorch's dynamo exporter is tried
+first (the default of recent PyTorch) and the TorchScript exporter is the fallback; the
+parity check decides which graph is kept, and ``export.json`` says which one was.
+
+INT8 follows ONNX Runtime's recommended recipe: ``quant_pre_process`` (shape inference and
+graph clean-up), then static quantization in QDQ format with signed 8-bit weights (per
+output channel) and activations, calibrated on training images. Its test RMSE is measured
+on the whole test split beside the FP32 graph's, so the accuracy it costs is on record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fkdbench import runs
+from fkdbench.data.schemes import get_scheme
+from fkdbench.data.splits import SplitArrays, load_split, read_manifest
+from fkdbench.io import atomic_path, plain, sha256_file, write_json_atomic
+from fkdbench.metrics import normalised_mean_error, rmse
+from fkdbench.models.base import denormalise_keypoints
+from fkdbench.progress import make_progress, say
+from fkdbench.provenance import available_cores, environment_record
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+EXPORT_RECORD_FILE = "export.json"
+INPUT_NAME = "image"
+OUTPUT_NAME = "keypoints"
+# The dynamo exporter emits opset 18 natively; 17 is the floor the design asks for.
+OPSET = 18
+PARITY_IMAGES = 32
+PARITY_TOLERANCE_PIXELS = 1e-3
+CALIBRATION_IMAGES = 256
+EXPORTERS = ("auto", "dynamo", "torchscript")
+# Batch of the predictions used for RMSE (not for timing: bench owns timing).
+SCORING_BATCH = 128
+
+
+class ExportError(ValueError):
+    """An export that cannot be made or trusted; the message names the run or file."""
+
+
+class PixelKeypoints(nn.Module):
+    """A :class:`~fkdbench.models.base.KeypointModel` that answers in pixels, (N, K, 2)."""
+
+    def __init__(self, model: nn.Module, image_size: int) -> None:
+        super().__init__()
+        self.model = model
+        self.image_size = image_size
+
+    def forward(self, image: Tensor) -> Tensor:
+        coords = self.model(image)
+        return denormalise_keypoints(coords, self.image_size).reshape(coords.shape[0], -1, 2)
+
+
+@dataclass
+class ExportRecord:
+    """What ``export.json`` holds: how the ONNX files were made and what they score."""
+
+    run_name: str
+    trained: bool
+    exporter: str
+    opset: int
+    parity_max_abs_diff_pixels: float
+    parity_images: int
+    onnx_bytes: int
+    model_sha256: str
+    int8: bool
+    int8_bytes: int | None
+    int8_calibration_images: int | None
+    int8_recipe: str | None
+    int8_activations: str | None
+    test_images: int
+    test_rmse_torch: float | None
+    test_rmse_onnx: float | None
+    test_rmse_int8: float | None
+    test_nme_onnx: float | None
+    test_nme_int8: float | None
+    exporter_attempts: list[str]
+    seconds: float
+    data_dir: str
+    environment: dict[str, Any]
+
+
+def images_as_float(images: np.ndarray, in_chans: int = 1) -> np.ndarray:
+    """uint8 (N, H, W) -> float32 (N, C, H, W) in [0, 1], the exported model's input."""
+    batch = np.ascontiguousarray(images, dtype=np.float32)[:, None] / np.float32(255.0)
+    return np.repeat(batch, in_chans, axis=1) if in_chans > 1 else batch
+
+
+def run_data_dir(folder: Path, config: dict[str, Any], data_dir: Path | None) -> Path:
+    """The data set a run is scored on: ``data_dir`` if given, else the run's own; the
+    image size must be the model's."""
+    chosen = Path(data_dir) if data_dir is not None else Path(config["data"]["data_dir"])
+    if not (chosen / "test.npz").is_file():
+        raise ExportError(
+            f"{folder}: its data set {chosen} has no test split "
+            "(prepare it, or pass --data with a prepared folder)"
+        )
+    manifest = read_manifest(chosen)
+    expected = config["model"]["input_size"]
+    got = manifest.get("image_size")
+    if got is not None and int(got) != int(expected):
+        raise ExportError(
+            f"{folder}: the model takes {expected}x{expected} images but {chosen} has {got}x{got}"
+        )
+    scheme = manifest.get("scheme", "kaggle15")
+    if scheme != config["model"]["scheme"]:
+        raise ExportError(
+            f"{folder}: the model predicts {config['model']['scheme']} keypoints but "
+            f"{chosen} is labelled in {scheme}"
+        )
+    return chosen
+
+
+# -- ONNX Runtime sessions ------------------------------------------------------------------
+
+
+def open_session(path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session set up as the design's measurement rules ask.
+
+    ``intra_op_num_threads`` is always explicit (ONNX Runtime's own default gives erratic
+    timings), one inter-op thread, sequential execution, every graph optimisation on.
+    A missing or unreadable model raises :class:`ExportError` naming the file.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such ONNX model (run `fkdbench export` first)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or available_cores())
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - ORT raises its own types on bad files
+        raise ExportError(f"{path}: not a loadable ONNX model ({runs.first_line(error)})") from None
+    names = [node.name for node in session.get_inputs()]
+    if names != [INPUT_NAME]:
+        raise ExportError(f"{path}: expected one input named {INPUT_NAME!r}, found {names}")
+    return session
+
+
+def check_session_input(session: Any, path: Path, in_chans: int, image_size: int) -> None:
+    """Refuse a graph whose declared input does not take ``(N, in_chans, size, size)``."""
+    shape = session.get_inputs()[0].shape
+    expected = [in_chans, image_size, image_size]
+    declared = [dim if isinstance(dim, int) else None for dim in shape[1:]]
+    mismatched = len(shape) != 4 or any(
+        size is not None and size != want for size, want in zip(declared, expected, strict=True)
+    )
+    if mismatched:
+        raise ExportError(
+            f"{path}: its input is {shape}, the data needs (N, {in_chans}, {image_size}, "
+            f"{image_size})"
+        )
+
+
+def onnx_predict(session: Any, images: np.ndarray, batch_size: int = SCORING_BATCH) -> np.ndarray:
+    """Run a session over float32 images (N, C, H, W) in batches; (N, K, 2) pixels."""
+    outputs = [
+        session.run(None, {INPUT_NAME: images[start : start + batch_size]})[0]
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(outputs).astype(np.float64)
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _exporter_quiet() -> Iterator[None]:
+    """The exporters print progress and warnings meant for their developers; hide them."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "torch.export")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _export_graph(module: nn.Module, example: Tensor, path: Path, exporter: str) -> None:
+    """Write one ONNX graph with a dynamic batch dimension using ``exporter``."""
+    with _exporter_quiet(), torch.no_grad():
+        if exporter == "dynamo":
+            onnx_program = torch.onnx.export(
+                module,
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=OPSET,
+                dynamo=True,
+                dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1)}},
+                external_data=False,
+            )
+            onnx_program.save(str(path), external_data=False)
+        else:
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=OPSET,
+                dynamo=False,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+
+
+def export_onnx(
+    model: nn.Module,
+    image_size: int,
+    in_chans: int,
+    path: Path,
+    parity_images: np.ndarray,
+    exporter: str = "auto",
+) -> tuple[str, float, list[str]]:
+    """Export ``model`` (normalised outputs) as a pixel-output ONNX graph at ``path``.
+
+    ``parity_images`` is float32 (N, C, H, W). Returns ``(exporter used, max abs
+    difference in pixels against PyTorch, what each attempt did)``. Raises
+    :class:`ExportError` when no exporter gives a graph within tolerance; ``path`` is
+    written only for a graph that passed.
+    """
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter {exporter!r}; known: {', '.join(EXPORTERS)}")
+    module = PixelKeypoints(model, image_size).eval()
+    with torch.inference_mode():
+        reference = module(torch.from_numpy(parity_images)).double().numpy()
+    example = torch.from_numpy(parity_images[: min(2, len(parity_images))])
+    candidates = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
+    attempts: list[str] = []
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
+        for candidate in candidates:
+            graph = Path(scratch) / f"{candidate}.onnx"
+            try:
+                _export_graph(module, example, graph, candidate)
+                got = onnx_predict(open_session(graph, threads=1), parity_images)
+            except Exception as error:  # noqa: BLE001 - any exporter failure means "try the next"
+                attempts.append(f"{candidate}: failed ({runs.first_line(error)})")
+                continue
+            difference = float(np.max(np.abs(got - reference)))
+            if not np.isfinite(difference) or difference > PARITY_TOLERANCE_PIXELS:
+                attempts.append(
+                    f"{candidate}: parity {difference:.2e} px > {PARITY_TOLERANCE_PIXELS:g}"
+                )
+                continue
+            attempts.append(f"{candidate}: parity {difference:.2e} px")
+            with atomic_path(path) as temporary:
+                Path(temporary).write_bytes(graph.read_bytes())
+            return candidate, difference, attempts
+    raise ExportError(f"{path}: no exporter gave a faithful graph: {'; '.join(attempts)}")
+
+
+class _CalibrationReader:
+    """Feeds ONNX Runtime's calibrator batches of training images."""
+
+    def __init__(self, images: np.ndarray, batch_size: int = 32) -> None:
+        self._batches = iter(
+            [
+                {INPUT_NAME: images[start : start + batch_size]}
+                for start in range(0, len(images), batch_size)
+            ]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+# Activation types: signed is the design's default; unsigned (ONNX Runtime's "U8S8") can be
+# faster on x86 CPUs, whose integer dot-product instructions multiply u8 by s8.
+INT8_ACTIVATIONS = ("int8", "uint8")
+
+
+def int8_recipe(activations: str) -> str:
+    """One line saying how ``model.int8.onnx`` was made."""
+    kind = {"int8": "QInt8", "uint8": "QUInt8"}[activations]
+    return (
+        "onnxruntime static quantization: quant_pre_process, QDQ format, per-channel QInt8 "
+        f"weights, {kind} activations, MinMax calibration on training images"
+    )
+
+
+def quantize_int8(
+    fp32_path: Path, int8_path: Path, calibration_images: np.ndarray, activations: str = "int8"
+) -> None:
+    """Statically quantize ``fp32_path`` to ``int8_path`` (see :func:`int8_recipe`)."""
+    if activations not in INT8_ACTIVATIONS:
+        raise ExportError(
+            f"unknown INT8 activation type {activations!r}; known: {', '.join(INT8_ACTIVATIONS)}"
+        )
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    reader_type = type("Reader", (_CalibrationReader, CalibrationDataReader), {})
+    int8_path = Path(int8_path)
+    with tempfile.TemporaryDirectory(dir=int8_path.parent, prefix=".quantize-") as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quantized = Path(scratch) / "int8.onnx"
+        with _exporter_quiet():
+            quant_pre_process(str(fp32_path), str(prepared))
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                reader_type(calibration_images),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+        with atomic_path(int8_path) as temporary:
+            Path(temporary).write_bytes(quantized.read_bytes())
+
+
+def _scores(predicted: np.ndarray, split: SplitArrays, scheme_name: str) -> tuple[float, float]:
+    scheme = get_scheme(scheme_name)
+    return (
+        rmse(predicted, split.keypoints),
+        normalised_mean_error(predicted, split.keypoints, scheme),
+    )
+
+
+def export_run(
+    folder: Path,
+    data_dir: Path | None = None,
+    exporter: str = "auto",
+    int8: bool = True,
+    calibration_images: int = CALIBRATION_IMAGES,
+    int8_activations: str = "int8",
+    force: bool = False,
+    quiet: bool = False,
+) -> ExportRecord:
+    """Export one run folder (trained, or untrained from :func:`runs.create_untrained_run`).
+
+    Writes ``model.onnx``, ``model.int8.onnx`` (unless ``int8`` is false) and
+    ``export.json``. An export whose ``export.json`` matches the current ``model.pt`` is
+    reused unless ``force``. ``data_dir`` defaults to the run's own data set; its test
+    split scores the graphs and its training split calibrates INT8.
+    """
+    started = time.perf_counter()
+    folder = Path(folder)
+    if not (folder / runs.CONFIG_FILE).is_file():
+        raise ExportError(f"{folder}: no such run (no {runs.CONFIG_FILE})")
+    model_path = folder / runs.MODEL_FILE
+    if not model_path.is_file():
+        raise ExportError(f"{folder}: no {runs.MODEL_FILE}; the run has no weights yet")
+    model_sha = sha256_file(model_path)
+    existing = read_export_record(folder)
+    if (
+        existing is not None
+        and not force
+        and existing.get("model_sha256") == model_sha
+        and existing.get("int8_activations") in (None, int8_activations)
+        and (folder / ONNX_FILE).is_file()
+        and (not int8 or (folder / INT8_FILE).is_file())
+    ):
+        say(f"{folder.name}: already exported, skipped (force to export again)", quiet)
+        return ExportRecord(**{key: existing.get(key) for key in ExportRecord.__dataclass_fields__})
+
+    model, config = runs.load_model(folder)
+    trained = runs.is_finished(folder)
+    data = run_data_dir(folder, config, data_dir)
+    model_info = config["model"]
+    in_chans, image_size = int(model_info["in_chans"]), int(model_info["input_size"])
+    test = load_split(data, "test")
+    test_images = images_as_float(test.images, in_chans)
+
+    # A stale record must not describe new files: drop it before writing them.
+    (folder / EXPORT_RECORD_FILE).unlink(missing_ok=True)
+    exporter_used, parity, attempts = export_onnx(
+        model, image_size, in_chans, folder / ONNX_FILE, test_images[:PARITY_IMAGES], exporter
+    )
+    fp32_predictions = onnx_predict(open_session(folder / ONNX_FILE), test_images)
+    rmse_onnx, nme_onnx = _scores(fp32_predictions, test, model_info["scheme"])
+
+    rmse_int8 = nme_int8 = None
+    calibration_used = None
+    if int8:
+        train_images = load_split(data, "train").images
+        # Spread over the split rather than its head, seeded by nothing: the split's order
+        # is already a seeded shuffle, so evenly spaced rows are a fair sample.
+        rows = np.linspace(0, len(train_images) - 1, min(calibration_images, len(train_images)))
+        calibration = images_as_float(train_images[np.unique(rows.astype(int))], in_chans)
+        calibration_used = len(calibration)
+        quantize_int8(folder / ONNX_FILE, folder / INT8_FILE, calibration, int8_activations)
+        int8_predictions = onnx_predict(open_session(folder / INT8_FILE), test_images)
+        rmse_int8, nme_int8 = _scores(int8_predictions, test, model_info["scheme"])
+    else:
+        (folder / INT8_FILE).unlink(missing_ok=True)
+
+    torch_rmse = runs.read_metrics(folder).get("test_rmse") if trained else None
+    record = ExportRecord(
+        run_name=config.get("run_name", folder.name),
+        trained=trained,
+        exporter=exporter_used,
+        opset=OPSET,
+        parity_max_abs_diff_pixels=parity,
+        parity_images=min(PARITY_IMAGES, len(test_images)),
+        onnx_bytes=(folder / ONNX_FILE).stat().st_size,
+        model_sha256=model_sha,
+        int8=int8,
+        int8_bytes=(folder / INT8_FILE).stat().st_size if int8 else None,
+        int8_calibration_images=calibration_used,
+        int8_recipe=int8_recipe(int8_activations) if int8 else None,
+        int8_activations=int8_activations if int8 else None,
+        test_images=len(test),
+        test_rmse_torch=torch_rmse,
+        test_rmse_onnx=rmse_onnx if trained else None,
+        test_rmse_int8=rmse_int8 if trained else None,
+        test_nme_onnx=nme_onnx if trained else None,
+        test_nme_int8=nme_int8 if trained else None,
+        exporter_attempts=attempts,
+        seconds=time.perf_counter() - started,
+        data_dir=str(data),
+        environment=environment_record(),
+    )
+    write_json_atomic(folder / EXPORT_RECORD_FILE, plain(asdict(record)))
+    return record
+
+
+def read_export_record(folder: Path) -> dict[str, Any] | None:
+    """``export.json`` of a run, or None when it was never exported."""
+    path = Path(folder) / EXPORT_RECORD_FILE
+    return runs.read_json(path) if path.is_file() else None
+
+
+def export_all(
+    folders: Sequence[Path],
+    data_dir: Path | None = None,
+    exporter: str = "auto",
+    int8: bool = True,
+    int8_activations: str = "int8",
+    force: bool = False,
+    quiet: bool = False,
+) -> list[ExportRecord]:
+    """Export several run folders with one progress bar; stops at the first error."""
+    records = []
+    with make_progress(quiet) as progress:
+        task = progress.add_task("export", total=len(folders))
+        for folder in folders:
+            progress.update(task, description=f"export {Path(folder).name}")
+            records.append(export_run(folder, data_dir, exporter, int8, force=force, quiet=True))
+            progress.advance(task)
+    return records
