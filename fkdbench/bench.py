@@ -509,10 +509,15 @@ def _already_recorded(results: Path, options: BenchOptions, threads: int) -> set
     return keys
 
 
-def bench(folders: Sequence[Path], options: BenchOptions) -> tuple[list[BenchRecord], Calibration]:
+def bench(
+    folders: Sequence[Path],
+    options: BenchOptions,
+    on_done: Callable[[Path], None] | None = None,
+) -> tuple[list[BenchRecord], Calibration]:
     """Measure every folder on every backend; append each run's records when complete.
 
     The calibration workload runs once, before the models, in the same process.
+    ``on_done`` is called with each folder once measured (``reproduce``'s display).
     """
     threads = options.threads or available_cores()
     calibration = measure_machine_peak(threads)
@@ -533,6 +538,8 @@ def bench(folders: Sequence[Path], options: BenchOptions) -> tuple[list[BenchRec
                 append_jsonl_atomic(options.results, [plain(asdict(r)) for r in records])
                 measured += records
             progress.advance(task)
+            if on_done is not None:
+                on_done(Path(folder))
     return measured, calibration
 
 

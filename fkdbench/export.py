@@ -24,7 +24,7 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -471,8 +471,12 @@ def export_all(
     int8_activations: str = "int8",
     force: bool = False,
     quiet: bool = False,
+    on_done: Callable[[ExportRecord], None] | None = None,
 ) -> list[ExportRecord]:
-    """Export several run folders with one progress bar; stops at the first error."""
+    """Export several run folders with one progress bar; stops at the first error.
+
+    ``on_done`` is called after each export (``reproduce`` advances its display).
+    """
     records = []
     with make_progress(quiet) as progress:
         task = progress.add_task("export", total=len(folders))
@@ -480,4 +484,6 @@ def export_all(
             progress.update(task, description=f"export {Path(folder).name}")
             records.append(export_run(folder, data_dir, exporter, int8, force=force, quiet=True))
             progress.advance(task)
+            if on_done is not None:
+                on_done(records[-1])
     return records

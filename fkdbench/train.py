@@ -608,9 +608,12 @@ def train_matrix(
     quiet: bool = False,
     device: str = "auto",
     num_threads: int | None = None,
+    on_run_end: Callable[[RunResult], None] | None = None,
     **overrides: Any,
 ) -> list[RunResult]:
     """Train every run of a preset in turn; finished runs are skipped unless ``force``.
+
+    ``on_run_end`` is called with each run's result (``reproduce`` advances its display).
 
     A run that fails (diverged, bad weights, a model that will not build, ...) becomes a
     result row with ``status="failed"`` and its error line, and the matrix goes on.
@@ -638,6 +641,8 @@ def train_matrix(
             results.append(train_run(config))
         except Exception as error:  # noqa: BLE001 - a failure is a row, the matrix goes on
             results.append(_failed(config, error, started))
+        if on_run_end is not None:
+            on_run_end(results[-1])
     failed = [result for result in results if result.status == "failed"]
     say(f"preset {preset.name}: {len(results) - len(failed)} runs ok, {len(failed)} failed", quiet)
     return results

@@ -96,6 +96,8 @@ TINY_PRESET = {
         "ae_pretrain_epochs": 1,
     },
     "runs": [{"arch": "cnn-manual", "variants": ["none", "masked"]}],
+    # Few timings, and no untrained architectures: this tests the flow, not the machine.
+    "bench": {"repeats": 1, "latency_samples": 3, "time_untrained": False},
 }
 
 
@@ -167,8 +169,17 @@ def test_train_missing_data_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_reproduce_end_to_end(tmp_path: Path) -> None:
-    """The whole flow as a user runs it, on tiny data: prepare, then train every run."""
+    """The whole flow as a user runs it, on tiny data: prepare, train, export, bench,
+    report; then the report's numbers are checked against the records they came from."""
+    import json
+
+    import pandas as pd
+
+    from fkdbench.bench import BACKENDS
+    from fkdbench.report import SECTIONS
+
     preset = _write_preset(tmp_path / "tiny.json")
+    results = tmp_path / "results"
     arguments = [
         "reproduce",
         "--preset",
@@ -177,6 +188,8 @@ def test_reproduce_end_to_end(tmp_path: Path) -> None:
         str(tmp_path / "data"),
         "--runs-dir",
         str(tmp_path / "runs"),
+        "--results-dir",
+        str(results),
         "--n-train",
         "60",
         "--n-test",
@@ -185,10 +198,58 @@ def test_reproduce_end_to_end(tmp_path: Path) -> None:
     ]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
-    assert "2 runs" in result.output
+    assert "2 runs, 6 bench records" in result.output
     for run in ("cnn-manual--none", "cnn-manual--masked"):
-        assert (tmp_path / "runs" / run / "metrics.json").is_file()
+        folder = tmp_path / "runs" / run
+        for name in ("metrics.json", "model.onnx", "model.int8.onnx", "export.json"):
+            assert (folder / name).is_file(), name
         assert f"{run}: finished" in result.output
-    # Resumable: a second call reuses the data and skips the finished runs.
+
+    report = (results / "REPORT.md").read_text()
+    for section in SECTIONS:
+        assert f"## {section}\n" in report
+    for figure in (
+        "params_vs_size",
+        "rmse_by_variant",
+        "training_curves",
+        "predictions",
+        "accuracy_vs_speed",
+    ):
+        path = results / "figures" / f"{figure}.png"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+        assert f"figures/{figure}.png" in report
+
+    # The tables hold exactly the recorded numbers.
+    accuracy = pd.read_csv(results / "accuracy_rmse.csv", index_col="model")
+    for run, variant in (("cnn-manual--none", "none"), ("cnn-manual--masked", "masked")):
+        metrics = json.loads((tmp_path / "runs" / run / "metrics.json").read_text())
+        assert accuracy.loc["cnn-manual", variant] == pytest.approx(metrics["test_rmse"], rel=1e-5)
+        assert f"{metrics['test_rmse']:.3f}" in report
+    records = [json.loads(line) for line in (results / "bench.jsonl").read_text().splitlines()]
+    assert sorted(r["backend"] for r in records) == sorted(BACKENDS * 2)
+    timing = pd.read_csv(results / "timing.csv")
+    for record in records:
+        row = timing[
+            (timing.run_name == record["run_name"]) & (timing.backend == record["backend"])
+        ]
+        assert row.seconds_per_100.item() == pytest.approx(
+            record["seconds_per_100_images"], rel=1e-5
+        )
+        assert f"{record['seconds_per_100_images']:.4f}" in report
+
+    # Resumable: a second call reuses data, runs, exports and timings; only the report is
+    # rewritten, and identically.
     again = runner.invoke(app, arguments)
     assert again.exit_code == 0 and again.output.count(": skipped") == 2
+    assert "2 runs, 0 bench records" in again.output
+    assert (results / "REPORT.md").read_text() == report
+    assert len((results / "bench.jsonl").read_text().splitlines()) == 6
+
+    # The report rebuilds from its records alone (what results/ commits): same bytes.
+    rebuilt = runner.invoke(
+        app,
+        ["report", "--from-records", "--out", str(results), "--bench-file",
+         str(results / "bench.jsonl"), "--quiet"],
+    )  # fmt: skip
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert (results / "REPORT.md").read_text() == report

@@ -15,7 +15,9 @@ A preset file looks like::
 ``defaults`` and every run entry hold :class:`fkdbench.train.TrainConfig` fields (except
 the ones a caller decides: ``data_dir``, ``runs_dir``, ``force``, ``quiet``). An entry
 names one ``variant`` or a list of ``variants`` (one run each); a run entry's fields win
-over ``defaults``. ``note`` is free text that explains a choice (JSON has no comments).
+over ``defaults``. ``note`` is free text that explains a choice (JSON has no comments). An optional
+``bench`` object sets ``reproduce``'s measurement (``repeats``, ``latency_samples``,
+``backends``, ... as in :class:`fkdbench.bench.BenchOptions`).
 
 The files shipped here: ``quick`` (every architecture and every variant on a small
 budget, a smoke test of the whole flow) and ``paper`` (the full matrix, real epochs).
@@ -32,7 +34,18 @@ from typing import Any
 PRESETS_DIR = Path(__file__).resolve().parent
 # TrainConfig fields that belong to the caller of a matrix, never to a preset.
 _CALLER_FIELDS = ("data_dir", "runs_dir", "force", "quiet")
-_TOP_LEVEL_KEYS = ("name", "description", "defaults", "runs", "note")
+_TOP_LEVEL_KEYS = ("name", "description", "defaults", "runs", "bench", "note")
+# What a preset's "bench" object may set (fkdbench.bench.BenchOptions fields).
+# "time_untrained": false skips the architectures the preset does not train (tests).
+_BENCH_KEYS = (
+    "backends",
+    "batch_size",
+    "warmup_passes",
+    "repeats",
+    "latency_samples",
+    "threads",
+    "time_untrained",
+)
 
 
 class PresetError(ValueError):
@@ -51,6 +64,8 @@ class Preset:
     runs: tuple[dict[str, Any], ...]
     # The file it came from.
     path: Path
+    # BenchOptions fields for ``reproduce``'s bench step (e.g. fewer repeats for quick).
+    bench: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def archs(self) -> set[str]:
         return {entry["arch"] for entry in self.runs}
@@ -91,12 +106,16 @@ def load_preset(name_or_path: str | Path) -> Preset:
         runs.extend(_expand(path, f"run {number}", entry))
     if not runs:
         raise PresetError(f"{path}: the preset lists no runs")
+    bench = document.get("bench", {})
+    if not isinstance(bench, dict) or set(bench) - set(_BENCH_KEYS):
+        raise PresetError(f"{path}: 'bench' is an object with keys among {_BENCH_KEYS}")
     return Preset(
         name=str(document.get("name", path.stem)),
         description=str(document.get("description", "")),
         defaults=defaults,
         runs=tuple(runs),
         path=path,
+        bench=dict(bench),
     )
 
 

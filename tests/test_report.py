@@ -1,0 +1,297 @@
+"""The report: tables equal the records they came from, and nothing is invented.
+
+Nothing is trained: run folders are an untrained cnn-manual (real config.json and model.pt)
+copied under run names, with hand-written metrics.json and history.csv, and bench records
+are hand-written JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from fkdbench import reference, report, runs
+from fkdbench.data.prepare import PrepareOptions, prepare
+from fkdbench.data.variants import VARIANTS
+from fkdbench.models import list_models
+
+torch.set_num_threads(1)
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared/seeds"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Hand-made scores: none 2.0 and aug 1.0 make a +50% gain ("+++").
+SCORES = {"none": (2.0, 0.06), "aug": (1.0, 0.03), "knn": (1.9, 0.055)}
+
+
+def _metrics(run_name: str, variant: str, rmse: float, nme: float, model_bytes: int) -> dict:
+    return {
+        "arch": "cnn-manual",
+        "run_name": run_name,
+        "variant": variant,
+        "weights_mode": "scratch",
+        "test_rmse": rmse,
+        "test_nme": nme,
+        "test_per_keypoint_rmse": {"nose_tip": rmse},
+        "mean_shape_rmse": 4.0,
+        "parameters": {"pytorch": 234_622, "keras": 235_102, "trainable": 234_622},
+        "model_file_bytes": model_bytes,
+        "best_epoch": 3,
+        "best_val_rmse": rmse + 0.1,
+        "epochs_run": 3,
+        "stop_reason": "completed",
+        "training_seconds": 12.5,
+        "rows": {"train": 40, "val": 9, "test": 9},
+        "environment": {"cpu_model": "Test CPU", "cpu_cores": 2, "git_commit": "abc123"},
+    }
+
+
+def _bench_record(run_name: str, backend: str, seconds: float, **changes) -> dict:
+    trained = not run_name.endswith("--untrained")
+    record = {
+        "run_name": run_name,
+        "arch": "cnn-manual",
+        "variant": run_name.split("--")[1] if trained else None,
+        "weights_mode": "scratch",
+        "trained": trained,
+        "backend": backend,
+        "batch_size": 32,
+        "threads": 1,
+        "images": 9,
+        "warmup_passes": 1,
+        "repeats": 5,
+        "seconds_per_100_images": seconds,
+        "seconds_per_100_images_q1": seconds * 0.9,
+        "seconds_per_100_images_q3": seconds * 1.1,
+        "seconds_per_100_images_iqr": seconds * 0.2,
+        "seconds_per_100_images_all": [seconds] * 5,
+        "latency_batch1_p50_ms": 1.5,
+        "latency_batch1_p99_ms": 2.5,
+        "latency_samples": 20,
+        "flops_per_image": 50_000_000,
+        "achieved_gflops": 3.0,
+        "machine_peak_gflops": 100.0,
+        "fraction_of_peak": 0.03,
+        "parameters_pytorch": 234_622,
+        "parameters_keras": 235_102,
+        "model_pt_bytes": 956_965,
+        "onnx_bytes": 983_283 if backend != "torch" else None,
+        "int8_onnx_bytes": None,
+        "test_rmse": 2.01 if trained else None,
+        "test_nme": 0.06 if trained else None,
+        "cpu_model": "Test CPU",
+        "cpu_cores": 2,
+        "cpu_features": ["avx2"],
+        "versions": {"torch": "2.14.1", "onnxruntime": "1.31.1"},
+        "git_commit": "def456",
+        "timestamp": "2026-01-01T00:00:00+00:00",
+        "format_version": 1,
+    }
+    record.update(changes)
+    return record
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A data set, an untrained folder, three fabricated cnn-manual runs, a bench file."""
+    root = tmp_path_factory.mktemp("report")
+    data_dir = prepare(
+        PrepareOptions(data_root=root / "data", n_train=60, n_test=10, workers=1, quiet=True)
+    ).data_dir
+    runs_dir = root / "runs"
+    untrained = runs.create_untrained_run(runs_dir, "cnn-manual", data_dir)
+    base_config = runs.read_config(untrained)
+    for variant, (rmse, nme) in SCORES.items():
+        name = runs.run_name("cnn-manual", variant)
+        folder = runs_dir / name
+        folder.mkdir()
+        shutil.copy(untrained / runs.MODEL_FILE, folder / runs.MODEL_FILE)
+        config = {k: v for k, v in base_config.items() if k != "trained"}
+        config["run_name"] = name
+        config["train"] = {"variant": variant, "epochs": 3}
+        config["data"] = {**config["data"], "source": "synthetic", "seed": 0}
+        (folder / runs.CONFIG_FILE).write_text(json.dumps(config))
+        size = (folder / runs.MODEL_FILE).stat().st_size
+        (folder / runs.METRICS_FILE).write_text(
+            json.dumps(_metrics(name, variant, rmse, nme, size))
+        )
+        history = pd.DataFrame(
+            {
+                "epoch": [1, 2, 3],
+                "phase": ["keypoints"] * 3,
+                "train_loss": [0.01, 0.005, 0.004],
+                "val_rmse": [rmse + 1.0, rmse + 0.5, rmse + 0.1],
+                "lr": [1e-3, 5e-4, 1e-4],
+                "seconds": [1.0, 1.0, 1.0],
+                "images_per_second": [100.0, 100.0, 100.0],
+            }
+        )
+        history.to_csv(folder / runs.HISTORY_FILE, index=False)
+    bench_file = root / "bench.jsonl"
+    records = [
+        # An older re-run of the same measurement: the report must use the later one.
+        _bench_record("cnn-manual--none", "torch", 9.0, timestamp="2025-01-01T00:00:00+00:00"),
+        _bench_record("cnn-manual--none", "torch", 0.5),
+        _bench_record("cnn-manual--none", "onnxruntime", 0.25),
+        _bench_record("cnn-manual--aug", "onnxruntime", 0.3, test_rmse=1.02),
+        _bench_record("cnn-manual--untrained", "torch", 0.45),
+    ]
+    bench_file.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return {"root": root, "data": data_dir, "runs": runs_dir, "bench": bench_file}
+
+
+@pytest.fixture(scope="module")
+def built(inputs: dict[str, Path]) -> report.ReportResult:
+    return report.build_report(inputs["runs"], inputs["bench"], inputs["root"] / "out", quiet=True)
+
+
+def _headings(markdown: str) -> list[str]:
+    return [line[3:] for line in markdown.splitlines() if line.startswith("## ")]
+
+
+def test_every_section_and_figure_is_written(built: report.ReportResult) -> None:
+    markdown = built.markdown.read_text()
+    assert _headings(markdown) == list(report.SECTIONS)
+    assert set(built.figures) == set(report.FIGURES)
+    for name, path in built.figures.items():
+        assert path == built.out_dir / "figures" / f"{name}.png"
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        assert f"](figures/{name}.png)" in markdown
+    for name in built.tables:
+        assert (built.out_dir / f"{name}.csv").is_file()
+    payload = json.loads((built.out_dir / "report.json").read_text())
+    assert payload["sections"] == list(report.SECTIONS)
+    assert payload["tables"]["accuracy_rmse"][0]["model"] == "cnn-manual"
+
+
+def test_accuracy_table_is_the_metrics(built: report.ReportResult, inputs: dict) -> None:
+    rmse = built.tables["accuracy_rmse"]
+    nme = built.tables["accuracy_nme"]
+    for variant in SCORES:
+        metrics = runs.read_metrics(inputs["runs"] / f"cnn-manual--{variant}")
+        assert rmse.loc["cnn-manual", variant] == metrics["test_rmse"]
+        assert nme.loc["cnn-manual", variant] == metrics["test_nme"]
+    assert rmse.loc[report.MEAN_SHAPE_ROW, "none"] == 4.0
+    assert list(rmse.columns) == list(VARIANTS)
+    assert pd.isna(rmse.loc["cnn-manual", "ffill"])
+    markdown = built.markdown.read_text()
+    accuracy = markdown.split("## Accuracy")[1].split("NME")[0]
+    row = next(line for line in accuracy.splitlines() if line.startswith("| cnn-manual"))
+    assert "| **2.000** " in row and "| **1.000** " in row and "| not run " in row
+    csv = pd.read_csv(built.out_dir / "accuracy_rmse.csv", index_col="model")
+    assert csv.loc["cnn-manual", "aug"] == 1.0
+
+
+def test_gains_are_computed_from_the_runs() -> None:
+    made = [
+        report.RunSummary("m--none", "mobilenetv2", "none", "finetuned", test_rmse=2.0),
+        report.RunSummary("m--aug", "mobilenetv2", "aug", "finetuned", test_rmse=1.0),
+        report.RunSummary("m--knn", "mobilenetv2", "knn", "finetuned", test_rmse=2.2),
+    ]
+    gains = report.gains_table(made).set_index("variant")
+    assert gains.loc["aug", "gain_percent"] == pytest.approx(50.0)
+    assert gains.loc["aug", "label"] == "+++"
+    assert gains.loc["aug", "paper_label"] == "+++"  # Table 2, MobileNetV2 fine tuned
+    assert gains.loc["knn", "gain_percent"] == pytest.approx(-10.0)
+    assert gains.loc["knn", "label"] == report.WORSE_LABEL
+    assert gains.loc["ffill", "label"] == report.NOT_RUN
+    labels = [report.gain_label(g) for g in (4.9, -4.9, 5.0, 14.9, 15.0, 30.0, -5.0)]
+    assert labels == ["Similar", "Similar", "+", "+", "++", "+++", report.WORSE_LABEL]
+
+
+def test_timing_uses_the_latest_record_and_says_what_is_missing(
+    built: report.ReportResult,
+) -> None:
+    timing = built.tables["timing"].set_index(["run_name", "backend"])
+    assert timing.loc[("cnn-manual--none", "torch"), "seconds_per_100"] == 0.5
+    assert timing.loc[("cnn-manual--none", "torch"), "paper_seconds_per_100"] == 1.4
+    assert timing.loc[("cnn-manual--none", "torch"), "speedup_vs_paper"] == pytest.approx(2.8)
+    assert timing.loc[("cnn-manual--untrained", "torch"), "trained"] == False  # noqa: E712
+    assert len(timing) == 4
+    markdown = built.markdown.read_text()
+    section = markdown.split("## Inference time")[1].split("## Figures")[0]
+    assert "cnn-manual (untrained)" in section
+    assert "ONNX Runtime INT8: not measured" in section
+    size = markdown.split("## Parameters and size")[1].split("## Accuracy")[0]
+    assert "not exported" in size and "235,834" in size
+
+
+def test_report_regenerates_byte_identically(inputs: dict, built: report.ReportResult) -> None:
+    again = report.build_report(
+        inputs["runs"], inputs["bench"], inputs["root"] / "again", formats=("md", "csv")
+    )
+    assert again.markdown.read_bytes() == built.markdown.read_bytes()
+    for path in built.csv_files:
+        assert (again.out_dir / path.name).read_bytes() == path.read_bytes()
+
+
+def test_runs_only_without_a_bench_file(inputs: dict, tmp_path: Path) -> None:
+    result = report.build_report(
+        inputs["runs"], tmp_path / "absent.jsonl", tmp_path / "out", formats=("md",), quiet=True
+    )
+    markdown = result.markdown.read_text()
+    assert _headings(markdown) == list(report.SECTIONS)
+    assert "inference time not measured" in markdown
+    assert "accuracy_vs_speed" in result.missing_figures
+    assert not (tmp_path / "out/figures/accuracy_vs_speed.png").exists()
+    assert result.tables["timing"].empty
+
+
+def test_bench_records_of_untrained_models_only(inputs: dict, tmp_path: Path) -> None:
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps(_bench_record("cnn-manual--untrained", "torch", 0.4)) + "\n")
+    result = report.build_report(
+        tmp_path / "no-runs", bench, tmp_path / "out", formats=("md", "json"), quiet=True
+    )
+    markdown = result.markdown.read_text()
+    assert _headings(markdown) == list(report.SECTIONS)
+    assert "No trained runs" in markdown
+    assert "cnn-manual (untrained)" in markdown
+    assert set(result.figures) == {"params_vs_size"}
+    assert result.tables["accuracy_rmse"].empty
+
+
+def test_pareto_front() -> None:
+    points = [(1.0, 3.0), (2.0, 2.0), (3.0, 2.5), (4.0, 1.0)]
+    assert report.pareto_front(points) == [0, 1, 3]
+
+
+def test_reference_rows_use_registry_names() -> None:
+    known = set(list_models())
+    for row in reference.PAPER_ROWS:
+        assert row.arch in known
+        assert row.variant is None or row.variant in VARIANTS
+        assert row.weights_mode is None or row.weights_mode in runs.WEIGHTS_MODES
+        assert row.gain_label is None or row.gain_label in reference.TABLE2_LABELS
+        assert row.source in reference.PAPERS
+    manual = reference.paper_row("cnn-manual", "aug", "scratch", reference.TABLE1)
+    assert (manual.params, manual.size_mb) == (235_834, 1.0)
+    tuned = reference.paper_row("cnn-tuned", "knn", "scratch", reference.TABLE1)
+    assert (tuned.params, tuned.size_mb) == (246_062, 1.58)
+    nasnet = reference.paper_row("nasnetmobile", "aug", "finetuned", reference.TABLE4)
+    assert nasnet.seconds_per_100 == 7.68
+    assert reference.paper_row("resnet50", "none", "scratch", reference.TABLE1) is None
+    assert len(reference.paper_rows(table=reference.TABLE4)) == 28
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason="the papers' text is not here")
+def test_reference_numbers_are_printed_in_the_paper() -> None:
+    text = (SEEDS.parent / reference.MAIN_PAPER).read_text()
+    for row in reference.paper_rows(table=reference.TABLE1):
+        line = next(line for line in text.splitlines() if line.startswith(row.model + "\t"))
+        assert f"{row.params:,}" in line
+        assert float(line.split("\t")[2]) == row.size_mb
+    for model in {row.model for row in reference.paper_rows(table=reference.TABLE4)}:
+        line = next(line for line in text.splitlines() if line.startswith(model + "\t"))
+        printed = [float(value) for value in line.split("\t")[1:] if value.strip()]
+        ours = [
+            row.seconds_per_100
+            for variant in ("none", "ffill", "knn", "aug")
+            for row in reference.paper_rows(table=reference.TABLE4)
+            if row.model == model and row.variant == variant
+        ]
+        assert printed == ours
