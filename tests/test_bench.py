@@ -44,7 +44,7 @@ def _options(tmp_path: Path, **changes) -> BenchOptions:
 
 
 def test_machine_peak_and_flops() -> None:
-    calibration = bench.measure_machine_peak(threads=1, matrix_size=128)
+    calibration = bench.measure_machine_peak(threads=1, matrix_sizes=(64, 128))
     assert calibration.peak_gflops == max(calibration.torch_gflops, calibration.onnxruntime_gflops)
     assert calibration.torch_gflops > 0 and calibration.onnxruntime_gflops > 0
     # A 16 -> 3 linear layer: 16 * 3 multiply-adds = 96 FLOPs per image.

@@ -77,10 +77,10 @@ def test_export_is_reused_until_the_weights_change(run_folder: Path) -> None:
     assert not (run_folder / export.INT8_FILE).exists()
 
 
-def test_torchscript_exporter_and_unsigned_int8(run_folder: Path) -> None:
-    record = export_run(run_folder, exporter="torchscript", int8_activations="uint8", quiet=True)
-    assert record.exporter == "torchscript" and record.int8_activations == "uint8"
-    assert "QUInt8 activations" in record.int8_recipe
+def test_torchscript_exporter_and_signed_int8(run_folder: Path) -> None:
+    record = export_run(run_folder, exporter="torchscript", int8_activations="int8", quiet=True)
+    assert record.exporter == "torchscript" and record.int8_activations == "int8"
+    assert "QInt8 activations" in record.int8_recipe
 
 
 def test_parity_failure_writes_no_graph(run_folder: Path, monkeypatch) -> None:
@@ -128,3 +128,21 @@ def test_untrained_run_exports_without_scores(tiny_dataset: Path, tmp_path: Path
     assert record.int8_bytes is not None
     # Reused while the architecture is unchanged.
     assert runs.create_untrained_run(tmp_path, "cnn-tuned", tiny_dataset) == folder
+
+
+def test_cli_export_passes_its_options(run_folder: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fkdbench.cli import app
+
+    arguments = ["export", str(run_folder), "--exporter", "torchscript", "--quiet"]
+    result = CliRunner().invoke(app, [*arguments, "--int8-activations", "int8"])
+    assert result.exit_code == 0, result.output
+    assert f"{RUN}: torchscript exporter, parity" in result.output
+    saved = json.loads((run_folder / export.EXPORT_RECORD_FILE).read_text())
+    assert saved["exporter"] == "torchscript" and saved["int8_activations"] == "int8"
+    # Asking for the other activation type (the default) is not "up to date".
+    again = CliRunner().invoke(app, arguments)
+    assert again.exit_code == 0, again.output
+    saved = json.loads((run_folder / export.EXPORT_RECORD_FILE).read_text())
+    assert saved["int8_activations"] == "uint8"
