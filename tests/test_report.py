@@ -295,3 +295,29 @@ def test_reference_numbers_are_printed_in_the_paper() -> None:
             if row.model == model and row.variant == variant
         ]
         assert printed == ours
+
+
+COMMITTED_RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.skipif(
+    not (COMMITTED_RESULTS / "runs.jsonl").is_file(), reason="no committed results/ yet"
+)
+def test_committed_report_is_regenerated_identically_from_its_records(tmp_path: Path) -> None:
+    """results/REPORT.md and its CSVs are what `report --from-records` makes of the
+    committed runs.jsonl and bench.jsonl: nobody edited them by hand."""
+    copy = tmp_path / "results"
+    copy.mkdir()
+    for name in ("runs.jsonl", "bench.jsonl"):
+        shutil.copy(COMMITTED_RESULTS / name, copy / name)
+    # The one figure drawn from the models themselves is kept, as the report keeps it.
+    (copy / "figures").mkdir()
+    shutil.copy(COMMITTED_RESULTS / "figures" / "predictions.png", copy / "figures")
+
+    result = report.build_report(
+        None, copy / "bench.jsonl", copy, formats=("md", "csv"), quiet=True
+    )
+
+    assert result.markdown.read_text() == (COMMITTED_RESULTS / "REPORT.md").read_text()
+    for path in result.csv_files:
+        assert path.read_text() == (COMMITTED_RESULTS / path.name).read_text(), path.name
