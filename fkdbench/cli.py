@@ -381,6 +381,50 @@ def bench(
 
 
 @app.command()
+def predict(
+    model: Annotated[
+        Path, typer.Argument(help="model.onnx / model.int8.onnx, a run folder, or model.pt.")
+    ],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders (searched recursively).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where keypoints.csv and overlays/ go.")] = Path(
+        "predictions"
+    ),
+    overlays: Annotated[bool, typer.Option(help="Write one PNG per image.")] = True,
+    submission: Annotated[
+        Path | None,
+        typer.Option(
+            help="Kaggle folder/zip with test.csv + IdLookupTable.csv: write "
+            "--out/submission.csv instead."
+        ),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads [all cores].")] = None,
+    skip_bad_images: Annotated[
+        bool, typer.Option(help="Skip unreadable images and report them.")
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run a trained model on your own images (any size; keypoints in their pixels)."""
+    from fkdbench.predict import predict_images, write_submission
+
+    with _user_errors():
+        if submission is not None:
+            path = write_submission(model, submission, out / "submission.csv", threads)
+            typer.echo(f"submission: {path}")
+            return
+        if not images:
+            raise ValueError("name image files or folders (or use --submission)")
+        result = predict_images(model, images, out, threads, overlays, skip_bad_images, quiet)
+    typer.echo(
+        f"{result.images} image(s) in {result.seconds:.1f} s: {result.keypoints_csv}"
+        + (f", {len(result.overlays)} overlays in {out / 'overlays'}" if result.overlays else "")
+    )
+    for problem in result.skipped:
+        typer.echo(f"skipped: {problem}")
+
+
+@app.command()
 def report(
     runs_dir: RunsDirOption = Path("runs"),
     bench_file: Annotated[Path, typer.Option(help="Bench records (JSON lines).")] = Path(
