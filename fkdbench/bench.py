@@ -53,7 +53,7 @@ from fkdbench.export import (
     run_data_dir,
 )
 from fkdbench.io import append_jsonl_atomic, plain, sha256_file, write_json_atomic
-from fkdbench.metrics import normalised_mean_error, rmse
+from fkdbench.metrics import FAILURE_THRESHOLD, landmark_metrics, rmse
 from fkdbench.models import count_parameters, list_models
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import available_cores, environment_record
@@ -166,6 +166,8 @@ class BenchRecord:
     int8_onnx_bytes: int | None
     test_rmse: float | None
     test_nme: float | None
+    test_fr: float | None
+    test_auc: float | None
     data_dir: str
     data_manifest_sha256: str
     exporter: str | None
@@ -381,6 +383,7 @@ def bench_folder(
         with _torch_threads(threads):
             predict = _predictor(folder, backend, model, config)
             predictions, per_100, latencies = time_backend(predict, images, options)
+        scores = landmark_metrics(predictions, test.keypoints, scheme, FAILURE_THRESHOLD)
         median = float(np.median(per_100))
         q1, q3 = (float(value) for value in np.percentile(per_100, [25, 75]))
         achieved = work * 100 / median / 1e9
@@ -422,9 +425,9 @@ def bench_folder(
                 onnx_bytes=_size(folder / ONNX_FILE),
                 int8_onnx_bytes=_size(folder / INT8_FILE),
                 test_rmse=rmse(predictions, test.keypoints) if trained else None,
-                test_nme=normalised_mean_error(predictions, test.keypoints, scheme)
-                if trained
-                else None,
+                test_nme=scores["nme"] if trained else None,
+                test_fr=scores["fr"] if trained else None,
+                test_auc=scores["auc"] if trained else None,
                 data_dir=str(data),
                 data_manifest_sha256=manifest_sha,
                 exporter=export_record.get("exporter") if backend != "torch" else None,

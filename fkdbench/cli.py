@@ -59,12 +59,26 @@ def _user_errors() -> Iterator[None]:
 @app.command()
 def prepare(
     source: Annotated[
-        str, typer.Option(help="Where the data comes from: synthetic | kaggle.")
+        str, typer.Option(help="Where the data comes from: synthetic | kaggle | wflw | 300w | csv.")
     ] = "synthetic",
     path: Annotated[
         Path | None,
-        typer.Option(help="Kaggle files: a folder with training.csv/.zip (or one zip)."),
+        typer.Option(
+            help="kaggle: folder with training.csv/.zip (or one zip); wflw: the annotation "
+            "list (list_98pt_rect_attr_*.txt); 300w: folder of images with .pts files; "
+            "csv: the landmark CSV."
+        ),
     ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="wflw, csv: the folder image paths are relative to.")
+    ] = None,
+    scheme: Annotated[
+        str,
+        typer.Option(help="Keypoint scheme: kaggle15 | ibug68 | wflw98 (synthetic and csv)."),
+    ] = "kaggle15",
+    margin: Annotated[
+        float, typer.Option(help="wflw, 300w, csv: crop margin around the face box.")
+    ] = 0.25,
     name: Annotated[
         str | None, typer.Option(help="Data set folder name under --data-root [source].")
     ] = None,
@@ -87,13 +101,16 @@ def prepare(
     force: Annotated[bool, typer.Option(help="Redo even if already prepared.")] = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Make a data set: draw synthetic faces in the Kaggle layout, or read Kaggle's files."""
+    """Make a data set: draw synthetic faces, or read Kaggle, WFLW, 300-W or landmark CSV."""
     from fkdbench.data.prepare import PrepareOptions
     from fkdbench.data.prepare import prepare as run_prepare
 
     options = PrepareOptions(
         source=source,
         path=path,
+        images=images,
+        scheme=scheme,
+        margin=margin,
         name=name,
         data_root=data_root,
         n_train=n_train,
@@ -512,7 +529,8 @@ def _report_runs(results: list, exit_on_failure: bool = True) -> None:
             f"{result.run_name}: {result.status}; test RMSE "
             f"{_pixels(metrics.get('test_rmse'))} (mean shape "
             f"{_pixels(metrics.get('mean_shape_rmse'))}), NME "
-            f"{_fraction(metrics.get('test_nme'))}"
+            f"{_fraction(metrics.get('test_nme'))}, FR@0.1 {_fraction(metrics.get('test_fr'))}, "
+            f"AUC@0.1 {_fraction(metrics.get('test_auc'))}"
         )
     if exit_on_failure and any(result.status == "failed" for result in results):
         raise typer.Exit(1)

@@ -3,13 +3,26 @@
 Arrays are numpy, shape (N, K, 2) in pixels; ``NaN`` in the ground truth marks a
 missing label and never counts. RMSE follows Kaggle's definition: the root of the mean
 squared error over every labelled *coordinate* (x and y counted separately).
+
+The face-alignment summary (300-W, WFLW papers) works on per-sample normalised errors
+(:func:`normalised_errors_per_sample`): their mean (NME), the failure rate above a
+threshold (FR@0.1) and the area under the cumulative error distribution up to that
+threshold (AUC@0.1). Samples whose error is NaN (no usable normaliser) are left out of
+all three, so they describe the same samples.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from fkdbench.data.schemes import KeypointScheme
+
+# NME above which a face counts as a failure (FR@0.1, AUC@0.1: the field's convention).
+FAILURE_THRESHOLD = 0.1
+# Points of the CED that run records keep (steps from 0 to the threshold).
+CED_STEPS = 100
 
 
 def _labelled(truth: np.ndarray) -> np.ndarray:
@@ -79,3 +92,106 @@ def mean_shape_rmse(train_keypoints: np.ndarray, test_keypoints: np.ndarray) -> 
     shape = mean_shape(train_keypoints)
     predicted = np.broadcast_to(shape, test_keypoints.shape)
     return rmse(predicted, test_keypoints)
+
+
+def _known(errors_per_sample: np.ndarray) -> np.ndarray:
+    """The per-sample errors as a flat array, NaN (not computable) samples removed."""
+    errors = np.asarray(errors_per_sample, dtype=np.float64).ravel()
+    return errors[~np.isnan(errors)]
+
+
+def _check_threshold(threshold: float) -> None:
+    if not threshold > 0:
+        raise ValueError(f"threshold must be positive, got {threshold}")
+
+
+def failure_rate(errors_per_sample: np.ndarray, threshold: float = 0.1) -> float:
+    """Fraction of samples whose normalised error exceeds ``threshold`` (FR@0.1).
+
+    NaN samples are ignored; NaN when no sample is left.
+    """
+    _check_threshold(threshold)
+    errors = _known(errors_per_sample)
+    return float((errors > threshold).mean()) if errors.size else float("nan")
+
+
+def cumulative_error_distribution(
+    errors_per_sample: np.ndarray, threshold: float = 0.1, steps: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """The CED sampled on ``steps + 1`` evenly spaced errors from 0 to ``threshold``.
+
+    Returns ``(thresholds, fraction)``: ``fraction[i]`` is the share of samples whose
+    error is at most ``thresholds[i]`` (NaN samples ignored; all NaN when none is left).
+    Its trapezoid integral divided by ``threshold`` approaches :func:`area_under_ced`,
+    within ``0.5 / steps``.
+    """
+    _check_threshold(threshold)
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    thresholds = np.linspace(0.0, threshold, steps + 1)
+    errors = np.sort(_known(errors_per_sample))
+    if not errors.size:
+        return thresholds, np.full(thresholds.shape, np.nan)
+    fraction = np.searchsorted(errors, thresholds, side="right") / errors.size
+    return thresholds, fraction
+
+
+def area_under_ced(errors_per_sample: np.ndarray, threshold: float = 0.1) -> float:
+    """Area under the CED from 0 to ``threshold``, divided by ``threshold`` (AUC@0.1).
+
+    1 for a perfect model, 0 when every error reaches the threshold. Exact: the CED is
+    a step function, and the area it leaves is, sample by sample,
+    ``max(0, threshold - error) / threshold``, averaged here. NaN samples are ignored;
+    NaN when no sample is left.
+    """
+    _check_threshold(threshold)
+    errors = _known(errors_per_sample)
+    if not errors.size:
+        return float("nan")
+    clipped = np.clip(errors, 0.0, threshold)
+    return float(((threshold - clipped) / threshold).mean())
+
+
+def landmark_metrics(
+    predicted: np.ndarray, truth: np.ndarray, scheme: KeypointScheme, threshold: float = 0.1
+) -> dict[str, float | str]:
+    """NME, FR and AUC at ``threshold`` over the same samples, as face-alignment papers
+    report them, with the normaliser spelled out::
+
+        {"nme": ..., "fr": ..., "auc": ..., "threshold": 0.1,
+         "normaliser": "distance right_eye_0 - left_eye_3"}
+    """
+    errors = normalised_errors_per_sample(predicted, truth, scheme)
+    known = _known(errors)
+    a, b = scheme.normalising_pair
+    return {
+        "nme": float(known.mean()) if known.size else float("nan"),
+        "fr": failure_rate(errors, threshold),
+        "auc": area_under_ced(errors, threshold),
+        "threshold": float(threshold),
+        "normaliser": f"distance {scheme.keypoints[a]} - {scheme.keypoints[b]}",
+    }
+
+
+def nme_per_subset(
+    errors_per_sample: np.ndarray, flags: np.ndarray, names: Sequence[str]
+) -> dict[str, float]:
+    """Mean normalised error over the samples in each subset, e.g. WFLW's six attribute
+    subsets (:data:`fkdbench.data.schemes.WFLW_ATTRIBUTES`).
+
+    ``flags`` is bool (N, F), column ``j`` marking the members of subset ``names[j]``.
+    NaN samples are ignored; a subset with no sample left is NaN.
+    """
+    errors = np.asarray(errors_per_sample, dtype=np.float64)
+    flags = np.asarray(flags, dtype=bool)
+    if flags.shape != (len(errors), len(names)):
+        raise ValueError(
+            f"flags must have shape (samples, subsets) = ({len(errors)}, {len(names)}), "
+            f"got {flags.shape}"
+        )
+    known = ~np.isnan(errors)
+    result = {}
+    for column, name in enumerate(names):
+        members = flags[:, column] & known
+        result[name] = float(errors[members].mean()) if members.any() else float("nan")
+    return result

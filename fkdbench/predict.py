@@ -6,7 +6,7 @@ its ``config.json`` beside it. Images of any size and colour are read with Pillo
 converted to gray.
 
 Crop policy: there is no face detector here, so each image is taken as a face crop the way
-the training data are: the image is padded to a square (centred, edge pixels repeated) and
+the training data are: the image is padded to a square (centred, zeros outside) and
 resized to the model's input size. Predictions are mapped back through the same box, so
 the CSV holds coordinates in the *original* image's pixels (pixel centre convention: the
 centre of column ``i`` is ``x = i``). Faces much smaller than the image need cropping first.
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from fkdbench import runs
+from fkdbench.data import landmarks
 from fkdbench.data.schemes import SCHEMES
 from fkdbench.export import ONNX_FILE, images_as_float, onnx_predict, open_session
 from fkdbench.io import write_bytes_atomic, write_text_atomic
@@ -134,33 +135,18 @@ def find_images(inputs: Sequence[Path]) -> list[Path]:
     return found
 
 
-def square_box(width: int, height: int) -> tuple[int, int, int]:
-    """The whole image padded to a centred square: ``(x0, y0, side)`` where original pixel
-    ``(x, y)`` sits at ``(x - x0, y - y0)`` in the square (x0, y0 <= 0 are the padding)."""
-    side = max(width, height)
-    return -((side - width) // 2), -((side - height) // 2), side
+def whole_image_crop(width: int, height: int, size: int) -> np.ndarray:
+    """The crop (``fkdbench.data.landmarks`` convention: x0, y0, side, scale) of the whole
+    image padded to a centred square: its pixel edges run from -0.5 to width - 0.5."""
+    side = float(max(width, height))
+    return np.array([-0.5 - (side - width) / 2, -0.5 - (side - height) / 2, side, size / side])
 
 
-def to_original(points: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
-    """Model-input pixels -> original-image pixels for a crop ``box`` resized to ``size``."""
-    x0, y0, side = box
-    scale = side / size
-    offset = np.array([x0, y0])
-    return (points + 0.5) * scale - 0.5 + offset
-
-
-def crop_to_model(image: Any, size: int) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """A Pillow image -> (uint8 gray (size, size), its box) by the module's crop policy."""
-    from PIL import Image
-
-    gray = np.asarray(image.convert("L"))
-    height, width = gray.shape
-    box = square_box(width, height)
-    x0, y0, side = box
-    padding = ((-y0, side - height + y0), (-x0, side - width + x0))
-    square = np.pad(gray, padding, mode="edge")
-    resized = Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8), box
+def crop_to_model(image: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A Pillow image -> (uint8 gray (size, size), its crop) by the module's crop policy."""
+    crop = whole_image_crop(image.width, image.height, size)
+    resized = landmarks.crop_image(image.convert("L"), crop, size)
+    return np.asarray(resized, dtype=np.uint8), crop
 
 
 def _open_image(path: Path) -> Any:
@@ -215,9 +201,9 @@ def predict_images(
                 skipped.append(str(error))
                 progress.advance(task)
                 continue
-            crop, box = crop_to_model(image, predictor.input_size)
-            pixels = predictor(images_as_float(crop[None], predictor.in_chans))[0]
-            points = to_original(pixels, box, predictor.input_size)
+            face, crop = crop_to_model(image, predictor.input_size)
+            pixels = predictor(images_as_float(face[None], predictor.in_chans))[0]
+            points = landmarks.to_original(pixels, crop)
             rows.append(
                 [str(path), str(image.width), str(image.height)]
                 + [f"{value:.3f}" for value in points.reshape(-1)]

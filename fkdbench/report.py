@@ -64,6 +64,8 @@ FIGURES: dict[str, str] = {
     "green dots, prediction red crosses (paper Fig. 12).",
     "accuracy_vs_speed": "Test RMSE vs ONNX Runtime seconds per 100 images; the Pareto front "
     "(nothing both faster and more accurate) is joined.",
+    "ced": "Cumulative error distribution: share of test faces with NME at most x, up to the "
+    "failure threshold; AUC@0.1 is the area under it / 0.1.",
 }
 
 # -- the mapping of our gains onto the paper's Table 2 labels --------------------------------
@@ -114,6 +116,12 @@ class RunSummary:
     trained: bool = True
     test_rmse: float | None = None
     test_nme: float | None = None
+    test_fr: float | None = None
+    test_auc: float | None = None
+    # The CED sampled from NME 0 to the failure threshold (metrics.json "test_ced").
+    test_ced: tuple[float, ...] = field(default=(), compare=False)
+    failure_threshold: float | None = None
+    test_nme_per_subset: dict[str, float | None] = field(default_factory=dict, compare=False)
     mean_shape_rmse: float | None = None
     params_pytorch: int | None = None
     params_keras: int | None = None
@@ -191,6 +199,11 @@ def _summary_from_finished(folder: Path) -> RunSummary:
         trained=True,
         test_rmse=_number(metrics.get("test_rmse")),
         test_nme=_number(metrics.get("test_nme")),
+        test_fr=_number(metrics.get("test_fr")),
+        test_auc=_number(metrics.get("test_auc")),
+        test_ced=tuple(metrics.get("test_ced") or ()),
+        failure_threshold=_number(metrics.get("failure_threshold")),
+        test_nme_per_subset=dict(metrics.get("test_nme_per_subset") or {}),
         mean_shape_rmse=_number(metrics.get("mean_shape_rmse")),
         params_pytorch=parameters.get("pytorch"),
         params_keras=parameters.get("keras"),
@@ -292,6 +305,7 @@ def read_run_records(path: Path) -> list[RunSummary]:
             raise ReportError(f"{path}: line {number}: malformed JSON ({error.msg})") from None
         record = {key: value for key, value in record.items() if key in known}
         record["history"] = tuple((int(e), float(v)) for e, v in record.get("history", ()))
+        record["test_ced"] = tuple(record.get("test_ced", ()))
         summaries.append(RunSummary(**record))
     return sorted(summaries, key=lambda r: _run_key(r.arch, r.variant, r.weights_mode, r.trained))
 
@@ -516,6 +530,53 @@ def accuracy_table(run_summaries: Sequence[RunSummary], metric: str = "test_rmse
         frame.loc[MEAN_SHAPE_ROW] = pd.Series(floors)
     frame.columns.name = "variant"
     return frame.astype(float)
+
+
+def landmark_table(run_summaries: Sequence[RunSummary]) -> pd.DataFrame:
+    """The field's landmark metrics per trained run: NME, FR and AUC at the failure
+    threshold, and NME per subset where the data has subsets (WFLW's attributes)."""
+    trained = [run for run in run_summaries if run.trained]
+    subsets = sorted({name for run in trained for name in run.test_nme_per_subset})
+    rows = []
+    for run in trained:
+        row = {
+            "model": run.label,
+            "variant": run.variant,
+            "scheme": run.scheme,
+            "nme": run.test_nme,
+            "fr": run.test_fr,
+            "auc": run.test_auc,
+            "threshold": run.failure_threshold,
+        }
+        row.update({f"nme_{name}": run.test_nme_per_subset.get(name) for name in subsets})
+        rows.append(row)
+    columns = ["model", "variant", "scheme", "nme", "fr", "auc", "threshold"]
+    frame = pd.DataFrame(rows, columns=columns + [f"nme_{name}" for name in subsets])
+    numeric = [column for column in frame.columns if column not in ("model", "variant", "scheme")]
+    frame[numeric] = frame[numeric].astype(float)
+    return frame
+
+
+def figure_ced(run_summaries: Sequence[RunSummary], path: Path) -> Path | None:
+    """CED curves, one per trained run that recorded one."""
+    curves = [run for run in run_summaries if run.trained and run.test_ced]
+    if not curves:
+        return None
+    figure = _new_figure(6.5, 4.5)
+    axes = figure.add_subplot()
+    for number, run in enumerate(curves):
+        fraction = np.array([np.nan if v is None else v for v in run.test_ced], dtype=float)
+        limit = run.failure_threshold or 0.1
+        axes.plot(
+            np.linspace(0.0, limit, len(fraction)), fraction, label=run.run_name,
+            color=_colour(number), linewidth=1.2,
+        )  # fmt: skip
+    axes.set_xlabel("NME (normalised by the scheme's two points)")
+    axes.set_ylabel("share of test faces")
+    axes.set_ylim(0, 1)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7)
+    return _save_figure(figure, path)
 
 
 def gain_label(gain_percent: float) -> str:
@@ -846,6 +907,16 @@ def _accuracy_markdown(table: pd.DataFrame, spec: str) -> str:
             is_best = label != MEAN_SHAPE_ROW and value == best[variant]
             shown.loc[label, variant] = f"**{text}**" if is_best else text
     return _markdown(shown.reset_index().rename(columns={"index": "model"}))
+
+
+def _landmark_markdown(table: pd.DataFrame) -> str:
+    shown = table.astype(object).copy()
+    for column in table.columns:
+        if column in ("model", "variant", "scheme"):
+            continue
+        spec = ".2f" if column == "threshold" else ".4f"
+        shown[column] = [_fmt(value, spec, NOT_MEASURED) for value in table[column]]
+    return _markdown(shown)
 
 
 def _gains_markdown(gains: pd.DataFrame) -> str:
@@ -1290,6 +1361,7 @@ def build_report(
         "size": size_table(run_summaries, records),
         "accuracy_rmse": accuracy_table(run_summaries, "test_rmse"),
         "accuracy_nme": accuracy_table(run_summaries, "test_nme"),
+        "landmark_metrics": landmark_table(run_summaries),
         "gains": gains_table(run_summaries),
         "paper_gains": paper_gains_table(),
         "finetune_ratios": ratio_table(run_summaries),
@@ -1371,6 +1443,10 @@ def _draw_figures(
                 speed_points(run_summaries, tables["timing"]), path
             ),
             f"no {SPEED_BACKEND} bench records of trained runs",
+        ),
+        "ced": (
+            lambda path: figure_ced(run_summaries, path),
+            "no trained run recorded its error distribution",
         ),
     }
     figures: dict[str, Path] = {}
@@ -1502,7 +1578,15 @@ def render_markdown(
         )
         lines += ["", _accuracy_markdown(accuracy, ".3f"), ""]
         lines.append("NME (mean error / inter-ocular distance):")
-        lines += ["", _accuracy_markdown(tables["accuracy_nme"], ".4f")]
+        lines += ["", _accuracy_markdown(tables["accuracy_nme"], ".4f"), ""]
+        lines.append(
+            "Landmark metrics as the field reports them: NME normalised by each scheme's two "
+            "points (Kaggle: the eye centres; 300-W: outer eye corners 36/45; WFLW: 60/72), "
+            "FR = share of faces with NME above the threshold, AUC = area under the CED up "
+            "to the threshold / threshold (1 is perfect); NME per WFLW subset where the data "
+            "has them:"
+        )
+        lines += ["", _landmark_markdown(tables["landmark_metrics"])]
     lines.append("")
     lines.append(
         "Paper RMSE: paper 003 shows its RMSEs only as bar charts (Fig. 6-7) with no printed "

@@ -52,13 +52,19 @@ from torch import Tensor, nn
 
 from fkdbench import runs
 from fkdbench.data.augment import AugmentConfig, augment_batch
-from fkdbench.data.schemes import get_scheme
+from fkdbench.data.schemes import WFLW_ATTRIBUTES, KeypointScheme, get_scheme
 from fkdbench.data.splits import MANIFEST_NAME, SplitArrays, load_split, read_manifest
 from fkdbench.data.variants import VARIANTS, make_variant
 from fkdbench.io import plain, sha256_file, write_json_atomic, write_text_atomic
 from fkdbench.metrics import (
+    CED_STEPS,
+    FAILURE_THRESHOLD,
+    cumulative_error_distribution,
+    landmark_metrics,
     mean_shape,
     mean_shape_rmse,
+    nme_per_subset,
+    normalised_errors_per_sample,
     normalised_mean_error,
     per_keypoint_rmse,
     rmse,
@@ -548,6 +554,7 @@ def train_run(
         },
         "test_nme": _finite_or_none(normalised_mean_error(predicted, test_split.keypoints, scheme)),
         "nme_normaliser": f"distance {scheme.keypoints[a]} - {scheme.keypoints[b]}",
+        **_landmark_scores(predicted, test_split, scheme),
         "mean_shape_rmse": _finite_or_none(
             mean_shape_rmse(train_split.keypoints, test_split.keypoints)
         ),
@@ -999,6 +1006,28 @@ def _failed(config: TrainConfig, error: Exception, started: float) -> RunResult:
         error=f"{type(error).__name__}: {message}",
         seconds=time.monotonic() - started,
     )
+
+
+def _landmark_scores(
+    predicted: np.ndarray, split: SplitArrays, scheme: KeypointScheme
+) -> dict[str, Any]:
+    """FR@0.1 and AUC@0.1 of the NME, and NME per subset where the data has subsets."""
+    scores = landmark_metrics(predicted, split.keypoints, scheme, FAILURE_THRESHOLD)
+    errors = normalised_errors_per_sample(predicted, split.keypoints, scheme)
+    _, fraction = cumulative_error_distribution(errors, FAILURE_THRESHOLD, CED_STEPS)
+    record: dict[str, Any] = {
+        "test_fr": _finite_or_none(scores["fr"]),
+        "test_auc": _finite_or_none(scores["auc"]),
+        "failure_threshold": FAILURE_THRESHOLD,
+        # The CED at CED_STEPS + 1 even NMEs from 0 to the threshold: the report's figure.
+        "test_ced": [_finite_or_none(round(float(value), 6)) for value in fraction],
+    }
+    if split.attributes is not None:
+        subsets = nme_per_subset(errors, split.attributes, WFLW_ATTRIBUTES)
+        record["test_nme_per_subset"] = {
+            name: _finite_or_none(value) for name, value in subsets.items()
+        }
+    return record
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 
 from fkdbench.cli import app
 from fkdbench.data import kaggle
+from fkdbench.data.landmarks import to_original
 from fkdbench.data.splits import load_split
 from fkdbench.export import export_run, images_as_float
 from fkdbench.predict import (
     PredictError,
     load_predictor,
     predict_images,
-    square_box,
-    to_original,
+    whole_image_crop,
     write_submission,
 )
 
@@ -43,12 +43,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_box_and_mapping() -> None:
-    assert square_box(120, 90) == (0, -15, 120)
-    assert square_box(50, 80) == (-15, 0, 80)
+def test_whole_image_crop_and_mapping() -> None:
+    np.testing.assert_allclose(whole_image_crop(120, 90, 96), [-0.5, -15.5, 120, 0.8])
     # A 192-pixel square resized to 96: model pixel c covers original 2c-0.5 .. 2c+1.5.
     points = np.array([[0.0, 0.0], [47.5, 95.0]])
-    np.testing.assert_allclose(to_original(points, (0, 0, 192), 96), [[0.5, 0.5], [95.5, 190.5]])
+    crop = whole_image_crop(192, 192, 96)
+    np.testing.assert_allclose(to_original(points, crop), [[0.5, 0.5], [95.5, 190.5]])
 
 
 def test_predictions_follow_the_image_when_it_is_scaled(

@@ -36,6 +36,10 @@ def _metrics(run_name: str, variant: str, rmse: float, nme: float, model_bytes: 
         "weights_mode": "scratch",
         "test_rmse": rmse,
         "test_nme": nme,
+        "test_fr": nme / 0.2,
+        "test_auc": 1 - nme * 10,
+        "failure_threshold": 0.1,
+        "test_ced": [min(1.0, step / 50) for step in range(101)],
         "test_per_keypoint_rmse": {"nose_tip": rmse},
         "mean_shape_rmse": 4.0,
         "parameters": {"pytorch": 234_622, "keras": 235_102, "trainable": 234_622},
@@ -175,6 +179,9 @@ def test_accuracy_table_is_the_metrics(built: report.ReportResult, inputs: dict)
         metrics = runs.read_metrics(inputs["runs"] / f"cnn-manual--{variant}")
         assert rmse.loc["cnn-manual", variant] == metrics["test_rmse"]
         assert nme.loc["cnn-manual", variant] == metrics["test_nme"]
+        landmark = built.tables["landmark_metrics"].set_index("variant")
+        assert landmark.loc[variant, "fr"] == metrics["test_fr"]
+        assert landmark.loc[variant, "auc"] == metrics["test_auc"]
     assert rmse.loc[report.MEAN_SHAPE_ROW, "none"] == 4.0
     assert list(rmse.columns) == list(VARIANTS)
     assert pd.isna(rmse.loc["cnn-manual", "ffill"])

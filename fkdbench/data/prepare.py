@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fkdbench.data import kaggle, synthetic
-from fkdbench.data.schemes import KAGGLE15, KeypointScheme
+from fkdbench.data.schemes import KAGGLE15, KeypointScheme, get_scheme
 from fkdbench.data.splits import (
     DATA_FORMAT_VERSION,
     MANIFEST_NAME,
@@ -40,7 +40,13 @@ from fkdbench.metrics import mean_shape_rmse
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import environment_record
 
-SOURCES = ("synthetic", "kaggle")
+SOURCES = ("synthetic", "kaggle", "wflw", "300w", "csv")
+CROP_POLICY = (
+    "square box centred on the landmarks' bounding box, side = max(width, height) x "
+    "(1 + 2 margin), zeros outside the image, resized to --size (fkdbench.data.landmarks)"
+)
+# The scheme each real source is labelled in (csv: whatever --scheme names).
+SOURCE_SCHEMES = {"kaggle": "kaggle15", "wflw": "wflw98", "300w": "ibug68"}
 # Kaggle's sizes: 7049 labelled training images, 1783 unlabelled test images.
 KAGGLE_LABELLED_ROWS = 7049
 KAGGLE_UNLABELLED_ROWS = 1783
@@ -50,10 +56,19 @@ KAGGLE_UNLABELLED_ROWS = 1783
 class PrepareOptions:
     """What to prepare; every field is a ``fkdbench prepare`` option."""
 
-    # "synthetic" draws faces; "kaggle" reads the competition files from ``path``.
+    # "synthetic" draws faces; "kaggle" reads the competition files from ``path``;
+    # "wflw" an annotation list (``path``) and its image folder (``images``); "300w" a
+    # folder of images with .pts files (``path``); "csv" a landmark CSV (``path``) whose
+    # image names are relative to ``images``.
     source: str = "synthetic"
-    # Folder (or zip) with training.csv / training.zip, for source "kaggle".
+    # The source file or folder (see ``source``).
     path: Path | None = None
+    # Image folder, for "wflw" and "csv".
+    images: Path | None = None
+    # Keypoint scheme: kaggle15 | ibug68 | wflw98 (synthetic and csv; fixed by the others).
+    scheme: str = "kaggle15"
+    # Crop margin around the landmarks, for the image sources (fraction of the box side).
+    margin: float = 0.25
     # Folder name under data_root; default: the source name.
     name: str | None = None
     # Where data sets live.
@@ -101,10 +116,20 @@ class PrepareOptions:
         )
         record = {key: getattr(self, key) for key in keys}
         record["path"] = str(self.path) if self.path else None
-        if self.source == "kaggle":
+        # Only where they matter, so that existing kaggle15 manifests stay byte-identical.
+        if self.scheme_name != "kaggle15":
+            record["scheme"] = self.scheme_name
+        if self.source in ("wflw", "300w", "csv"):
+            record["images"] = str(self.images) if self.images else None
+            record["margin"] = self.margin
+        if self.source != "synthetic":
             record.pop("n_train")
             record.pop("n_test")
         return record
+
+    @property
+    def scheme_name(self) -> str:
+        return SOURCE_SCHEMES.get(self.source, self.scheme)
 
 
 @dataclass
@@ -122,10 +147,16 @@ class PrepareResult:
 def _validate(options: PrepareOptions) -> None:
     if options.source not in SOURCES:
         raise ValueError(f"unknown source {options.source!r}; known: {', '.join(SOURCES)}")
-    if options.source == "kaggle" and options.path is None:
-        raise ValueError("--source kaggle needs --path DIR (the folder with training.csv)")
-    if options.source == "kaggle" and not Path(options.path).exists():
+    get_scheme(options.scheme)  # a clear error for an unknown scheme
+    fixed = SOURCE_SCHEMES.get(options.source)
+    if fixed and options.scheme not in ("kaggle15", fixed):
+        raise ValueError(f"--source {options.source} is labelled in {fixed}, not {options.scheme}")
+    if options.source != "synthetic" and options.path is None:
+        raise ValueError(f"--source {options.source} needs --path (see `fkdbench prepare --help`)")
+    if options.source != "synthetic" and not Path(options.path).exists():
         raise DataError(f"{options.path}: no such file or folder")
+    if options.source in ("wflw", "csv") and options.images is None:
+        raise ValueError(f"--source {options.source} needs --images DIR (the image folder)")
     if options.source == "synthetic" and options.n_train < 10:
         raise ValueError(f"--n-train must be at least 10, got {options.n_train}")
     if options.n_test < 0:
@@ -185,6 +216,127 @@ def _write_synthetic_raw(raw_dir: Path, options: PrepareOptions, progress) -> di
     return {"generator": "fkdbench.data.synthetic", "pose": asdict(synthetic.PoseRanges())}
 
 
+@dataclass
+class _Labelled:
+    """Labelled faces from any source, before splitting."""
+
+    images: np.ndarray
+    keypoints: np.ndarray
+    row_ids: np.ndarray
+    source: str
+    skipped: list = field(default_factory=list)
+    attributes: np.ndarray | None = None
+
+
+def _read_source(
+    options: PrepareOptions, staging: Path, scheme: KeypointScheme, progress
+) -> tuple[_Labelled, kaggle.TestTable | None, dict]:
+    """The labelled faces (and Kaggle's unlabelled ones) of ``options.source``."""
+    extra: dict = {}
+    if options.source == "synthetic" and scheme.name != KAGGLE15.name:
+        return _dense_synthetic(options, scheme, progress)
+    if options.source in ("synthetic", "kaggle"):
+        if options.source == "synthetic":
+            extra = _write_synthetic_raw(staging / "raw", options, progress)
+            location = staging / "raw"
+        else:
+            location = Path(options.path)
+        reading = progress.add_task("reading training.csv", total=None)
+        table = kaggle.read_training_csv(
+            location, scheme, options.image_size, options.skip_bad_rows
+        )
+        unlabelled = kaggle.read_test_csv(location, options.image_size, options.skip_bad_rows)
+        progress.update(reading, total=1, completed=1)
+        labelled = _Labelled(
+            table.images, table.keypoints, table.row_ids, table.source, list(table.skipped)
+        )
+        return labelled, unlabelled, extra
+
+    from fkdbench.data import landmarks
+
+    reading = progress.add_task(f"reading {options.source} faces", total=None)
+    common = dict(size=options.image_size, margin=options.margin)
+    if options.source == "wflw":
+        faces = landmarks.read_wflw(
+            options.path, options.images, skip_bad_rows=options.skip_bad_rows, **common
+        )
+    elif options.source == "300w":
+        faces = landmarks.read_pts_folder(
+            options.path, scheme=scheme.name, skip_bad_rows=options.skip_bad_rows, **common
+        )
+    else:
+        faces = landmarks.read_landmark_csv(
+            options.path,
+            options.images,
+            scheme.name,
+            skip_bad_rows=options.skip_bad_rows,
+            **common,
+        )
+    progress.update(reading, total=1, completed=1)
+    labelled = _Labelled(
+        faces.images,
+        faces.keypoints,
+        faces.ids,
+        str(options.path),
+        list(faces.skipped),
+        faces.attributes,
+    )
+    extra = {"crop": {"policy": CROP_POLICY, "margin": options.margin}}
+    if faces.outside_image:
+        extra["points_outside_image"] = sum(item.count for item in faces.outside_image)
+    if faces.attributes is not None:
+        extra["attributes"] = list(landmarks.ATTRIBUTE_NAMES)
+    return labelled, None, extra
+
+
+def _dense_synthetic(
+    options: PrepareOptions, scheme: KeypointScheme, progress
+) -> tuple[_Labelled, None, dict]:
+    """Synthetic faces in a dense scheme: every point labelled (as WFLW and 300-W are),
+    no Kaggle files (their layout is Kaggle's 15 points)."""
+    task = progress.add_task("drawing faces", total=options.n_train)
+    images, keypoints = synthetic.generate_faces(
+        options.n_train,
+        options.seed,
+        options.image_size,
+        options.workers,
+        0,
+        lambda count: progress.advance(task, count),
+        scheme=scheme.name,
+    )
+    labelled = _Labelled(
+        images, keypoints, np.arange(len(images), dtype=np.int64), "fkdbench.data.synthetic"
+    )
+    extra = {
+        "generator": "fkdbench.data.synthetic",
+        "pose": asdict(synthetic.PoseRanges()),
+        # Dense faces are drawn smaller than Kaggle's so that the whole jaw fits.
+        "framing": synthetic.DENSE_LAYOUTS[scheme.name].framing,
+    }
+    return labelled, None, extra
+
+
+def _raw_checksums(options: PrepareOptions, staging: Path) -> dict[str, str]:
+    """sha256 of the files the data came from (the generated raw files for synthetic)."""
+    if options.source == "synthetic":
+        raw = staging / "raw"
+        return (
+            {path.name: sha256_file(path) for path in sorted(raw.iterdir())} if raw.is_dir() else {}
+        )
+    path = Path(options.path)
+    if path.is_file():
+        return {path.name: sha256_file(path)}
+    if options.source == "kaggle":
+        candidates, suffixes = sorted(path.glob("*")), (".csv", ".zip")
+    else:  # 300-W: the .pts files anywhere below
+        candidates, suffixes = sorted(path.rglob("*")), (".pts",)
+    return {
+        str(candidate.relative_to(path)): sha256_file(candidate)
+        for candidate in candidates
+        if candidate.suffix in suffixes and candidate.is_file()
+    }
+
+
 def _missing_counts(keypoints: np.ndarray, scheme: KeypointScheme) -> dict[str, int]:
     missing = np.isnan(keypoints).any(axis=-1).sum(axis=0)
     return {name: int(count) for name, count in zip(scheme.keypoints, missing, strict=True)}
@@ -195,7 +347,7 @@ def prepare(options: PrepareOptions) -> PrepareResult:
     _validate(options)
     started = time.perf_counter()
     data_dir = options.data_dir
-    scheme = KAGGLE15
+    scheme = get_scheme(options.scheme_name)
     if (data_dir / MANIFEST_NAME).is_file() and not options.force:
         manifest = read_manifest(data_dir)
         if manifest.get("options") == json.loads(json.dumps(options.identity())):
@@ -210,29 +362,19 @@ def prepare(options: PrepareOptions) -> PrepareResult:
         )
 
     with atomic_directory(data_dir) as staging, make_progress(options.quiet) as progress:
-        extra: dict = {}
-        if options.source == "synthetic":
-            extra = _write_synthetic_raw(staging / "raw", options, progress)
-            source_location = staging / "raw"
-        else:
-            source_location = Path(options.path)
-
-        reading = progress.add_task("reading training.csv", total=None)
-        table = kaggle.read_training_csv(
-            source_location, scheme, options.image_size, options.skip_bad_rows
-        )
-        unlabelled = kaggle.read_test_csv(
-            source_location, options.image_size, options.skip_bad_rows
-        )
-        progress.update(reading, total=1, completed=1)
-
+        table, unlabelled, extra = _read_source(options, staging, scheme, progress)
         indices = split_indices(
             table.keypoints, options.seed, options.val_fraction, options.test_fraction
         )
         split_files = {}
         split_counts = {}
         for split, rows in indices.items():
-            arrays = SplitArrays(table.images[rows], table.keypoints[rows], table.row_ids[rows])
+            arrays = SplitArrays(
+                table.images[rows],
+                table.keypoints[rows],
+                table.row_ids[rows],
+                None if table.attributes is None else table.attributes[rows],
+            )
             save_split(split_path(staging, split), arrays)
             split_files[f"{split}.npz"] = sha256_file(split_path(staging, split))
             split_counts[split] = {
@@ -243,19 +385,7 @@ def prepare(options: PrepareOptions) -> PrepareResult:
             with open(staging / "unlabelled.npz", "wb") as handle:
                 np.savez(handle, images=unlabelled.images, ids=unlabelled.image_ids)
 
-        raw_files = {}
-        if options.source == "synthetic":
-            for raw in sorted((staging / "raw").iterdir()):
-                raw_files[raw.name] = sha256_file(raw)
-        else:
-            for candidate in (
-                sorted(Path(options.path).glob("*"))
-                if Path(options.path).is_dir()
-                else [Path(options.path)]
-            ):
-                if candidate.suffix in (".csv", ".zip") and candidate.is_file():
-                    raw_files[candidate.name] = sha256_file(candidate)
-
+        raw_files = _raw_checksums(options, staging)
         train_keypoints = table.keypoints[indices["train"]]
         test_keypoints = table.keypoints[indices["test"]]
         complete_rows = int((~np.isnan(table.keypoints).any(axis=(1, 2))).sum())

@@ -32,6 +32,9 @@ class SplitArrays:
     images: np.ndarray  # uint8 (N, H, W)
     keypoints: np.ndarray  # float32 (N, K, 2), NaN where missing
     ids: np.ndarray  # int64 (N,)
+    # bool (N, F) per-sample subset flags (WFLW's six attributes); None when the source
+    # has none. Stored only when present, so other data sets keep their bytes.
+    attributes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -64,6 +67,8 @@ def save_split(path: Path, arrays: SplitArrays) -> None:
         "keypoints": arrays.keypoints.astype(np.float32, copy=False),
         "ids": arrays.ids.astype(np.int64, copy=False),
     }
+    if arrays.attributes is not None:
+        members["attributes"] = arrays.attributes.astype(bool, copy=False)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, array in members.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -82,6 +87,7 @@ def load_split(data_dir: Path, split: str) -> SplitArrays:
                 images=archive["images"],
                 keypoints=archive["keypoints"],
                 ids=archive["ids"],
+                attributes=archive["attributes"] if "attributes" in archive.files else None,
             )
     except (OSError, ValueError, KeyError) as error:
         raise DataError(f"{path}: not a readable fkdbench split ({error})") from None

@@ -13,6 +13,11 @@ rendered pixel by pixel from soft signed-distance shapes, in three coordinate fr
 
 Keypoints are defined in face coordinates by the same numbers that draw the features
 and mapped forward through the same transforms, so they are exact to float precision.
+Besides Kaggle's 15 points, the generator gives the dense 300-W/iBUG (68) and WFLW (98)
+landmarks of the same faces: denser points on the same curves (eye openings, brow
+strokes, lip parabolas, the head outline for the jaw), sharing the Kaggle points where
+both schemes name the same spot (:data:`KAGGLE15_IN_DENSE`). Their faces are drawn
+smaller so that the whole jaw fits (:attr:`DenseLayout.framing`).
 The variation (identity, expression, pose, hair, lighting, occluders, blur, noise) is
 sized so that the mean-shape predictor errs by 3-6 px RMSE, like the real Kaggle data
 (about 4 px), while the features stay visible enough for a CNN to learn them.
@@ -24,6 +29,7 @@ number of worker processes.
 
 from __future__ import annotations
 
+import copy
 import math
 import multiprocessing
 import os
@@ -34,7 +40,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from fkdbench.data.schemes import KAGGLE15, KAGGLE15_SPARSE_KEYPOINTS, KeypointScheme
+from fkdbench.data.schemes import (
+    KAGGLE15,
+    KAGGLE15_SPARSE_KEYPOINTS,
+    SCHEMES,
+    KeypointScheme,
+)
 
 # The face geometry below is drawn for a 96-pixel image and scaled for other sizes.
 REFERENCE_SIZE = 96
@@ -45,6 +56,11 @@ SPARSE_EXACT_FRACTION = 0.97  # of incomplete rows: exactly the sparse four
 SPARSE_PLUS_FRACTION = 0.02  # the sparse four plus some others; the rest lose one of the four
 # Share of the yaw-induced feature shift that the crop takes back (see sample_pose).
 YAW_RECENTRING = 0.8
+# The nose, in face units: nostril ellipses below and beside the tip, and the lit tip's
+# half height (the dense schemes put the lower nose on these shapes).
+NOSTRIL_DROP = 2.6  # nostril centres below the tip
+NOSTRIL_HALF_WIDTH, NOSTRIL_HALF_HEIGHT = 1.7, 1.1
+TIP_HALF_HEIGHT = 3.2
 
 
 @dataclass(frozen=True)
@@ -69,10 +85,38 @@ class Face:
     parameters: dict
 
 
+@dataclass(frozen=True)
+class HeadOutline:
+    """The head's silhouette in posed coordinates, at the reference size: an ellipse
+    whose lower half narrows towards the chin."""
+
+    half_width: float
+    half_height: float
+    centre_v: float
+    # How much the lower half narrows: the half width at depth s (0 at the centre,
+    # 1 at the chin) is ``half_width * (1 - jaw * s**2)``.
+    jaw: float
+
+
+@dataclass(frozen=True)
+class Scene:
+    """The draws that :meth:`_FaceRenderer.render` makes before the head is drawn."""
+
+    background_level: float
+    background_field: np.ndarray  # (5, 5) coarse values of the smooth background field
+    stripes: tuple[float, float, float] | None  # angle, period in pixels, amplitude
+    skin: float
+    hair_tone: float
+    head: HeadOutline
+
+
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """A smooth random field in [-1, 1]: ``cells`` x ``cells`` values, cubic upsampled."""
-    coarse = rng.uniform(-1.0, 1.0, (cells, cells))
-    field = ndimage.zoom(coarse, size / cells, order=3, mode="reflect", prefilter=False)
+    return _upsample(rng.uniform(-1.0, 1.0, (cells, cells)), size)
+
+
+def _upsample(coarse: np.ndarray, size: int) -> np.ndarray:
+    field = ndimage.zoom(coarse, size / len(coarse), order=3, mode="reflect", prefilter=False)
     return field[:size, :size]
 
 
@@ -114,10 +158,12 @@ def _blend(image: np.ndarray, value, alpha: np.ndarray) -> np.ndarray:
 class _FaceRenderer:
     """Draws one face; a class only to share the coordinate grids between the steps."""
 
-    def __init__(self, rng: np.random.Generator, size: int, pose: PoseRanges) -> None:
+    def __init__(
+        self, rng: np.random.Generator, size: int, pose: PoseRanges, framing: float = 1.0
+    ) -> None:
         self.rng = rng
         self.size = size
-        self.k = size / REFERENCE_SIZE  # pixels per reference pixel
+        self.k = size / REFERENCE_SIZE * framing  # pixels per reference pixel
         self.pose = pose
 
     # -- geometry -------------------------------------------------------------------
@@ -251,7 +297,31 @@ class _FaceRenderer:
         }
         return Face(keypoints_face=keypoints, parameters=parameters)
 
-    def render(self, face: Face) -> np.ndarray:
+    def sample_scene(self, rng: np.random.Generator) -> Scene:
+        """The first draws of :meth:`render`, up to the head outline. ``rng`` is the
+        face's stream, or a copy of it to learn the head outline before rendering."""
+        background_level = rng.uniform(0.05, 0.95)
+        background_field = rng.uniform(-1.0, 1.0, (5, 5))
+        stripes = None
+        if rng.random() < 0.3:
+            angle = rng.uniform(0, math.pi)
+            period = rng.uniform(4, 14) * self.k
+            stripes = (angle, period, rng.uniform(0.03, 0.1))
+        return Scene(
+            background_level=background_level,
+            background_field=background_field,
+            stripes=stripes,
+            skin=rng.uniform(0.28, 0.85),
+            hair_tone=float(np.clip(rng.normal(0.22, 0.17), 0.02, 0.9)),
+            head=HeadOutline(
+                half_width=rng.uniform(36.0, 42.0),
+                half_height=rng.uniform(47.0, 55.0),
+                centre_v=rng.uniform(0.0, 5.0),
+                jaw=rng.uniform(0.15, 0.4),
+            ),
+        )
+
+    def render(self, face: Face, scene: Scene) -> np.ndarray:
         rng, size = self.rng, self.size
         kp = face.keypoints_face
         par = face.parameters
@@ -259,22 +329,21 @@ class _FaceRenderer:
         p, q, u, v = self.p, self.q, self.u, self.v
 
         # Background: base gray, a smooth random field, sometimes a texture of stripes.
-        background = rng.uniform(0.05, 0.95) + 0.18 * _smooth_noise(rng, size, 5)
-        if rng.random() < 0.3:
-            angle = rng.uniform(0, math.pi)
-            period = rng.uniform(4, 14) * self.k
+        background = scene.background_level + 0.18 * _upsample(scene.background_field, size)
+        if scene.stripes is not None:
+            angle, period, amplitude = scene.stripes
             phase = (
                 np.cos(angle) * np.arange(size)[None, :] + np.sin(angle) * np.arange(size)[:, None]
             )
-            background = background + rng.uniform(0.03, 0.1) * np.sin(2 * math.pi * phase / period)
+            background = background + amplitude * np.sin(2 * math.pi * phase / period)
         image = background
 
-        skin = rng.uniform(0.28, 0.85)
-        hair_tone = float(np.clip(rng.normal(0.22, 0.17), 0.02, 0.9))
-        head_half_width = rng.uniform(36.0, 42.0)
-        head_half_height = rng.uniform(47.0, 55.0)
-        head_centre_v = rng.uniform(0.0, 5.0)
-        jaw = rng.uniform(0.15, 0.4)
+        skin = scene.skin
+        hair_tone = scene.hair_tone
+        head_half_width = scene.head.half_width
+        head_half_height = scene.head.half_height
+        head_centre_v = scene.head.centre_v
+        jaw = scene.head.jaw
 
         # Hair behind the head (long hair falls beside the face).
         hair_length = rng.uniform(-10.0, 45.0)
@@ -381,11 +450,18 @@ class _FaceRenderer:
             nu, nv, np.array([[bridge_side * 2.5, kp[0, 1] + 3], [bridge_side * 3.5, tip[1] - 3]])
         )
         patch = _blend(patch, skin_here * 0.8, _soft(bridge - 1.0, 2.5) * alpha)
-        tip_shape = _ellipse_distance(nu, nv, tip[0], tip[1], par["nose_width"] * 0.7, 3.2)
+        tip_shape = _ellipse_distance(
+            nu, nv, tip[0], tip[1], par["nose_width"] * 0.7, TIP_HALF_HEIGHT
+        )
         patch = _blend(patch, np.clip(skin_here * 1.15, 0, 1), _soft(tip_shape, 2.0) * alpha)
         for side in (-1.0, 1.0):
             nostril = _ellipse_distance(
-                nu, nv, tip[0] + side * par["nose_width"] * 0.7, tip[1] + 2.6, 1.7, 1.1
+                nu,
+                nv,
+                tip[0] + side * par["nose_width"] * 0.7,
+                tip[1] + NOSTRIL_DROP,
+                NOSTRIL_HALF_WIDTH,
+                NOSTRIL_HALF_HEIGHT,
             )
             patch = _blend(patch, skin_here * 0.35, _soft(nostril, edge) * alpha)
         under = _ellipse_distance(nu, nv, tip[0], tip[1] + 4.5, par["nose_width"], 1.5)
@@ -513,36 +589,305 @@ class _FaceRenderer:
         return image
 
 
+# -- dense landmarks ----------------------------------------------------------------
+# The dense schemes trace the drawn features with more points. Every part runs from its
+# image-left end; closed parts (eyes, lips, WFLW's brows) go clockwise in the image, the
+# upper edge first. Points that Kaggle also names are the Kaggle points themselves.
+
+
+@dataclass(frozen=True)
+class DenseLayout:
+    """How many points each part of a dense scheme gets. Output order: jaw, brows
+    (image-left, image-right), nose bridge (4), lower nose (5), eyes (image-left,
+    image-right), outer lips (12), inner lips (8), pupils (image-left, image-right)."""
+
+    name: str
+    # Points along the head outline, ear to ear through the chin.
+    jaw: int
+    # Points on each brow's upper edge, ends included (iBUG: on its centre line).
+    brow_upper: int
+    # Points on each brow's lower edge, ends excluded (0: none).
+    brow_lower: int
+    # Points around each eye, corners included.
+    eye: int
+    # Whether the eye centres (pupils) end the list.
+    pupils: bool
+    # Size of the head relative to the Kaggle faces. Kaggle's crops cut the chin off
+    # (it lies near y = 100 of 96 for most faces); the whole jaw must be in the picture,
+    # so the face is drawn smaller, like the enlarged face boxes of 300-W and WFLW.
+    framing: float = 0.75
+
+    @property
+    def num_keypoints(self) -> int:
+        brows = 2 * (self.brow_upper + self.brow_lower)
+        return self.jaw + brows + 4 + 5 + 2 * self.eye + 12 + 8 + 2 * self.pupils
+
+
+DENSE_LAYOUTS: dict[str, DenseLayout] = {
+    # 300-W / iBUG: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67.
+    "ibug68": DenseLayout("ibug68", jaw=17, brow_upper=5, brow_lower=0, eye=6, pupils=False),
+    # WFLW: contour 0-32, brows 33-50, nose 51-59, eyes 60-75, mouth 76-95, pupils 96-97.
+    "wflw98": DenseLayout("wflw98", jaw=33, brow_upper=5, brow_lower=4, eye=8, pupils=True),
+}
+SYNTHETIC_SCHEMES = (KAGGLE15.name, *DENSE_LAYOUTS)
+
+# The dense index of each Kaggle keypoint that a dense scheme places at exactly the same
+# spot (the same numbers, mapped the same way). The subject's right is the image's left.
+KAGGLE15_IN_DENSE: dict[str, dict[str, int]] = {
+    "ibug68": {
+        "left_eye_inner_corner": 42,
+        "left_eye_outer_corner": 45,
+        "right_eye_inner_corner": 39,
+        "right_eye_outer_corner": 36,
+        "left_eyebrow_inner_end": 22,
+        "left_eyebrow_outer_end": 26,
+        "right_eyebrow_inner_end": 21,
+        "right_eyebrow_outer_end": 17,
+        "nose_tip": 30,
+        "mouth_left_corner": 54,
+        "mouth_right_corner": 48,
+        "mouth_center_top_lip": 51,
+        "mouth_center_bottom_lip": 57,
+    },
+    "wflw98": {
+        "left_eye_center": 97,
+        "right_eye_center": 96,
+        "left_eye_inner_corner": 68,
+        "left_eye_outer_corner": 72,
+        "right_eye_inner_corner": 64,
+        "right_eye_outer_corner": 60,
+        "left_eyebrow_inner_end": 42,
+        "left_eyebrow_outer_end": 46,
+        "right_eyebrow_inner_end": 37,
+        "right_eyebrow_outer_end": 33,
+        "nose_tip": 54,
+        "mouth_left_corner": 82,
+        "mouth_right_corner": 76,
+        "mouth_center_top_lip": 79,
+        "mouth_center_bottom_lip": 85,
+    },
+}
+
+# The inner lip corners sit this far along the half mouth, on the line between the lips.
+INNER_CORNER_T = 0.9
+
+
+def _bezier(start: np.ndarray, control: np.ndarray, end: np.ndarray, t: np.ndarray):
+    """Points (M, 2) and unit normals (M, 2) pointing up (-v) of a quadratic Bezier."""
+    t = np.asarray(t, dtype=float)[:, None]
+    points = (1 - t) ** 2 * start + 2 * (1 - t) * t * control + t**2 * end
+    tangent = 2 * (1 - t) * (control - start) + 2 * t * (end - control)
+    normal = np.stack([tangent[:, 1], -tangent[:, 0]], axis=1)
+    normal *= np.where(normal[:, 1:] > 0, -1.0, 1.0) / np.linalg.norm(normal, axis=1)[:, None]
+    return points, normal
+
+
+def _brow(inner: np.ndarray, outer: np.ndarray, par: dict, layout: DenseLayout) -> np.ndarray:
+    """One brow, image-left end first; the stroke the renderer draws (an arched centre
+    line whose thickness tapers to half at the outer end)."""
+    control = (inner + outer) / 2 + np.array([0.0, -par["brow_arch"]])
+    reverse = outer[0] < inner[0]  # the outer end is on the image's left
+
+    def along(share: np.ndarray, side: float) -> np.ndarray:
+        t = 1.0 - share if reverse else share  # share: 0 image-left end, 1 image-right
+        points, normal = _bezier(inner, control, outer, t)
+        half = par["brow_thickness"] * (1.0 - 0.5 * t) / 2
+        keep = (share > 0) & (share < 1)  # the ends stay on the centre line
+        return points + side * (half * keep)[:, None] * normal
+
+    upper_share = np.linspace(0.0, 1.0, layout.brow_upper)
+    if not layout.brow_lower:  # iBUG: the centre line
+        return along(upper_share, 0.0)
+    lower_share = np.linspace(1.0, 0.0, layout.brow_lower + 2)[1:-1]
+    return np.concatenate([along(upper_share, 1.0), along(lower_share, -1.0)])
+
+
+def _eye(left: np.ndarray, right: np.ndarray, opening: float, count: int) -> np.ndarray:
+    """``count`` points on the drawn opening (an ellipse through the corners), from the
+    image-left corner clockwise; the lid points split the corner-to-corner line evenly."""
+    mid, half_axis = (left + right) / 2, (right - left) / 2
+    half_length = np.hypot(*half_axis)
+    direction = half_axis / half_length
+    up = np.array([direction[1], -direction[0]])  # image-left to right, so this is up
+    lid = np.linspace(-1.0, 1.0, count // 2 + 1)[1:-1]  # along the axis, -1 at the left
+    rise = np.sqrt(1 - lid**2) * opening
+    upper = mid + (lid * half_length)[:, None] * direction + rise[:, None] * up
+    lower = mid + (lid[::-1] * half_length)[:, None] * direction - rise[::-1, None] * up
+    return np.concatenate([[left], upper, [right], lower])
+
+
+def _lips(kp: np.ndarray, par: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Outer (12) and inner (8) lip contours on the renderer's parabolas, from the
+    image-left corner clockwise."""
+    left, right, top, bottom = kp[12], kp[11], kp[13], kp[14]  # image-left: subject's right
+    line_v, opening = par["mouth_v"], par["mouth_open"]
+    centre_u, half_width = (left[0] + right[0]) / 2, (right[0] - left[0]) / 2
+
+    def point(t: float, rim: str) -> tuple[float, float]:
+        corner_v = (left[1] + right[1]) / 2 + (right[1] - left[1]) / 2 * t
+        level = {
+            "upper_top": top[1],
+            "upper_bottom": line_v - opening / 2,
+            "lower_top": line_v + opening / 2,
+            "lower_bottom": bottom[1],
+            "line": line_v,
+        }[rim]
+        return centre_u + t * half_width, level + (corner_v - level) * t**2
+
+    third = 1 / 3
+    outer = np.array(
+        [point(t, "upper_top") for t in (-1, -2 * third, -third, 0, third, 2 * third)]
+        + [point(t, "lower_bottom") for t in (1, 2 * third, third, 0, -third, -2 * third)]
+    )
+    outer[[0, 6]] = left, right  # exactly the Kaggle points
+    outer[3], outer[9] = top, bottom
+    inner = np.array(
+        [point(-INNER_CORNER_T, "line")]
+        + [point(t, "upper_bottom") for t in (-0.5, 0, 0.5)]
+        + [point(INNER_CORNER_T, "line")]
+        + [point(t, "lower_top") for t in (0.5, 0, -0.5)]
+    )
+    return outer, inner
+
+
+def _jaw(head: HeadOutline, top_v: float, count: int) -> np.ndarray:
+    """``count`` points evenly spaced along the head outline (posed coordinates) from
+    the image-left side at height ``top_v``, round the chin, to the image-right side."""
+    start = math.asin(np.clip((top_v - head.centre_v) / head.half_height, -1.0, 1.0))
+    angle = np.linspace(start, math.pi - start, 241)
+    q = head.centre_v + head.half_height * np.sin(angle)
+    depth = np.clip((q - head.centre_v) / head.half_height, 0, 1)
+    p = -head.half_width * (1 - head.jaw * depth**2) * np.cos(angle)
+    curve = np.stack([p, q], axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(curve, axis=0).T))])
+    spots = np.linspace(0.0, arc[-1], count)
+    return np.stack([np.interp(spots, arc, p), np.interp(spots, arc, q)], axis=1)
+
+
+def _dense_keypoints(
+    renderer: _FaceRenderer, face: Face, head: HeadOutline, layout: DenseLayout
+) -> np.ndarray:
+    """Image coordinates (K, 2) of ``layout``'s points for a posed face."""
+    kp, par = face.keypoints_face, face.parameters
+    eye_line_v = kp[2:6, 1].mean()
+    jaw = renderer.posed_to_image(_jaw(head, eye_line_v, layout.jaw))
+
+    # Image-left first: the subject's right brow and eye, then the left ones.
+    brows = [_brow(kp[8], kp[9], par, layout), _brow(kp[6], kp[7], par, layout)]
+    eyes = [
+        _eye(kp[5], kp[4], par["eye_open"], layout.eye),
+        _eye(kp[2], kp[3], par["eye_open"], layout.eye),
+    ]
+    outer_lips, inner_lips = _lips(kp, par)
+    pupils = kp[[1, 0]] if layout.pupils else np.empty((0, 2))
+
+    # The nose stands off the face by its depth, like the drawn nose: a bridge from
+    # between the inner eye corners to the tip, then nostrils and the tip's lower edge.
+    tip, nostril_u = kp[10], 0.7 * par["nose_width"]
+    nasion = (kp[2] + kp[4]) / 2
+    bridge = nasion + np.linspace(0.0, 1.0, 4)[:, None] * (tip - nasion)
+    bridge[-1] = tip
+    lower_nose = tip + np.array(
+        [
+            [-(nostril_u + NOSTRIL_HALF_WIDTH), NOSTRIL_DROP],
+            [-nostril_u, NOSTRIL_DROP + NOSTRIL_HALF_HEIGHT],
+            [0.0, TIP_HALF_HEIGHT],
+            [nostril_u, NOSTRIL_DROP + NOSTRIL_HALF_HEIGHT],
+            [nostril_u + NOSTRIL_HALF_WIDTH, NOSTRIL_DROP],
+        ]
+    )
+    return np.concatenate(
+        [
+            jaw,
+            renderer.face_to_image(np.concatenate(brows)),
+            renderer.face_to_image(np.concatenate([bridge, lower_nose]), par["nose_depth"]),
+            renderer.face_to_image(np.concatenate([*eyes, outer_lips, inner_lips, pupils])),
+        ]
+    )
+
+
 def _fits(points: np.ndarray, size: int, margin: float) -> bool:
     return bool(np.all(points >= margin) and np.all(points <= size - 1 - margin))
 
 
-def render_face(
-    seed: int, index: int, size: int = REFERENCE_SIZE, pose: PoseRanges = PoseRanges()
-) -> tuple[np.ndarray, np.ndarray]:
-    """Draw face ``index`` of the data set with ``seed``: (uint8 image, (15, 2) keypoints)."""
+def _layout(scheme: str) -> DenseLayout | None:
+    """The dense layout of ``scheme`` (None for Kaggle's 15 points); unknown names fail."""
+    if scheme == KAGGLE15.name:
+        return None
+    try:
+        layout = DENSE_LAYOUTS[scheme]
+    except KeyError:
+        known = ", ".join(SYNTHETIC_SCHEMES)
+        raise ValueError(f"the synthetic faces have no scheme {scheme!r}; known: {known}") from None
+    registered = SCHEMES.get(scheme)
+    if registered is not None and registered.num_keypoints != layout.num_keypoints:
+        raise ValueError(
+            f"scheme {scheme!r} has {registered.num_keypoints} keypoints in "
+            f"fkdbench.data.schemes but the generator draws {layout.num_keypoints}"
+        )
+    return layout
+
+
+def num_keypoints(scheme: str) -> int:
+    """How many keypoints the generator gives for ``scheme``."""
+    layout = _layout(scheme)
+    return KAGGLE15.num_keypoints if layout is None else layout.num_keypoints
+
+
+def _draw_face(
+    seed: int, index: int, size: int, pose: PoseRanges, scheme: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face ``index``: (uint8 image, its Kaggle 15 points, its points in ``scheme``)."""
+    layout = _layout(scheme)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-    renderer = _FaceRenderer(rng, size, pose)
+    renderer = _FaceRenderer(rng, size, pose, 1.0 if layout is None else layout.framing)
     face = renderer.sample_face()
     nose_index = KAGGLE15.index("nose_tip")
     depth = np.zeros(KAGGLE15.num_keypoints)
     depth[nose_index] = face.parameters["nose_depth"]
-    # Redraw the pose until every keypoint lies inside the image with a margin.
+    margin = size / REFERENCE_SIZE
+    # Redraw the pose until every keypoint lies inside the image with a margin. The jaw
+    # follows the head outline, which render() draws after the pose: a copy of the
+    # stream tells it without drawing anything from the stream itself.
     for _attempt in range(50):
         renderer.sample_pose()
         keypoints = renderer.face_to_image(face.keypoints_face, depth)
-        if _fits(keypoints, size, margin=1.0 * renderer.k):
+        if layout is None:
+            dense = keypoints
+        else:
+            head = renderer.sample_scene(copy.deepcopy(rng)).head
+            dense = _dense_keypoints(renderer, face, head, layout)
+        if _fits(keypoints, size, margin) and _fits(dense, size, margin):
             break
     renderer.build_grids()
-    image = renderer.render(face)
-    return image, keypoints.astype(np.float32)
+    image = renderer.render(face, renderer.sample_scene(rng))
+    return image, keypoints.astype(np.float32), dense.astype(np.float32)
 
 
-def _render_range(seed: int, start: int, stop: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def render_face(
+    seed: int,
+    index: int,
+    size: int = REFERENCE_SIZE,
+    pose: PoseRanges = PoseRanges(),
+    scheme: str = KAGGLE15.name,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw face ``index`` of the data set with ``seed``: (uint8 image, (K, 2) keypoints)
+    in ``scheme``: ``kaggle15`` (15), ``ibug68`` (68) or ``wflw98`` (98).
+
+    The dense schemes draw the same face (same random draws) smaller, so that the whole
+    jaw fits; see :attr:`DenseLayout.framing`.
+    """
+    image, _kaggle, keypoints = _draw_face(seed, index, size, pose, scheme)
+    return image, keypoints
+
+
+def _render_range(
+    seed: int, start: int, stop: int, size: int, scheme: str
+) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((stop - start, size, size), dtype=np.uint8)
-    keypoints = np.empty((stop - start, KAGGLE15.num_keypoints, 2), dtype=np.float32)
+    keypoints = np.empty((stop - start, num_keypoints(scheme), 2), dtype=np.float32)
     for offset, index in enumerate(range(start, stop)):
-        images[offset], keypoints[offset] = render_face(seed, index, size)
+        images[offset], keypoints[offset] = render_face(seed, index, size, scheme=scheme)
     return images, keypoints
 
 
@@ -553,8 +898,10 @@ def generate_faces(
     workers: int | None = None,
     first_index: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    scheme: str = KAGGLE15.name,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``count`` faces: uint8 images (N, size, size) and float32 keypoints (N, 15, 2).
+    """Draw ``count`` faces: uint8 images (N, size, size) and float32 keypoints (N, K, 2)
+    in ``scheme`` (see :func:`render_face`).
 
     ``first_index`` offsets the per-face streams, so two calls with different offsets
     (training and test faces) never repeat a face. ``workers`` processes share the work
@@ -567,7 +914,7 @@ def generate_faces(
         for start in range(0, count, chunk)
     ]
     images = np.empty((count, size, size), dtype=np.uint8)
-    keypoints = np.empty((count, KAGGLE15.num_keypoints, 2), dtype=np.float32)
+    keypoints = np.empty((count, num_keypoints(scheme), 2), dtype=np.float32)
 
     def store(start: int, result: tuple[np.ndarray, np.ndarray]) -> None:
         offset = start - first_index
@@ -579,13 +926,14 @@ def generate_faces(
 
     if workers <= 1 or count <= chunk:
         for start, stop in ranges:
-            store(start, _render_range(seed, start, stop, size))
+            store(start, _render_range(seed, start, stop, size, scheme))
         return images, keypoints
     # forkserver: safe even when the parent process has started library threads.
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {
-            pool.submit(_render_range, seed, start, stop, size): start for start, stop in ranges
+            pool.submit(_render_range, seed, start, stop, size, scheme): start
+            for start, stop in ranges
         }
         for future, start in futures.items():
             store(start, future.result())
