@@ -24,10 +24,11 @@ is complete.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -256,18 +257,15 @@ def measure_machine_peak(
     )
 
 
-class _torch_threads:  # noqa: N801 - used as a context manager, reads like one
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
     """Set torch's intra-op threads for a block and restore them after."""
-
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
-        self.previous = torch.get_num_threads()
-
-    def __enter__(self) -> None:
-        torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.previous)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def flops_per_image(model: torch.nn.Module, in_chans: int, image_size: int) -> int:
@@ -491,11 +489,7 @@ def bench_targets(
     """
     runs_dir = Path(runs_dir)
     folders: list[Path] = []
-    for name in names:
-        folder = Path(name) if Path(name).is_dir() else runs_dir / name
-        if not (folder / runs.CONFIG_FILE).is_file():
-            raise BenchError(f"{folder}: no such run (see `ls {runs_dir}`)")
-        folders.append(folder)
+    folders += [runs.find_run(runs_dir, name) for name in names]
     if all_models:
         finished = runs.finished_runs(runs_dir)
         trained_archs = {runs.read_config(folder)["model"]["arch"] for folder in finished}
@@ -693,9 +687,28 @@ def check_baseline(
     )
 
 
-def write_baseline_file(records: Sequence[BenchRecord], path: Path) -> dict[str, Any]:
-    """:func:`save_baseline` for freshly measured records."""
-    return save_baseline([plain(asdict(record)) for record in records], path)
+def bench_and_gate(
+    folders: Sequence[Path],
+    options: BenchOptions,
+    baseline: Path | None = None,
+    tolerance: float = 0.25,
+    save_baseline_to: Path | None = None,
+) -> tuple[list[BenchRecord], GateResult | None]:
+    """``fkdbench bench``: measure, optionally write a baseline, optionally gate.
+
+    The baseline is read before anything is timed, so a bad one fails in a second.
+    """
+    baseline_data = load_baseline(baseline) if baseline is not None else None
+    if tolerance < 0:
+        raise BenchError(f"tolerance must be >= 0, got {tolerance}")
+    records, _ = bench(folders, options)
+    plain_records = [plain(asdict(record)) for record in records]
+    if save_baseline_to is not None:
+        save_baseline(plain_records, save_baseline_to)
+    gate = None
+    if baseline_data is not None:
+        gate = check_baseline(plain_records, baseline_data, tolerance)
+    return records, gate
 
 
 def summary_table(records: Sequence[BenchRecord]) -> pd.DataFrame:

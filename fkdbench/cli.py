@@ -289,18 +289,10 @@ def export(
     quiet: QuietOption = False,
 ) -> None:
     """Export runs to ONNX (checked against PyTorch) and INT8 ONNX, scoring both."""
-    from fkdbench.bench import bench_targets
-    from fkdbench.export import export_all
+    from fkdbench.export import export_all, export_targets
 
     with _user_errors():
-        if all_runs:
-            from fkdbench.runs import finished_runs
-
-            folders = finished_runs(runs_dir)
-            if not folders:
-                raise ValueError(f"{runs_dir}: no finished runs to export")
-        else:
-            folders = bench_targets(runs_dir, run_names or [])
+        folders = export_targets(runs_dir, run_names or [], all_runs)
         records = export_all(
             folders,
             data_dir=data,
@@ -374,17 +366,10 @@ def bench(
             skip_existing=skip_existing,
             quiet=quiet,
         )
-        if baseline is not None:
-            baseline_data = benchmark.load_baseline(baseline)  # fail before timing anything
         folders = benchmark.bench_targets(runs_dir, run_names or [], all_models, data)
-        records, _ = benchmark.bench(folders, options)
-        if save_baseline is not None:
-            benchmark.write_baseline_file(records, save_baseline)
-        gate = None
-        if baseline is not None:
-            gate = benchmark.check_baseline(
-                [benchmark.asdict(record) for record in records], baseline_data, tolerance
-            )
+        records, gate = benchmark.bench_and_gate(
+            folders, options, baseline, tolerance, save_baseline
+        )
     if records:
         typer.echo(benchmark.summary_table(records).to_markdown(index=False, floatfmt=".4g"))
     typer.echo(f"{len(records)} record(s) appended to {results}")

@@ -287,21 +287,6 @@ def export_onnx(
     raise ExportError(f"{path}: no exporter gave a faithful graph: {'; '.join(attempts)}")
 
 
-class _CalibrationReader:
-    """Feeds ONNX Runtime's calibrator batches of training images."""
-
-    def __init__(self, images: np.ndarray, batch_size: int = 32) -> None:
-        self._batches = iter(
-            [
-                {INPUT_NAME: images[start : start + batch_size]}
-                for start in range(0, len(images), batch_size)
-            ]
-        )
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
-
-
 # Activation types. Unsigned (ONNX Runtime's "U8S8") is the default, not the design's
 # signed S8S8: x86 integer dot products (VPMADDUBSW, VNNI's VPDPBUSD) multiply u8 by s8, and
 # measured on a 2-core AMD EPYC (AVX-512 VNNI) U8S8 ran resnet50 3.2x and mobilenetv2 2x
@@ -339,7 +324,18 @@ def quantize_int8(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    reader_type = type("Reader", (_CalibrationReader, CalibrationDataReader), {})
+    class TrainingImages(CalibrationDataReader):
+        """Feeds the calibrator batches of training images."""
+
+        def __init__(self, batch_size: int = 32) -> None:
+            starts = range(0, len(calibration_images), batch_size)
+            self.batches = iter(
+                [{INPUT_NAME: calibration_images[i : i + batch_size]} for i in starts]
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
     int8_path = Path(int8_path)
     with tempfile.TemporaryDirectory(dir=int8_path.parent, prefix=".quantize-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
@@ -349,7 +345,7 @@ def quantize_int8(
             quantize_static(
                 str(prepared),
                 str(quantized),
-                reader_type(calibration_images),
+                TrainingImages(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
@@ -469,6 +465,21 @@ def read_export_record(folder: Path) -> dict[str, Any] | None:
     """``export.json`` of a run, or None when it was never exported."""
     path = Path(folder) / EXPORT_RECORD_FILE
     return runs.read_json(path) if path.is_file() else None
+
+
+def export_targets(runs_dir: Path, names: Sequence[str] = (), all_runs: bool = False) -> list[Path]:
+    """Run folders to export: ``names`` (run names under ``runs_dir`` or folders), or
+    with ``all_runs`` every finished run (untrained folders are exported by ``bench``)."""
+    if all_runs:
+        if names:
+            raise ExportError("give run names or --all, not both")
+        folders = runs.finished_runs(runs_dir)
+        if not folders:
+            raise ExportError(f"{runs_dir}: no finished runs to export")
+        return folders
+    if not names:
+        raise ExportError("name a run (e.g. cnn-manual--masked) or use --all")
+    return [runs.find_run(runs_dir, name) for name in names]
 
 
 def export_all(

@@ -31,7 +31,6 @@ from fkdbench.export import ONNX_FILE, images_as_float, onnx_predict, open_sessi
 from fkdbench.io import write_bytes_atomic, write_text_atomic
 from fkdbench.progress import make_progress
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 KEYPOINTS_FILE = "keypoints.csv"
 OVERLAY_DIR = "overlays"
 
@@ -124,7 +123,7 @@ def find_images(inputs: Sequence[Path]) -> list[Path]:
             found += sorted(
                 path
                 for path in item.rglob("*")
-                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+                if path.is_file() and path.suffix.lower() in landmarks.IMAGE_SUFFIXES
             )
         elif item.is_file():
             found.append(item)

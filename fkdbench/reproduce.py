@@ -23,6 +23,7 @@ from fkdbench.data.prepare import (
     prepare,
 )
 from fkdbench.export import export_all
+from fkdbench.models import list_models
 from fkdbench.presets import load_preset
 from fkdbench.progress import flow_progress, say
 from fkdbench.train import RunResult, train_matrix
@@ -76,8 +77,6 @@ def reproduce(
     with flow_progress(quiet) as display:
         # Work items: prepare, each run trained, each run exported, each model benched (the
         # runs plus untrained architectures: counted as the registry's size), the report.
-        from fkdbench.models import list_models
-
         estimate = 1 + n_runs + n_runs + max(n_runs, len(list_models())) + 1
         flow = display.add_task("reproduce", total=estimate)
 

@@ -72,6 +72,15 @@ def is_finished(folder: Path) -> bool:
     return all((folder / name).is_file() for name in (METRICS_FILE, MODEL_FILE, CONFIG_FILE))
 
 
+def find_run(runs_dir: Path, name: str) -> Path:
+    """A run folder named ``name`` under ``runs_dir``, or ``name`` itself when it is a
+    folder; one that has no ``config.json`` raises :class:`CheckpointError`."""
+    folder = Path(name) if Path(name).is_dir() else Path(runs_dir) / name
+    if not (folder / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{folder}: no such run (see `ls {runs_dir}`)")
+    return folder
+
+
 def finished_runs(runs_dir: Path) -> list[Path]:
     """The finished run folders under ``runs_dir``, sorted by name."""
     runs_dir = Path(runs_dir)

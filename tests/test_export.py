@@ -146,3 +146,14 @@ def test_cli_export_passes_its_options(run_folder: Path) -> None:
     assert again.exit_code == 0, again.output
     saved = json.loads((run_folder / export.EXPORT_RECORD_FILE).read_text())
     assert saved["int8_activations"] == "uint8"
+
+
+def test_export_targets(trained_runs: Path, tmp_path: Path) -> None:
+    assert export.export_targets(trained_runs, all_runs=True) == [trained_runs / RUN]
+    assert export.export_targets(trained_runs, [RUN]) == [trained_runs / RUN]
+    with pytest.raises(ExportError, match="not both"):
+        export.export_targets(trained_runs, [RUN], all_runs=True)
+    with pytest.raises(ExportError, match="no finished runs"):
+        export.export_targets(tmp_path, all_runs=True)
+    with pytest.raises(runs.CheckpointError, match="no such run"):
+        export.export_targets(trained_runs, ["nope"])

@@ -79,7 +79,7 @@ WFLW_SCHEME = "wflw98"
 WFLW_POINTS = 98
 # 196 coordinates, 4 face-box values, 6 attribute flags, the image path.
 WFLW_FIELDS = 2 * WFLW_POINTS + 4 + len(ATTRIBUTE_NAMES) + 1
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 DEFAULT_SIZE = 96
 DEFAULT_MARGIN = 0.25
 
