@@ -298,6 +298,11 @@ def _predictor(folder: Path, backend: str, model: torch.nn.Module, config: dict)
     path = folder / BACKEND_FILES[backend]
     session = open_session(path, threads=torch.get_num_threads())
     check_session_input(session, path, int(config["model"]["in_chans"]), image_size)
+    return session_predictor(session)
+
+
+def session_predictor(session: Any) -> Predictor:
+    """``predict(images)`` for an ONNX Runtime session of an exported model."""
     output_name = session.get_outputs()[0].name
 
     def predict_onnx(images: np.ndarray) -> np.ndarray:

@@ -48,8 +48,11 @@ def _user_errors() -> Iterator[None]:
     """Turn the library's errors into one line on stderr and a non-zero exit."""
     try:
         yield
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/red]: nothing half-written was kept")
+    except KeyboardInterrupt as interrupt:
+        # A library may say what was kept (tune: the finished trials); the default holds
+        # for every command, since all of them write atomically.
+        said = str(interrupt) or "nothing half-written was kept"
+        console.print(f"[red]interrupted[/red]: {said}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except (ValueError, OSError) as error:  # DataError and friends are ValueErrors
         console.print(f"[red]error[/red]: {error}", markup=True, highlight=False, soft_wrap=True)
@@ -460,6 +463,107 @@ def report(
         typer.echo(str(path))
     for name, reason in result.missing_figures.items():
         typer.echo(f"figure {name} not drawn: {reason}")
+
+
+@app.command()
+def tune(
+    variant: Annotated[
+        str, typer.Option(help="Data variant: none | ffill | knn | aug | masked.")
+    ] = "none",
+    trials: Annotated[
+        int,
+        typer.Option(
+            help="Trials the study should have in all, every worker's counted (complete, "
+            "pruned, running); 0 rewrites the outputs only."
+        ),
+    ] = 20,
+    objective: Annotated[
+        str,
+        typer.Option(help="rmse+latency (Pareto front of val RMSE and CPU time) | rmse."),
+    ] = "rmse+latency",
+    study: Annotated[
+        str | None,
+        typer.Option(help="Study to create, resume or join [cnn-tuned-<variant>]."),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL (any Optuna supports, e.g. postgresql://user:pass@host/db) "
+            "[sqlite:///<runs-dir>/tune/<study>.db]."
+        ),
+    ] = None,
+    data: Annotated[Path, typer.Option(help="Prepared data folder.")] = Path("data/synthetic"),
+    runs_dir: RunsDirOption = Path("runs"),
+    epochs: Annotated[int, typer.Option(help="Training epochs of every trial.")] = 4,
+    max_params: Annotated[
+        int, typer.Option(help="Reject specs over this many (Keras) parameters before training.")
+    ] = 2_000_000,
+    max_latency: Annotated[
+        float | None,
+        typer.Option(
+            help="Reject specs slower than this many ONNX Runtime s/100 images (timed before "
+            "training) [no limit]."
+        ),
+    ] = None,
+    trial_minutes: Annotated[
+        float | None, typer.Option(help="Wall-clock cap on each trial's training [none].")
+    ] = None,
+    max_train_rows: Annotated[
+        int | None, typer.Option(help="Train each trial on at most this many rows [all].")
+    ] = None,
+    max_val_rows: Annotated[
+        int | None, typer.Option(help="Validate on the first this-many rows [all].")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every trial's training.")] = 0,
+    sampler_seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the sampler [--seed]; give concurrent workers different ones."),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads for training and timing [every usable core].")
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Search cnn-tuned specs with Optuna for validation RMSE and ONNX Runtime CPU time."""
+    from fkdbench.tune import TuneOptions
+    from fkdbench.tune import tune as run_tune
+
+    with _user_errors():
+        result = run_tune(
+            TuneOptions(
+                variant=variant,
+                trials=trials,
+                objective=objective,
+                study=study,
+                storage=storage,
+                data_dir=data,
+                runs_dir=runs_dir,
+                epochs_per_trial=epochs,
+                max_params=max_params,
+                max_seconds_per_100_images=max_latency,
+                trial_minutes=trial_minutes,
+                max_train_rows=max_train_rows,
+                max_val_rows=max_val_rows,
+                seed=seed,
+                sampler_seed=sampler_seed,
+                threads=threads,
+                quiet=quiet,
+            )
+        )
+    counts = ", ".join(f"{count} {state}" for state, count in result.counts.items() if count)
+    typer.echo(
+        f"study {result.study} ({result.storage}): {counts or 'no trials'}; "
+        f"{len(result.trials_here)} run here in {result.seconds / 60:.1f} min"
+    )
+    if result.best is not None:
+        best = result.best
+        typer.echo(
+            f"best: trial {best['trial']}, val RMSE {best['val_rmse']:.3f} px, "
+            f"{best['seconds_per_100_images']:.4f} s/100 images, "
+            f"{best['parameters']['keras']:,} params; Pareto front: {result.pareto_size} trials"
+        )
+    for path in result.written:
+        typer.echo(str(path))
 
 
 @app.command()

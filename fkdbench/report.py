@@ -1,11 +1,12 @@
 """``fkdbench report``: our measurements beside the papers', as Markdown, CSV, JSON and PNG.
 
 The report is a pure function of its inputs: the run folders (``config.json``,
-``metrics.json``, ``history.csv``, ``export.json``), the bench records
-(``results/bench.jsonl``) and the papers' numbers (:mod:`fkdbench.reference`). It adds no
-timestamp of its own, sorts everything and formats every float with a fixed format, so the
-same inputs give byte-identical ``REPORT.md`` and CSVs (the PNGs are written without the
-Software stamp, and are stable in practice but not promised).
+``metrics.json``, ``history.csv``, ``export.json``), the tuning studies
+(``<runs>/tune/<study>/``), the bench records (``results/bench.jsonl``) and the papers'
+numbers (:mod:`fkdbench.reference`). It adds no timestamp of its own, sorts everything and
+formats every float with a fixed format, so the same inputs give byte-identical
+``REPORT.md`` and CSVs (the PNGs are written without the Software stamp, and are stable in
+practice but not promised).
 
 Shape (pyperf's habit): records are loaded once into plain values (:class:`RunSummary`,
 bench dicts), each table is a small function from those values to a numeric
@@ -19,12 +20,13 @@ a paper that prints no number) the cell or section says so; nothing is filled in
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ SECTIONS = (
     "Accuracy",
     "Gains by variant",
     "Inference time",
+    "Tuned CNN",
     "Figures",
     "Environment",
 )
@@ -68,6 +71,32 @@ FIGURES: dict[str, str] = {
     "failure threshold; AUC@0.1 is the area under it / 0.1.",
 }
 
+# -- tuning studies (``fkdbench tune``) ------------------------------------------------------
+# Under the runs folder, one folder per study; the report snapshots the same files under
+# its own out dir, so that a report rebuilt from records still has them.
+TUNE_DIR = runs.TUNE_DIR
+TUNE_FORMAT_VERSION = runs.TUNE_FORMAT_VERSION
+TUNE_STUDY_FILE = runs.TUNE_STUDY_FILE
+TUNE_BEST_FILE = runs.TUNE_BEST_FILE
+TUNE_PARETO_FILE = runs.TUNE_PARETO_FILE
+TUNE_TRIALS_FILE = runs.TUNE_TRIALS_FILE
+# What the snapshot copies. study.json is required; best.json (absent until a trial
+# finishes), pareto.json and trials.csv (not read here) are optional.
+TUNE_FILES = (TUNE_STUDY_FILE, TUNE_BEST_FILE, TUNE_PARETO_FILE, TUNE_TRIALS_FILE)
+# Figure stem (in ``<study>/figures/``) -> caption; the report's copy is
+# ``figures/tune-<study>-<stem>.png``.
+TUNE_FIGURES: dict[str, str] = {
+    "history": "Validation RMSE of each finished trial, and the best so far.",
+    "pareto": "Validation RMSE vs ONNX Runtime seconds per 100 images, one point per finished "
+    "trial; the Pareto front (nothing both faster and more accurate) is joined.",
+    "importances": "Which searched settings mattered for validation RMSE (Optuna's fANOVA "
+    "importances, over the settings every finished trial has).",
+}
+# The architecture a tuned spec trains as, and the paper's other custom CNNs set beside it
+# (column prefix, arch).
+TUNED_ARCH = "cnn-tuned"
+TUNED_COMPARED = (("manual", "cnn-manual"), ("baseline", "cnn-baseline"))
+
 # -- the mapping of our gains onto the paper's Table 2 labels --------------------------------
 # Gain of a variant = (RMSE(none) - RMSE(variant)) / RMSE(none) x 100, same architecture and
 # weights mode. |gain| < SIMILAR_BAND_PERCENT reads "Similar"; a larger gain takes the label
@@ -82,6 +111,7 @@ WORSE_LABEL = "\u2212"  # a minus sign: worse than `none` by more than the band
 NOT_RUN = "not run"
 NOT_MEASURED = "not measured"
 NOT_EXPORTED = "not exported"
+NOT_RECORDED = "not recorded"
 NO_PAPER = "\u2014"  # the paper prints no such number
 UNTRAINED_LABEL = "untrained"
 MEAN_SHAPE_ROW = "mean shape"
@@ -139,6 +169,9 @@ class RunSummary:
     scheme: str | None = None
     image_size: int | None = None
     test_rows: int | None = None
+    # Where a CNN spec came from (config.json ``model.spec_source``: a file, a tune study's
+    # trial...); None for other architectures and for runs older than the field.
+    spec_source: str | None = None
     environment: dict[str, Any] = field(default_factory=dict, compare=False)
     # Keypoint-phase epochs: (epoch, val_rmse) pairs, for the training-curve figure.
     history: tuple[tuple[int, float], ...] = field(default=(), compare=False)
@@ -221,6 +254,7 @@ def _summary_from_finished(folder: Path) -> RunSummary:
         scheme=data.get("scheme") or model.get("scheme"),
         image_size=data.get("image_size") or model.get("input_size"),
         test_rows=metrics.get("rows", {}).get("test"),
+        spec_source=model.get("spec_source"),
         environment=metrics.get("environment") or config.get("environment") or {},
         history=_read_history(folder),
         folder=folder,
@@ -243,6 +277,7 @@ def _summary_from_untrained(folder: Path, config: dict[str, Any]) -> RunSummary:
         data_dir=data.get("data_dir"),
         scheme=data.get("scheme") or model.get("scheme"),
         image_size=data.get("image_size") or model.get("input_size"),
+        spec_source=model.get("spec_source"),
         environment=config.get("environment") or {},
         folder=folder,
     )
@@ -327,6 +362,222 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) else number
+
+
+# -- tuning studies -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuneSummary:
+    """What the report needs from one ``fkdbench tune`` study folder, as plain values.
+
+    ``best_*`` describe the complete trial with the lowest validation RMSE (best.json);
+    None while no trial has finished.
+    """
+
+    # The study folder's name (``fkdbench tune`` names it after the study).
+    study: str
+    variant: str | None
+    # "rmse+latency" (two objectives, a Pareto front) or "rmse".
+    objective: str | None
+    trials_complete: int
+    trials_pruned: int
+    trials_failed: int
+    # From the first trial's start to the last trial's end (every worker's).
+    wall_seconds: float | None
+    epochs_per_trial: int | None
+    best_trial: int | None
+    best_val_rmse: float | None
+    best_seconds_per_100_images: float | None
+    best_params_keras: int | None
+    best_onnx_bytes: int | None
+    best_lr: float | None
+    best_batch_size: int | None
+    # None when the study wrote no pareto.json.
+    pareto_size: int | None
+    # Figure stem (a TUNE_FIGURES key) -> the file found.
+    figures: dict[str, str] = field(default_factory=dict)
+    # Where the study's files were read; None for a summary made by hand.
+    folder: Path | None = field(default=None, compare=False)
+
+
+def tune_figure_file(study: str, name: str) -> str:
+    """The report's file name for a study's figure, under ``figures/``."""
+    return f"tune-{study}-{name}.png"
+
+
+@contextlib.contextmanager
+def _blame(path: Path) -> Iterator[None]:
+    """A record of the wrong shape (a missing key, text where a number goes) raises a
+    ReportError naming its file, rather than a bare KeyError from deep inside."""
+    try:
+        yield
+    except KeyError as error:
+        raise ReportError(f"{path}: no {error.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ReportError(f"{path}: {runs.first_line(error)}") from None
+
+
+def _read_tune_record(path: Path) -> dict[str, Any]:
+    try:
+        record = runs.read_json(path)
+    except runs.CheckpointError as error:
+        raise ReportError(str(error)) from None
+    if not isinstance(record, dict):
+        raise ReportError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    version = record.get("format_version")
+    if version != TUNE_FORMAT_VERSION:
+        raise ReportError(f"{path}: format_version {version!r}, expected {TUNE_FORMAT_VERSION}")
+    return record
+
+
+def _integer(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+_BEST_FIELDS = (
+    "best_trial",
+    "best_val_rmse",
+    "best_seconds_per_100_images",
+    "best_params_keras",
+    "best_onnx_bytes",
+    "best_lr",
+    "best_batch_size",
+)
+
+
+def _best_fields(best: dict[str, Any]) -> dict[str, Any]:
+    """The ``best_*`` fields of a :class:`TuneSummary` from a best.json record."""
+    val_rmse = _number(best["val_rmse"])
+    if val_rmse is None:
+        raise ValueError(f"val_rmse {best['val_rmse']!r} is not a number")
+    train = best.get("train") or {}
+    return {
+        "best_trial": int(best["trial"]),
+        "best_val_rmse": val_rmse,
+        "best_seconds_per_100_images": _number(best.get("seconds_per_100_images")),
+        "best_params_keras": _integer((best.get("parameters") or {}).get("keras")),
+        "best_onnx_bytes": _integer(best.get("onnx_bytes")),
+        "best_lr": _number(train.get("lr")),
+        "best_batch_size": _integer(train.get("batch_size")),
+    }
+
+
+def _summary_from_study(folder: Path, figures_dir: Path | None) -> TuneSummary:
+    study_path = folder / TUNE_STUDY_FILE
+    best_path = folder / TUNE_BEST_FILE
+    pareto_path = folder / TUNE_PARETO_FILE
+    study = _read_tune_record(study_path)
+    best = _read_tune_record(best_path) if best_path.is_file() else None
+    pareto = _read_tune_record(pareto_path) if pareto_path.is_file() else None
+    with _blame(study_path):
+        counts = study["trials"]
+        from_study = {
+            "variant": study.get("variant") or (best or {}).get("variant"),
+            "objective": study.get("objective"),
+            "trials_complete": int(counts.get("complete", 0)),
+            "trials_pruned": int(counts.get("pruned", 0)),
+            "trials_failed": int(counts.get("failed", 0)),
+            "wall_seconds": _number(study.get("wall_seconds")),
+            "epochs_per_trial": _integer(study.get("epochs_per_trial")),
+        }
+    from_best: dict[str, Any] = dict.fromkeys(_BEST_FIELDS)
+    if best is not None:
+        with _blame(best_path):
+            from_best = _best_fields(best)
+    pareto_size = None
+    if pareto is not None:
+        with _blame(pareto_path):
+            front = pareto["trials"]
+            if not isinstance(front, list):
+                raise TypeError(f"'trials' is a {type(front).__name__}, expected a list")
+            pareto_size = len(front)
+    figures = {}
+    for name in TUNE_FIGURES:
+        path = (
+            folder / FIGURES_DIR / f"{name}.png"
+            if figures_dir is None
+            else figures_dir / tune_figure_file(folder.name, name)
+        )
+        if path.is_file():
+            figures[name] = str(path)
+    return TuneSummary(
+        study=folder.name,
+        **from_study,
+        **from_best,
+        pareto_size=pareto_size,
+        figures=figures,
+        folder=folder,
+    )
+
+
+def load_tune_studies(
+    tune_dir: Path, problems: list[str], figures_dir: Path | None = None
+) -> list[TuneSummary]:
+    """Every study under ``tune_dir`` (a folder per study with a study.json), by name.
+
+    Figures are looked for in ``<study>/figures/<name>.png`` (a tune output folder), or with
+    ``figures_dir`` in ``<figures_dir>/tune-<study>-<name>.png`` (a report's snapshot). A
+    study whose files are missing or malformed is skipped and described in ``problems``.
+    """
+    tune_dir = Path(tune_dir)
+    if not tune_dir.is_dir():
+        return []
+    found = []
+    for folder in sorted(path.parent for path in tune_dir.glob(f"*/{TUNE_STUDY_FILE}")):
+        try:
+            found.append(_summary_from_study(folder, figures_dir))
+        except ReportError as error:
+            # The message names the file; keep all of it (paths are long).
+            problems.append(f"skipped tune study {folder.name}: {runs.first_line(error, 400)}")
+    return found
+
+
+def snapshot_tune_studies(
+    studies: Sequence[TuneSummary], source_dir: Path, out_dir: Path
+) -> list[TuneSummary]:
+    """Copy each study's files to ``out_dir/tune/<study>/`` and its figures to
+    ``out_dir/figures/tune-<study>-<name>.png``: the records a report rebuilt without the run
+    folders reads. Copies of studies (and figures) no longer in ``source_dir`` are removed,
+    so the snapshot is these studies and nothing else. Returns the studies as copied.
+    """
+    tune_dir = Path(out_dir) / TUNE_DIR
+    figures_dir = Path(out_dir) / FIGURES_DIR
+    # Reporting into the runs folder itself: the study files are already in place, and
+    # nothing there is a stale copy to delete.
+    in_place = Path(source_dir).resolve() == tune_dir.resolve()
+    copied: list[TuneSummary] = []
+    for study in studies:
+        target = tune_dir / study.study
+        if not in_place:
+            for name in TUNE_FILES:
+                source = Path(study.folder) / name
+                if source.is_file():
+                    write_bytes_atomic(target / name, source.read_bytes())
+                else:
+                    (target / name).unlink(missing_ok=True)
+        figures = {}
+        for name, source in study.figures.items():
+            path = figures_dir / tune_figure_file(study.study, name)
+            write_bytes_atomic(path, Path(source).read_bytes())
+            figures[name] = str(path)
+        copied.append(replace(study, figures=figures, folder=target))
+    if tune_dir.is_dir() and not in_place:
+        current = {study.study for study in studies}
+        for folder in sorted(path for path in tune_dir.iterdir() if path.is_dir()):
+            if folder.name in current:
+                continue
+            # Only the files a snapshot writes: anything else someone put there stays.
+            for name in TUNE_FILES:
+                (folder / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    kept = {Path(path).name for study in copied for path in study.figures.values()}
+    if figures_dir.is_dir():
+        for path in figures_dir.glob("tune-*.png"):
+            if path.name not in kept:
+                path.unlink()
+    return copied
 
 
 def load_bench_records(bench_file: Path | None) -> list[dict[str, Any]]:
@@ -562,7 +813,7 @@ def figure_ced(run_summaries: Sequence[RunSummary], path: Path) -> Path | None:
     curves = [run for run in run_summaries if run.trained and run.test_ced]
     if not curves:
         return None
-    figure = _new_figure(6.5, 4.5)
+    figure = new_figure(6.5, 4.5)
     axes = figure.add_subplot()
     for number, run in enumerate(curves):
         fraction = np.array([np.nan if v is None else v for v in run.test_ced], dtype=float)
@@ -576,7 +827,7 @@ def figure_ced(run_summaries: Sequence[RunSummary], path: Path) -> Path | None:
     axes.set_ylim(0, 1)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7)
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def gain_label(gain_percent: float) -> str:
@@ -784,6 +1035,149 @@ def timing_table(bench_records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def tuned_studies_table(studies: Sequence[TuneSummary]) -> pd.DataFrame:
+    """One row per tuning study: its trials, and its best trial (lowest validation RMSE)."""
+    rows = [
+        {
+            "study": study.study,
+            "variant": study.variant,
+            "objective": study.objective,
+            "epochs_per_trial": study.epochs_per_trial,
+            "trials_complete": study.trials_complete,
+            "trials_pruned": study.trials_pruned,
+            "trials_failed": study.trials_failed,
+            "wall_minutes": None if study.wall_seconds is None else study.wall_seconds / 60.0,
+            "best_trial": study.best_trial,
+            "best_val_rmse": study.best_val_rmse,
+            "best_seconds_per_100": study.best_seconds_per_100_images,
+            "best_params_keras": study.best_params_keras,
+            "best_onnx_mb": _mb(study.best_onnx_bytes),
+            "best_lr": study.best_lr,
+            "best_batch_size": study.best_batch_size,
+            "pareto_size": study.pareto_size,
+        }
+        for study in studies
+    ]
+    frame = pd.DataFrame(rows, columns=_TUNED_STUDIES_COLUMNS)
+    for column in _TUNED_STUDIES_INTEGERS:
+        frame[column] = frame[column].astype("Int64")
+    floats = ["wall_minutes", "best_val_rmse", "best_seconds_per_100", "best_onnx_mb", "best_lr"]
+    frame[floats] = frame[floats].astype(float)
+    return frame
+
+
+_TUNED_STUDIES_COLUMNS = [
+    "study",
+    "variant",
+    "objective",
+    "epochs_per_trial",
+    "trials_complete",
+    "trials_pruned",
+    "trials_failed",
+    "wall_minutes",
+    "best_trial",
+    "best_val_rmse",
+    "best_seconds_per_100",
+    "best_params_keras",
+    "best_onnx_mb",
+    "best_lr",
+    "best_batch_size",
+    "pareto_size",
+]
+_TUNED_STUDIES_INTEGERS = (
+    "epochs_per_trial",
+    "trials_complete",
+    "trials_pruned",
+    "trials_failed",
+    "best_trial",
+    "best_params_keras",
+    "best_batch_size",
+    "pareto_size",
+)
+
+
+def tuned_vs_paper_table(
+    run_summaries: Sequence[RunSummary], size: pd.DataFrame, timing: pd.DataFrame
+) -> pd.DataFrame:
+    """The paper's Keras Optimized CNN beside our ``cnn-tuned`` run, one row per variant
+    that the paper (Table 1 / Table 4) or we have.
+
+    Ours: parameters and state-dict MB as the size table has them, test RMSE from the run,
+    and ONNX Runtime seconds per 100 images as the accuracy-vs-speed figure picks them
+    (:func:`speed_rows`); the same variant's cnn-manual and cnn-baseline for comparison.
+    """
+    scratch = {
+        (run.arch, run.variant): run
+        for run in run_summaries
+        if run.trained and run.weights_mode == "scratch" and run.variant is not None
+    }
+    speed = speed_rows(timing)
+    ort_seconds = dict(zip(speed["run_name"], speed["seconds_per_100"], strict=True))
+    sizes = size.set_index("run_name")
+    paper_variants = {
+        row.variant
+        for table in (reference.TABLE1, reference.TABLE4)
+        for row in reference.paper_rows(table=table, arch=TUNED_ARCH)
+        if row.variant is not None
+    }
+    our_variants = {variant for arch, variant in scratch if arch == TUNED_ARCH}
+    rows = []
+    for variant in sorted(paper_variants | our_variants, key=_variant_key):
+        params = reference.paper_row(TUNED_ARCH, variant, "scratch", reference.TABLE1)
+        seconds = reference.paper_row(TUNED_ARCH, variant, "scratch", reference.TABLE4)
+        paper = [row for row in (params, seconds) if row is not None]
+        run = scratch.get((TUNED_ARCH, variant))
+        ours = sizes.loc[run.run_name] if run is not None and run.run_name in sizes.index else {}
+        row = {
+            "variant": variant,
+            "paper_model": paper[0].model if paper else None,
+            "paper_params": params.params if params else None,
+            "paper_mb": params.size_mb if params else None,
+            "paper_seconds_per_100": seconds.seconds_per_100 if seconds else None,
+            "run_name": run.run_name if run else None,
+            "spec_source": run.spec_source if run else None,
+            "params_keras": ours.get("params_keras"),
+            "state_dict_mb": ours.get("state_dict_mb"),
+            "test_rmse": run.test_rmse if run else None,
+            "seconds_per_100": ort_seconds.get(run.run_name) if run else None,
+        }
+        for prefix, arch in TUNED_COMPARED:
+            other = scratch.get((arch, variant))
+            row[f"{prefix}_test_rmse"] = other.test_rmse if other else None
+            row[f"{prefix}_seconds_per_100"] = ort_seconds.get(other.run_name) if other else None
+        row["paper_citation"] = "; ".join(cited.citation for cited in paper) or None
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=_TUNED_VS_PAPER_COLUMNS)
+    texts = ["variant", "paper_model", "run_name", "spec_source", "paper_citation"]
+    integers = ["paper_params", "params_keras"]
+    for column in integers:
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    floats = [column for column in frame.columns if column not in (*texts, *integers)]
+    frame[floats] = frame[floats].astype(float)
+    return frame
+
+
+_TUNED_VS_PAPER_COLUMNS = [
+    "variant",
+    "paper_model",
+    "paper_params",
+    "paper_mb",
+    "paper_seconds_per_100",
+    "run_name",
+    "spec_source",
+    "params_keras",
+    "state_dict_mb",
+    "test_rmse",
+    "seconds_per_100",
+    *(
+        f"{prefix}_{column}"
+        for prefix, _ in TUNED_COMPARED
+        for column in ("test_rmse", "seconds_per_100")
+    ),
+    "paper_citation",
+]
+
+
 def environment_table(
     run_summaries: Sequence[RunSummary], bench_records: Sequence[dict[str, Any]] = ()
 ) -> pd.DataFrame:
@@ -969,10 +1363,126 @@ def _timing_markdown(table: pd.DataFrame) -> str:
     return _markdown(shown)
 
 
+def _tuned_studies_markdown(table: pd.DataFrame) -> str:
+    trials = [
+        f"{row.trials_complete} / {row.trials_pruned} / {row.trials_failed}"
+        for row in table.itertuples()
+    ]
+    # A single-objective study has no front to speak of.
+    front = [
+        _fmt_int(row.pareto_size, "one objective" if row.objective == "rmse" else NOT_RECORDED)
+        for row in table.itertuples()
+    ]
+    shown = pd.DataFrame(
+        {
+            "study": table["study"],
+            "variant": table["variant"].map(lambda v: NOT_RECORDED if _missing(v) else v),
+            "objective": table["objective"].map(lambda v: NOT_RECORDED if _missing(v) else v),
+            "epochs / trial": table["epochs_per_trial"].map(lambda v: _fmt_int(v, NOT_RECORDED)),
+            "trials complete / pruned / failed": trials,
+            "wall min": table["wall_minutes"].map(lambda v: _fmt(v, ".1f", NOT_RECORDED)),
+            "best trial": table["best_trial"].map(lambda v: _fmt_int(v, NOT_RECORDED)),
+            "val RMSE": table["best_val_rmse"].map(lambda v: _fmt(v, ".3f", NOT_MEASURED)),
+            "ORT s / 100": table["best_seconds_per_100"].map(
+                lambda v: _fmt(v, ".4f", NOT_MEASURED)
+            ),
+            "params (Keras)": table["best_params_keras"].map(lambda v: _fmt_int(v, NOT_MEASURED)),
+            "ONNX MB": table["best_onnx_mb"].map(lambda v: _fmt(v, ".2f", NOT_EXPORTED)),
+            "lr": table["best_lr"].map(lambda v: _fmt(v, ".3g", NOT_RECORDED)),
+            "batch": table["best_batch_size"].map(lambda v: _fmt_int(v, NOT_RECORDED)),
+            "Pareto front": front,
+        }
+    )
+    return _markdown(shown)
+
+
+def _tuned_vs_paper_markdown(table: pd.DataFrame) -> str:
+    ran = table["run_name"].notna()
+
+    def ours(column: str, show: Callable[[Any], str]) -> list[str]:
+        # A variant we have no cnn-tuned run of: every one of our cells says "not run".
+        cells = zip(ran, table[column], strict=True)
+        return [show(value) if has_run else NOT_RUN for has_run, value in cells]
+
+    columns = {
+        "variant": table["variant"],
+        "paper params (Keras)": table["paper_params"].map(lambda v: _fmt_int(v, NO_PAPER)),
+        "paper MB": table["paper_mb"].map(_printed),
+        "paper s / 100": table["paper_seconds_per_100"].map(_printed),
+        "spec source": ours("spec_source", lambda v: NOT_RECORDED if _missing(v) else f"`{v}`"),
+        "params (Keras)": ours("params_keras", lambda v: _fmt_int(v, NOT_MEASURED)),
+        "state dict MB": ours("state_dict_mb", lambda v: _fmt(v, ".2f", NOT_MEASURED)),
+        "test RMSE": ours("test_rmse", lambda v: _fmt(v, ".3f", NOT_MEASURED)),
+        "ORT s / 100": ours("seconds_per_100", lambda v: _fmt(v, ".4f", NOT_MEASURED)),
+    }
+    for prefix, arch in TUNED_COMPARED:
+        rmse = table[f"{prefix}_test_rmse"]
+        seconds = table[f"{prefix}_seconds_per_100"]
+        columns[f"{arch} RMSE"] = rmse.map(lambda v: _fmt(v, ".3f", NOT_RUN))
+        # No RMSE: no such run, so nothing was timed either.
+        columns[f"{arch} ORT s / 100"] = [
+            NOT_RUN if _missing(r) else _fmt(v, ".4f", NOT_MEASURED)
+            for r, v in zip(rmse, seconds, strict=True)
+        ]
+    return _markdown(pd.DataFrame(columns))
+
+
+def _tune_figure_link(study: str, name: str) -> str:
+    return f"{FIGURES_DIR}/{tune_figure_file(study, name)}"
+
+
+def _tuned_markdown(tables: dict[str, pd.DataFrame], studies: Sequence[TuneSummary]) -> list[str]:
+    """The Tuned CNN section's lines after its heading."""
+    studies_table = tables["tuned_studies"]
+    versus = tables["tuned_vs_paper"]
+    lines: list[str] = []
+    if studies_table.empty and versus["run_name"].isna().all():
+        lines.append(
+            f"No tuning studies (`{TUNE_DIR}/`) and no trained `{TUNED_ARCH}` run: {NOT_RUN}. "
+            f"Run `fkdbench tune`, then train the best spec as `{TUNED_ARCH}`."
+        )
+    else:
+        lines.append(
+            "`fkdbench tune` searches plain CNN specs and training settings with Optuna. Each "
+            "trial trains for a short fixed budget (epochs / trial) and is scored by its "
+            "validation RMSE and, with objective `rmse+latency`, also by its ONNX Runtime CPU "
+            "seconds per 100 images (ORT s / 100): the Pareto front is the trials nothing beats "
+            "on both. The best trial is the complete one with the lowest validation RMSE. The "
+            "paper tuned a single objective with the Keras tuner, one network per data variant; "
+            "it has no `masked` variant (ours only), so that row has no paper numbers."
+        )
+        lines.append("")
+        if studies_table.empty:
+            lines.append(f"No tuning studies (`{TUNE_DIR}/`): {NOT_RUN}.")
+        else:
+            lines.append(_tuned_studies_markdown(studies_table))
+        for study in studies:
+            for name, caption in TUNE_FIGURES.items():
+                if name in study.figures:
+                    link = _tune_figure_link(study.study, name)
+                    lines += ["", f"![{study.study}: {caption}]({link})"]
+            absent = [name for name in TUNE_FIGURES if name not in study.figures]
+            if absent:
+                names = ", ".join(absent)
+                lines += ["", f"- {study.study}: not drawn by `fkdbench tune`: {names}."]
+    lines += [
+        "",
+        f"The paper's Keras Optimized CNN ({reference.TABLE1}: parameters and MB; "
+        f"{reference.TABLE4}: seconds per 100 images on a Colab CPU) beside our `{TUNED_ARCH}` "
+        "run of the same variant (state dict MB, ONNX Runtime seconds at the batch size and "
+        "threads most bench records share), and our `cnn-manual` and `cnn-baseline` of that "
+        "variant:",
+        "",
+        _tuned_vs_paper_markdown(versus),
+        "",
+    ]
+    return lines
+
+
 # -- figures --------------------------------------------------------------------------------
 
 
-def _new_figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     # The object-oriented API: no pyplot, no global backend switch, no GUI, whatever the
     # caller's matplotlib set-up; PNGs are drawn by Agg.
     from matplotlib.figure import Figure
@@ -980,7 +1490,7 @@ def _new_figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=FIGURE_DPI, layout="constrained")
 
 
-def _save_figure(figure: Any, path: Path) -> Path:
+def save_figure(figure: Any, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
     write_bytes_atomic(path, buffer.getvalue())
@@ -1031,7 +1541,7 @@ def figure_params_vs_size(size: pd.DataFrame, path: Path) -> Path | None:
     paper = reference.paper_rows(table=reference.TABLE1)
     if ours.empty and not paper:
         return None
-    figure = _new_figure(7.0, 4.5)
+    figure = new_figure(7.0, 4.5)
     axes = figure.add_subplot()
     if not ours.empty:
         axes.scatter(
@@ -1061,7 +1571,7 @@ def figure_params_vs_size(size: pd.DataFrame, path: Path) -> Path | None:
     axes.set_ylabel("model file MB (ours: state dict, 10^6 bytes)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def figure_rmse_by_variant(accuracy: pd.DataFrame, path: Path) -> Path | None:
@@ -1070,7 +1580,7 @@ def figure_rmse_by_variant(accuracy: pd.DataFrame, path: Path) -> Path | None:
     columns = [column for column in models.columns if models[column].notna().any()]
     if models.empty or not columns:
         return None
-    figure = _new_figure(max(6.0, 1.2 * len(models.index) + 2), 4.5)
+    figure = new_figure(max(6.0, 1.2 * len(models.index) + 2), 4.5)
     axes = figure.add_subplot()
     width = 0.8 / len(columns)
     positions = np.arange(len(models.index))
@@ -1089,7 +1599,7 @@ def figure_rmse_by_variant(accuracy: pd.DataFrame, path: Path) -> Path | None:
     axes.set_ylabel("test RMSE (px)")
     axes.legend(title="variant", fontsize=8)
     axes.grid(True, axis="y", alpha=0.3)
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def _read_history(folder: Path) -> tuple[tuple[int, float], ...]:
@@ -1124,7 +1634,7 @@ def figure_training_curves(run_summaries: Sequence[RunSummary], path: Path) -> P
     labels = sorted(curves, key=_label_key)
     columns = min(3, len(labels))
     rows = math.ceil(len(labels) / columns)
-    figure = _new_figure(4.0 * columns, 3.0 * rows)
+    figure = new_figure(4.0 * columns, 3.0 * rows)
     grid = figure.subplots(rows, columns, squeeze=False)
     for number, label in enumerate(labels):
         axes = grid[number // columns][number % columns]
@@ -1141,7 +1651,7 @@ def figure_training_curves(run_summaries: Sequence[RunSummary], path: Path) -> P
         axes.legend(fontsize=7)
     for number in range(len(labels), rows * columns):
         grid[number // columns][number % columns].set_visible(False)
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def _resolve_data_dir(data_dir: str | None, runs_dir: Path) -> Path | None:
@@ -1216,7 +1726,7 @@ def figure_predictions(
         drawn.append((f"{label}\n{run.variant}", denormalise_keypoints(coords, size)))
     if not drawn:
         return None
-    figure = _new_figure(1.5 * len(faces), 1.6 * len(drawn))
+    figure = new_figure(1.5 * len(faces), 1.6 * len(drawn))
     grid = figure.subplots(len(drawn), len(faces), squeeze=False)
     for row, (label, predicted) in enumerate(drawn):
         for column, face in enumerate(faces):
@@ -1231,7 +1741,7 @@ def figure_predictions(
                 axes.set_ylabel(label, fontsize=7)
             if row == 0:
                 axes.set_title(f"test row {face}", fontsize=7)
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -1245,19 +1755,25 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def speed_rows(timing: pd.DataFrame) -> pd.DataFrame:
+    """The timing rows that stand for trained runs' speed: ONNX Runtime, at the batch size
+    and threads most such records share (so that every model is timed alike)."""
+    rows = timing[(timing["backend"] == SPEED_BACKEND) & timing["trained"].astype(bool)]
+    rows = rows.dropna(subset=["seconds_per_100"])
+    if rows.empty:
+        return rows
+    settings = Counter(zip(rows["batch_size"], rows["threads"], strict=True))
+    chosen = min(settings.items(), key=lambda item: (-item[1], item[0]))[0]
+    return rows[(rows["batch_size"] == chosen[0]) & (rows["threads"] == chosen[1])]
+
+
 def speed_points(
     run_summaries: Sequence[RunSummary], timing: pd.DataFrame
 ) -> list[tuple[str, float, float]]:
     """(model, seconds per 100 images, test RMSE) per trained run timed on ONNX Runtime,
     at the batch size and threads most records share; RMSE is that backend's own where the
     record has it, else the run's."""
-    rows = timing[(timing["backend"] == SPEED_BACKEND) & timing["trained"].astype(bool)]
-    rows = rows.dropna(subset=["seconds_per_100"])
-    if rows.empty:
-        return []
-    settings = Counter(zip(rows["batch_size"], rows["threads"], strict=True))
-    chosen = min(settings.items(), key=lambda item: (-item[1], item[0]))[0]
-    rows = rows[(rows["batch_size"] == chosen[0]) & (rows["threads"] == chosen[1])]
+    rows = speed_rows(timing)
     rmse = {run.run_name: run.test_rmse for run in run_summaries if run.trained}
     points = []
     for row in rows.itertuples():
@@ -1271,7 +1787,7 @@ def figure_accuracy_vs_speed(points: Sequence[tuple[str, float, float]], path: P
     """Test RMSE vs ONNX Runtime time (log x), the Pareto front joined."""
     if not points:
         return None
-    figure = _new_figure(7.0, 4.5)
+    figure = new_figure(7.0, 4.5)
     axes = figure.add_subplot()
     xs = [point[1] for point in points]
     ys = [point[2] for point in points]
@@ -1288,7 +1804,7 @@ def figure_accuracy_vs_speed(points: Sequence[tuple[str, float, float]], path: P
     axes.set_ylabel("test RMSE (px)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
-    return _save_figure(figure, path)
+    return save_figure(figure, path)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -1311,6 +1827,8 @@ class ReportResult:
     tables: dict[str, pd.DataFrame]
     # Inputs skipped and why.
     problems: list[str] = field(default_factory=list)
+    # The tuning studies reported (their figures: the copies under figures/).
+    tune_studies: list[TuneSummary] = field(default_factory=list)
 
     @property
     def paths(self) -> list[Path]:
@@ -1333,10 +1851,11 @@ def build_report(
     table) and ``json`` (report.json: every table and what is missing). Works with runs
     only, bench records only, or both; whatever is absent is said to be absent.
 
-    From ``runs_dir`` the runs' summaries are also written to ``out_dir/runs.jsonl``. With
-    ``runs_dir=None`` they are read back from ``run_records`` (default that file): the
-    report is rebuilt from records alone, and the one figure that needs the models
-    themselves (predictions) is kept as it is when present.
+    From ``runs_dir`` the runs' summaries are also written to ``out_dir/runs.jsonl``, and
+    the tuning studies (``runs_dir/tune/``) copied to ``out_dir/tune/`` with their figures.
+    With ``runs_dir=None`` both are read back from there (the runs from ``run_records``,
+    default that file): the report is rebuilt from records alone, and the one figure that
+    needs the models themselves (predictions) is kept as it is when present.
     """
     unknown = [name for name in formats if name not in FORMATS]
     if unknown:
@@ -1345,10 +1864,16 @@ def build_report(
     problems: list[str] = []
     if runs_dir is None:
         run_summaries = read_run_records(run_records or out_dir / RUN_RECORDS_FILE)
+        tune_studies = load_tune_studies(
+            out_dir / TUNE_DIR, problems, figures_dir=out_dir / FIGURES_DIR
+        )
         runs_dir = out_dir
     else:
         runs_dir = Path(runs_dir)
         run_summaries = load_runs(runs_dir, problems)
+        tune_studies = snapshot_tune_studies(
+            load_tune_studies(runs_dir / TUNE_DIR, problems), runs_dir / TUNE_DIR, out_dir
+        )
     all_records = load_bench_records(bench_file)
     records = latest_records(all_records)
     say(
@@ -1357,8 +1882,10 @@ def build_report(
         quiet,
     )
 
+    size = size_table(run_summaries, records)
+    timing = timing_table(records)
     tables: dict[str, pd.DataFrame] = {
-        "size": size_table(run_summaries, records),
+        "size": size,
         "accuracy_rmse": accuracy_table(run_summaries, "test_rmse"),
         "accuracy_nme": accuracy_table(run_summaries, "test_nme"),
         "landmark_metrics": landmark_table(run_summaries),
@@ -1366,7 +1893,9 @@ def build_report(
         "paper_gains": paper_gains_table(),
         "finetune_ratios": ratio_table(run_summaries),
         "cited_rmse": cited_table(),
-        "timing": timing_table(records),
+        "timing": timing,
+        "tuned_studies": tuned_studies_table(tune_studies),
+        "tuned_vs_paper": tuned_vs_paper_table(run_summaries, size, timing),
         "environment": environment_table(run_summaries, records),
     }
 
@@ -1386,6 +1915,7 @@ def build_report(
         sections=list(SECTIONS),
         tables=tables,
         problems=problems,
+        tune_studies=tune_studies,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if run_records is None and any(run.folder is not None for run in run_summaries):
@@ -1491,7 +2021,7 @@ def render_markdown(
     result: ReportResult,
     bench_file: Path | None,
 ) -> str:
-    """REPORT.md: the seven sections, deterministic for the same inputs."""
+    """REPORT.md: the sections of SECTIONS, deterministic for the same inputs."""
     trained = [run for run in run_summaries if run.trained]
     untrained_records = [r for r in records if not r.get("trained", True)]
     lines: list[str] = ["# fkdbench report", ""]
@@ -1651,7 +2181,11 @@ def render_markdown(
             lines += ["", f"ONNX Runtime INT8: {NOT_MEASURED} (no records for that backend)."]
     lines.append("")
 
-    # 6. Figures
+    # 6. Tuned CNN
+    lines += ["## Tuned CNN", ""]
+    lines += _tuned_markdown(tables, result.tune_studies)
+
+    # 7. Figures
     lines += ["## Figures", ""]
     for name, caption in FIGURES.items():
         if name in result.figures:
@@ -1660,7 +2194,7 @@ def render_markdown(
             why = result.missing_figures.get(name, "figures were not requested")
             lines += [f"- `{FIGURES_DIR}/{name}.png`: not drawn ({why}). {caption}", ""]
 
-    # 7. Environment
+    # 8. Environment
     lines += ["## Environment", ""]
     environment = tables["environment"]
     if environment.empty:
@@ -1717,5 +2251,13 @@ def _render_json(result: ReportResult) -> str:
         },
         "problems": result.problems,
         "tables": tables,
+        "tune_figures": {
+            study.study: {
+                name: {"file": _tune_figure_link(study.study, name), "caption": caption}
+                for name, caption in TUNE_FIGURES.items()
+                if name in study.figures
+            }
+            for study in result.tune_studies
+        },
     }
     return json.dumps(_json_value(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"

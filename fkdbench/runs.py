@@ -42,6 +42,26 @@ RESUME_FILE = "last.pt"
 # How a model's weights started: random init, or a pretrained backbone kept fixed / trained.
 WEIGHTS_MODES = ("scratch", "frozen", "finetuned")
 
+# ``fkdbench tune`` keeps its studies in ``<runs_dir>/tune/<study>/``; the study named
+# ``cnn-tuned-<variant>`` is the one ``train cnn-tuned --variant <variant>`` takes its spec from.
+TUNE_DIR = "tune"
+TUNE_FORMAT_VERSION = 1
+TUNE_STUDY_FILE = "study.json"  # the study's settings, trial counts and times
+TUNE_BEST_FILE = "best.json"  # the lowest-validation-RMSE trial: spec, settings, scores
+TUNE_PARETO_FILE = "pareto.json"  # every trial on the RMSE / CPU-time Pareto front
+TUNE_TRIALS_FILE = "trials.csv"  # one row per trial, every state
+TUNE_FIGURES_DIR = "figures"
+
+
+def tuned_study_name(variant: str) -> str:
+    """The default study name of ``fkdbench tune --variant <variant>``."""
+    return f"cnn-tuned-{variant}"
+
+
+def tuned_best_file(runs_dir: Path, variant: str) -> Path:
+    """Where ``fkdbench tune`` writes the best spec of the variant's default study."""
+    return Path(runs_dir) / TUNE_DIR / tuned_study_name(variant) / TUNE_BEST_FILE
+
 
 class CheckpointError(ValueError):
     """A checkpoint or run file is missing or unreadable; the message names the file."""
@@ -163,8 +183,56 @@ def resolve_model_kwargs(
     return plain(resolved)
 
 
+def choose_spec(
+    model_kwargs: dict[str, Any], arch: str, variant: str, runs_dir: Path
+) -> tuple[dict[str, Any], str | None]:
+    """For an architecture built from a spec (cnn-tuned): the kwargs with the spec to use,
+    and one line saying where it came from; other architectures pass through unchanged.
+
+    A spec given (``--spec``) wins; then this runs directory's tune of the variant
+    (``runs/tune/cnn-tuned-<variant>/best.json``); then the package's tuned default for the
+    variant; then the package's hand-written default.
+    """
+    from fkdbench.models import get_arch_info
+    from fkdbench.models.cnn import DEFAULT_SPEC_PATH, variant_spec_path
+
+    if "spec" not in inspect.signature(get_arch_info(arch).builder).parameters:
+        return model_kwargs, None
+    given = model_kwargs.get("spec")
+    if given is not None:
+        source = "a spec given as a dict" if isinstance(given, dict) else str(given)
+        return model_kwargs, _tune_origin(given, source)
+    for path, what in (
+        (tuned_best_file(runs_dir, variant), "this runs directory's tune"),
+        (variant_spec_path(variant), f"the package's tuned default for {variant}"),
+    ):
+        if path.is_file():
+            return {**model_kwargs, "spec": str(path)}, _tune_origin(path, f"{what}, {path}")
+    return (
+        {**model_kwargs, "spec": str(DEFAULT_SPEC_PATH)},
+        f"the package's hand-written default ({variant} has no tune), {DEFAULT_SPEC_PATH.name}",
+    )
+
+
+def _tune_origin(spec: Any, source: str) -> str:
+    """``source`` plus the study and trial when the spec file is a tune record."""
+    if not isinstance(spec, (str, Path)):
+        return source
+    try:
+        record = json.loads(Path(spec).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return source  # resolve_spec reports unreadable files with the reason
+    if isinstance(record, dict) and "trial" in record and "study" in record:
+        return f"{source} (study {record['study']}, trial {record['trial']})"
+    return source
+
+
 def model_record(
-    arch: str, scheme: KeypointScheme, image_size: int, model_kwargs: dict[str, Any]
+    arch: str,
+    scheme: KeypointScheme,
+    image_size: int,
+    model_kwargs: dict[str, Any],
+    spec_source: str | None = None,
 ) -> dict[str, Any]:
     """The ``model`` section of ``config.json``: what :func:`build_model` needs, and the
     input and output conventions a reader of the exported model needs."""
@@ -183,6 +251,8 @@ def model_record(
         "pretrain": arch_info.pretrain,
         "input": "float (N, 1, H, W), gray values / 255",
         "output": "(N, 2K) normalised x0, y0, x1, y1, ...: (pixel - (size-1)/2) / (size/2)",
+        # Where a spec-built model's spec came from (None for fixed architectures).
+        "spec_source": spec_source,
     }
 
 

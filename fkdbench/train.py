@@ -306,7 +306,12 @@ def train_run(
     flip_permutation = torch.as_tensor(scheme.flip_permutation(), dtype=torch.long)
 
     # -- model, optional pretrained backbone ----------------------------------------------
-    model_kwargs = runs.resolve_model_kwargs(config.model_kwargs, config.arch, image_size)
+    chosen_kwargs, spec_source = runs.choose_spec(
+        config.model_kwargs, config.arch, config.variant, config.runs_dir
+    )
+    if spec_source:
+        say(f"{name}: spec from {spec_source}", config.quiet)
+    model_kwargs = runs.resolve_model_kwargs(chosen_kwargs, config.arch, image_size)
     model = create_model(config.arch, num_outputs=scheme.num_outputs, in_chans=1, **model_kwargs)
     weights_record = _load_weights(model, config, weights_mode, name)
     # Start from the mean shape of the training labels (a resume overwrites this anyway).
@@ -324,7 +329,7 @@ def train_run(
         "format_version": runs.RUN_FORMAT_VERSION,
         "run_name": name,
         "weights_mode": weights_mode,
-        "model": runs.model_record(config.arch, scheme, image_size, model_kwargs),
+        "model": runs.model_record(config.arch, scheme, image_size, model_kwargs, spec_source),
         "train": plain(dataclasses.asdict(config)),
         "weights": weights_record,
         "data": {
@@ -523,9 +528,10 @@ def train_run(
                     if on_epoch_end:
                         on_epoch_end(dict(row))
     except KeyboardInterrupt:
-        console.print(
+        say(
             f"[bold red]interrupted:[/] {name}; {resume_path} keeps the last "
-            "finished epoch: run again to resume"
+            "finished epoch: run again to resume",
+            config.quiet,
         )
         raise
 

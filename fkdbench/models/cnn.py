@@ -34,8 +34,15 @@ from fkdbench.models.registry import register_model
 
 POOL_KINDS = ("max", "avg")
 
-# The spec cnn-tuned uses when none is given (shipped with the package).
-DEFAULT_SPEC_PATH = Path(__file__).with_name("specs") / "cnn_tuned_default.json"
+SPECS_DIR = Path(__file__).with_name("specs")
+# The spec cnn-tuned uses when none is given and no tune result exists for the variant.
+DEFAULT_SPEC_PATH = SPECS_DIR / "cnn_tuned_default.json"
+
+
+def variant_spec_path(variant: str) -> Path:
+    """The package's default spec for one data variant: a copy of the ``best.json`` of a
+    committed ``fkdbench tune`` run (see docs/tuning.md); absent for untuned variants."""
+    return SPECS_DIR / f"cnn_tuned_{variant}.json"
 
 
 class SpecError(ValueError):
@@ -156,6 +163,9 @@ class CNNSpec:
             raise SpecError(
                 f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
             ) from None
+        if isinstance(data, Mapping) and "spec" in data and "conv_blocks" not in data:
+            # A tune record (best.json, or a package default copied from one): its spec.
+            data = data["spec"]
         try:
             return cls.from_dict(data)
         except SpecError as error:
