@@ -100,11 +100,13 @@ def test_three_trial_study_writes_every_output(small_faces: Path, tmp_path: Path
     assert times == sorted(times) and errors == sorted(errors, reverse=True)
     fastest = complete["seconds_per_100_images"].min()
     assert times[0] == pytest.approx(fastest, rel=1e-5)
-    for _, row in complete.iterrows():  # nothing off the front beats a front member on both
+    # Nothing beats a front member on both (the CSV holds 6 significant digits: compare
+    # beyond that precision).
+    for _, row in complete.iterrows():
         for entry in pareto:
             assert not (
-                row["seconds_per_100_images"] < entry["seconds_per_100_images"]
-                and row["val_rmse"] < entry["val_rmse"]
+                row["seconds_per_100_images"] < entry["seconds_per_100_images"] * (1 - 1e-5)
+                and row["val_rmse"] < entry["val_rmse"] * (1 - 1e-5)
             )
 
     study_record = json.loads((folder / "study.json").read_text())
