@@ -75,6 +75,8 @@ DEFAULT_MAX_PARAMS = 2_000_000
 # Heartbeats mark a crashed worker's trial FAIL so the study does not wait for it forever.
 HEARTBEAT_SECONDS = 60
 HEARTBEAT_GRACE_SECONDS = 240
+# Tries at opening a storage whose tables another worker is creating at the same moment.
+STORAGE_ATTEMPTS = 5
 # Seconds to wait for a database server before saying it cannot be reached.
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -262,7 +264,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     """An Optuna storage for ``url``, connected; a bad or unreachable URL raises
     :class:`TuneError` with one line naming it."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
 
     shown = shown_url(url)
     try:
@@ -281,14 +283,23 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     elif parsed.get_backend_name() == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=HEARTBEAT_GRACE_SECONDS,
-            )
+        for attempt in range(STORAGE_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=HEARTBEAT_SECONDS,
+                        grace_period=HEARTBEAT_GRACE_SECONDS,
+                    )
+            except (IntegrityError, ProgrammingError):
+                # Workers starting together on a new database race to create Optuna's
+                # tables; the loser's CREATE fails, and on retry it finds them made.
+                if attempt == STORAGE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
     except ModuleNotFoundError as error:
         raise TuneError(
             f"--storage {shown}: the database driver {error.name!r} is not installed"
