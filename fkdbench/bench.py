@@ -53,7 +53,13 @@ from fkdbench.export import (
     read_export_record,
     run_data_dir,
 )
-from fkdbench.io import append_jsonl_atomic, plain, sha256_file, write_json_atomic
+from fkdbench.io import (
+    append_jsonl_atomic,
+    plain,
+    read_json,
+    sha256_file,
+    write_json_atomic,
+)
 from fkdbench.metrics import FAILURE_THRESHOLD, landmark_metrics, rmse
 from fkdbench.models import count_parameters, list_models
 from fkdbench.progress import make_progress, say
@@ -643,13 +649,7 @@ class GateResult:
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"{path}: no such baseline (write one with --save-baseline)")
-    try:
-        baseline = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BenchError(f"{path}: malformed baseline JSON ({error})") from None
+    baseline = read_json(path, BenchError, "no such baseline (write one with --save-baseline)")
     if not isinstance(baseline, dict) or not isinstance(baseline.get("entries"), dict):
         raise BenchError(f"{path}: not a fkdbench baseline (no 'entries')")
     return baseline

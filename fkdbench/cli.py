@@ -473,8 +473,8 @@ def tune(
     trials: Annotated[
         int,
         typer.Option(
-            help="Trials the study should have in all, every worker's counted (complete, "
-            "pruned, running); 0 rewrites the outputs only."
+            help="Trials the study should have trained in all, every worker's counted "
+            "(specs rejected before training do not count); 0 rewrites the outputs only."
         ),
     ] = 20,
     objective: Annotated[

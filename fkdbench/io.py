@@ -95,6 +95,20 @@ def atomic_directory(target: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def read_json(
+    path: Path, error: type[ValueError] = ValueError, missing: str = "no such file"
+) -> Any:
+    """A JSON file's content; a missing or malformed file raises ``error`` with one line
+    naming it (``missing`` says what to do about an absent one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as problem:
+        raise error(f"{path}: malformed JSON ({problem})") from None
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks (data files can be hundreds of MB)."""
     digest = hashlib.sha256()

@@ -74,15 +74,14 @@ FIGURES: dict[str, str] = {
 # -- tuning studies (``fkdbench tune``) ------------------------------------------------------
 # Under the runs folder, one folder per study; the report snapshots the same files under
 # its own out dir, so that a report rebuilt from records still has them.
-TUNE_DIR = runs.TUNE_DIR
-TUNE_FORMAT_VERSION = runs.TUNE_FORMAT_VERSION
-TUNE_STUDY_FILE = runs.TUNE_STUDY_FILE
-TUNE_BEST_FILE = runs.TUNE_BEST_FILE
-TUNE_PARETO_FILE = runs.TUNE_PARETO_FILE
-TUNE_TRIALS_FILE = runs.TUNE_TRIALS_FILE
 # What the snapshot copies. study.json is required; best.json (absent until a trial
 # finishes), pareto.json and trials.csv (not read here) are optional.
-TUNE_FILES = (TUNE_STUDY_FILE, TUNE_BEST_FILE, TUNE_PARETO_FILE, TUNE_TRIALS_FILE)
+TUNE_FILES = (
+    runs.TUNE_STUDY_FILE,
+    runs.TUNE_BEST_FILE,
+    runs.TUNE_PARETO_FILE,
+    runs.TUNE_TRIALS_FILE,
+)
 # Figure stem (in ``<study>/figures/``) -> caption; the report's copy is
 # ``figures/tune-<study>-<stem>.png``.
 TUNE_FIGURES: dict[str, str] = {
@@ -426,8 +425,9 @@ def _read_tune_record(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ReportError(f"{path}: expected a JSON object, got {type(record).__name__}")
     version = record.get("format_version")
-    if version != TUNE_FORMAT_VERSION:
-        raise ReportError(f"{path}: format_version {version!r}, expected {TUNE_FORMAT_VERSION}")
+    if version != runs.TUNE_FORMAT_VERSION:
+        expected = runs.TUNE_FORMAT_VERSION
+        raise ReportError(f"{path}: format_version {version!r}, expected {expected}")
     return record
 
 
@@ -464,9 +464,9 @@ def _best_fields(best: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary_from_study(folder: Path, figures_dir: Path | None) -> TuneSummary:
-    study_path = folder / TUNE_STUDY_FILE
-    best_path = folder / TUNE_BEST_FILE
-    pareto_path = folder / TUNE_PARETO_FILE
+    study_path = folder / runs.TUNE_STUDY_FILE
+    best_path = folder / runs.TUNE_BEST_FILE
+    pareto_path = folder / runs.TUNE_PARETO_FILE
     study = _read_tune_record(study_path)
     best = _read_tune_record(best_path) if best_path.is_file() else None
     pareto = _read_tune_record(pareto_path) if pareto_path.is_file() else None
@@ -495,7 +495,7 @@ def _summary_from_study(folder: Path, figures_dir: Path | None) -> TuneSummary:
     figures = {}
     for name in TUNE_FIGURES:
         path = (
-            folder / FIGURES_DIR / f"{name}.png"
+            folder / runs.TUNE_FIGURES_DIR / f"{name}.png"
             if figures_dir is None
             else figures_dir / tune_figure_file(folder.name, name)
         )
@@ -524,7 +524,7 @@ def load_tune_studies(
     if not tune_dir.is_dir():
         return []
     found = []
-    for folder in sorted(path.parent for path in tune_dir.glob(f"*/{TUNE_STUDY_FILE}")):
+    for folder in sorted(path.parent for path in tune_dir.glob(f"*/{runs.TUNE_STUDY_FILE}")):
         try:
             found.append(_summary_from_study(folder, figures_dir))
         except ReportError as error:
@@ -541,7 +541,7 @@ def snapshot_tune_studies(
     folders reads. Copies of studies (and figures) no longer in ``source_dir`` are removed,
     so the snapshot is these studies and nothing else. Returns the studies as copied.
     """
-    tune_dir = Path(out_dir) / TUNE_DIR
+    tune_dir = Path(out_dir) / runs.TUNE_DIR
     figures_dir = Path(out_dir) / FIGURES_DIR
     # Reporting into the runs folder itself: the study files are already in place, and
     # nothing there is a stale copy to delete.
@@ -1058,10 +1058,22 @@ def tuned_studies_table(studies: Sequence[TuneSummary]) -> pd.DataFrame:
         }
         for study in studies
     ]
-    frame = pd.DataFrame(rows, columns=_TUNED_STUDIES_COLUMNS)
-    for column in _TUNED_STUDIES_INTEGERS:
-        frame[column] = frame[column].astype("Int64")
-    floats = ["wall_minutes", "best_val_rmse", "best_seconds_per_100", "best_onnx_mb", "best_lr"]
+    texts = ("study", "variant", "objective")
+    return _typed_frame(rows, _TUNED_STUDIES_COLUMNS, _TUNED_STUDIES_INTEGERS, texts)
+
+
+def _typed_frame(
+    rows: list[dict[str, Any]],
+    columns: Sequence[str],
+    integers: Sequence[str],
+    texts: Sequence[str],
+) -> pd.DataFrame:
+    """``rows`` as a frame whose integer columns are nullable ints and every other
+    non-text column floats, so that missing cells stay NA and the CSV prints no "3.0"."""
+    frame = pd.DataFrame(rows, columns=list(columns))
+    for column in integers:
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    floats = [column for column in frame.columns if column not in (*texts, *integers)]
     frame[floats] = frame[floats].astype(float)
     return frame
 
@@ -1147,14 +1159,8 @@ def tuned_vs_paper_table(
             row[f"{prefix}_seconds_per_100"] = ort_seconds.get(other.run_name) if other else None
         row["paper_citation"] = "; ".join(cited.citation for cited in paper) or None
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=_TUNED_VS_PAPER_COLUMNS)
-    texts = ["variant", "paper_model", "run_name", "spec_source", "paper_citation"]
-    integers = ["paper_params", "params_keras"]
-    for column in integers:
-        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
-    floats = [column for column in frame.columns if column not in (*texts, *integers)]
-    frame[floats] = frame[floats].astype(float)
-    return frame
+    texts = ("variant", "paper_model", "run_name", "spec_source", "paper_citation")
+    return _typed_frame(rows, _TUNED_VS_PAPER_COLUMNS, ("paper_params", "params_keras"), texts)
 
 
 _TUNED_VS_PAPER_COLUMNS = [
@@ -1438,8 +1444,8 @@ def _tuned_markdown(tables: dict[str, pd.DataFrame], studies: Sequence[TuneSumma
     lines: list[str] = []
     if studies_table.empty and versus["run_name"].isna().all():
         lines.append(
-            f"No tuning studies (`{TUNE_DIR}/`) and no trained `{TUNED_ARCH}` run: {NOT_RUN}. "
-            f"Run `fkdbench tune`, then train the best spec as `{TUNED_ARCH}`."
+            f"No tuning studies (`{runs.TUNE_DIR}/`) and no trained `{TUNED_ARCH}` run: "
+            f"{NOT_RUN}. Run `fkdbench tune`, then train the best spec as `{TUNED_ARCH}`."
         )
     else:
         lines.append(
@@ -1453,7 +1459,7 @@ def _tuned_markdown(tables: dict[str, pd.DataFrame], studies: Sequence[TuneSumma
         )
         lines.append("")
         if studies_table.empty:
-            lines.append(f"No tuning studies (`{TUNE_DIR}/`): {NOT_RUN}.")
+            lines.append(f"No tuning studies (`{runs.TUNE_DIR}/`): {NOT_RUN}.")
         else:
             lines.append(_tuned_studies_markdown(studies_table))
         for study in studies:
@@ -1865,14 +1871,14 @@ def build_report(
     if runs_dir is None:
         run_summaries = read_run_records(run_records or out_dir / RUN_RECORDS_FILE)
         tune_studies = load_tune_studies(
-            out_dir / TUNE_DIR, problems, figures_dir=out_dir / FIGURES_DIR
+            out_dir / runs.TUNE_DIR, problems, figures_dir=out_dir / FIGURES_DIR
         )
         runs_dir = out_dir
     else:
         runs_dir = Path(runs_dir)
         run_summaries = load_runs(runs_dir, problems)
         tune_studies = snapshot_tune_studies(
-            load_tune_studies(runs_dir / TUNE_DIR, problems), runs_dir / TUNE_DIR, out_dir
+            load_tune_studies(runs_dir / runs.TUNE_DIR, problems), runs_dir / runs.TUNE_DIR, out_dir
         )
     all_records = load_bench_records(bench_file)
     records = latest_records(all_records)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fkdbench import io
 from fkdbench.data.schemes import KeypointScheme
 from fkdbench.io import atomic_path, plain
 
@@ -143,13 +144,7 @@ def first_line(error: BaseException, limit: int = 120) -> str:
 
 def read_json(path: Path) -> dict[str, Any]:
     """Read one of the run's JSON files; missing or malformed raises :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: malformed JSON ({error})") from None
+    return io.read_json(path, CheckpointError)
 
 
 def read_config(folder: Path) -> dict[str, Any]:

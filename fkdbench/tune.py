@@ -154,7 +154,8 @@ class TuneOptions:
 
     # Data variant of the training split (as ``fkdbench train --variant``).
     variant: str = "none"
-    # Trials the study should reach in all (complete + pruned + running, every worker's).
+    # Trials the study should have trained in all, every worker's (complete, pruned while
+    # training, running); specs rejected before training do not count.
     trials: int = 20
     # "rmse" (validation RMSE alone) or "rmse+latency" (both: a Pareto front).
     objective: str = DEFAULT_OBJECTIVE
@@ -282,32 +283,35 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif parsed.get_backend_name() == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-    try:
-        for attempt in range(STORAGE_ATTEMPTS):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(
-                        url,
-                        engine_kwargs=engine_kwargs,
-                        heartbeat_interval=HEARTBEAT_SECONDS,
-                        grace_period=HEARTBEAT_GRACE_SECONDS,
-                    )
-            except (IntegrityError, ProgrammingError):
-                # Workers starting together on a new database race to create Optuna's
-                # tables; the loser's CREATE fails, and on retry it finds them made.
-                if attempt == STORAGE_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
-    except ModuleNotFoundError as error:
-        raise TuneError(
-            f"--storage {shown}: the database driver {error.name!r} is not installed"
-        ) from None
-    except Exception as error:  # noqa: BLE001 - SQLAlchemy/driver errors vary by database
-        raise TuneError(
-            f"--storage {shown}: cannot open the database ({runs.first_line(error, 160)})"
-        ) from None
+    attempt = 0
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=HEARTBEAT_GRACE_SECONDS,
+                )
+        except (IntegrityError, ProgrammingError) as error:
+            # Workers starting together on a new database race to create Optuna's tables;
+            # the loser's CREATE fails, and on retry it finds them made.
+            attempt += 1
+            if attempt < STORAGE_ATTEMPTS:
+                time.sleep(0.5 * attempt)
+                continue
+            problem = runs.first_line(error, 160)
+        except ImportError as error:
+            # Optuna re-raises SQLAlchemy's failed driver import with its own words.
+            driver = getattr(error.__cause__, "name", None) or error.name or "for this URL"
+            raise TuneError(
+                f"--storage {shown}: the database driver {driver} is not installed "
+                "(PostgreSQL's, psycopg, comes with fkdbench; install others with uv add)"
+            ) from None
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy/driver errors vary by database
+            problem = runs.first_line(error, 160)
+        raise TuneError(f"--storage {shown}: cannot open the database ({problem})")
 
 
 def _study_settings(options: TuneOptions, manifest_sha256: str, image_size: int) -> dict:
@@ -409,13 +413,14 @@ class _Context:
     """What every trial of this worker shares."""
 
     options: TuneOptions
-    settings: dict[str, Any]
     num_outputs: int
     image_size: int
     timing_images: np.ndarray  # float32 (N, 1, H, W)
     threads: int
     worker: str
     on_epoch: Callable[[int, dict[str, Any]], None]
+    # The trial this worker was running when one ended other than complete.
+    stopped_trial: int | None = None
 
 
 def _measure_latency(model: Any, path: Path, context: _Context) -> dict[str, Any]:
@@ -474,7 +479,7 @@ def _objective(trial: Trial, context: _Context) -> tuple[float, ...]:
     if options.max_params is not None and params.keras > options.max_params:
         _reject(trial, f"{params.keras:,} parameters > max_params {options.max_params:,}")
 
-    folder = options.folder / TRIALS_DIR / f"{trial.number:04d}"
+    folder = _trial_folder(options, trial.number)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         latency = _measure_latency(model, folder / "untrained.onnx", context)
@@ -487,7 +492,6 @@ def _objective(trial: Trial, context: _Context) -> tuple[float, ...]:
     seconds = latency["seconds_per_100_images"]
     limit = options.max_seconds_per_100_images
     if limit is not None and seconds > limit:
-        shutil.rmtree(folder, ignore_errors=True)
         _reject(trial, f"{seconds:.4f} s/100 images > max {limit:g}")
 
     curve: list[float] = []
@@ -506,7 +510,7 @@ def _objective(trial: Trial, context: _Context) -> tuple[float, ...]:
             if trial.should_prune():
                 _prune(trial, f"median pruner at epoch {epoch} (val RMSE {val_rmse:.3f} px)")
             return
-        if study_trials_finished(trial.study) < options.startup_trials:
+        if _finished_trials(trial.study) < options.startup_trials:
             return
         beaten_by = _dominated_now(trial.study, epoch, val_rmse, seconds)
         if beaten_by is not None:
@@ -537,11 +541,7 @@ def _objective(trial: Trial, context: _Context) -> tuple[float, ...]:
     )
     try:
         result = train_run(config, on_epoch_end=after_epoch)
-    except optuna.TrialPruned:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
     except TrainingDiverged as error:
-        shutil.rmtree(folder, ignore_errors=True)
         raise _TrialFailed(runs.first_line(error)) from None
     metrics = result.metrics or {}
     val_rmse = metrics.get("best_val_rmse")
@@ -565,15 +565,24 @@ def _prune(trial: Trial, reason: str) -> None:
     raise optuna.TrialPruned(reason)
 
 
+def _trial_folder(options: TuneOptions, number: int) -> Path:
+    return options.folder / TRIALS_DIR / f"{number:04d}"
+
+
 def _recorded_objective(trial: Trial, context: _Context) -> tuple[float, ...]:
+    """:func:`_objective`, keeping a run folder only for a trial that completes."""
     try:
         return _objective(trial, context)
-    except _TrialFailed as error:
-        trial.set_user_attr("fail_reason", str(error))
+    except BaseException as error:  # pruned, failed, interrupted: Optuna records the state
+        if isinstance(error, _TrialFailed):
+            trial.set_user_attr("fail_reason", str(error))
+        shutil.rmtree(_trial_folder(context.options, trial.number), ignore_errors=True)
+        context.stopped_trial = trial.number
         raise
 
 
-def study_trials_finished(study: optuna.Study) -> int:
+def _finished_trials(study: optuna.Study) -> int:
+    """Complete trials of the study, every worker's."""
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
@@ -626,7 +635,7 @@ def tune(options: TuneOptions) -> TuneResult:
     if len(test_split) == 0:
         raise DataError(f"{options.data_dir}: the test split is empty; nothing to time")
     image_size = test_split.image_size
-    settings = _study_settings(options, manifest_sha256(options.data_dir), image_size)
+    settings = _study_settings(options, _manifest_sha256(options.data_dir), image_size)
     study = _open_study(options, settings)
     shown = shown_url(options.storage_url)
     threads = options.threads or available_cores()
@@ -650,7 +659,6 @@ def tune(options: TuneOptions) -> TuneResult:
 
         context = _Context(
             options,
-            settings,
             scheme.num_outputs,
             image_size,
             timing_images,
@@ -684,13 +692,15 @@ def tune(options: TuneOptions) -> TuneResult:
                     gc_after_trial=True,
                 )
             except KeyboardInterrupt:
-                number = _last_number(study, worker)
-                shutil.rmtree(options.folder / TRIALS_DIR / f"{number:04d}", ignore_errors=True)
                 _write_all(study, options, started, quiet=True)
-                finished = study_trials_finished(study)
+                stopped = (
+                    f"trial {context.stopped_trial} stopped and marked failed"
+                    if context.stopped_trial is not None
+                    else "stopped between trials"
+                )
                 raise KeyboardInterrupt(
-                    f"trial {number} stopped and marked failed; the {finished} finished trials "
-                    f"are kept in {shown}: run the same command to continue"
+                    f"{stopped}; the {_finished_trials(study)} finished trials are kept in "
+                    f"{shown}: run the same command to continue"
                 ) from None
             mine = _last_trial(study, worker)
             if mine is not None:
@@ -714,7 +724,8 @@ def tune(options: TuneOptions) -> TuneResult:
     )
 
 
-def manifest_sha256(data_dir: Path) -> str:
+def _manifest_sha256(data_dir: Path) -> str:
+    """Identifies the data set: workers on other machines must have prepared the same one."""
     return sha256_file(Path(data_dir) / MANIFEST_NAME)
 
 
@@ -725,11 +736,6 @@ def _mine(study: optuna.Study, worker: str) -> list[FrozenTrial]:
 def _last_trial(study: optuna.Study, worker: str) -> FrozenTrial | None:
     mine = _mine(study, worker)
     return max(mine, key=lambda t: t.number) if mine else None
-
-
-def _last_number(study: optuna.Study, worker: str) -> int:
-    last = _last_trial(study, worker)
-    return last.number if last is not None else -1
 
 
 def _trial_line(study: str, trial: FrozenTrial) -> str:

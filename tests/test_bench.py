@@ -164,7 +164,7 @@ def test_baseline_errors(tmp_path: Path) -> None:
         bench.load_baseline(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(bench.BenchError, match="malformed baseline JSON"):
+    with pytest.raises(bench.BenchError, match="malformed JSON"):
         bench.load_baseline(bad)
     bad.write_text("[]")
     with pytest.raises(bench.BenchError, match="not a fkdbench baseline"):

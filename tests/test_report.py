@@ -321,8 +321,8 @@ def test_committed_report_is_regenerated_identically_from_its_records(tmp_path: 
     (copy / "figures").mkdir()
     shutil.copy(COMMITTED_RESULTS / "figures" / "predictions.png", copy / "figures")
     # So are the tune studies' records and figures, snapshotted from runs/tune.
-    if (COMMITTED_RESULTS / report.TUNE_DIR).is_dir():
-        shutil.copytree(COMMITTED_RESULTS / report.TUNE_DIR, copy / report.TUNE_DIR)
+    if (COMMITTED_RESULTS / runs.TUNE_DIR).is_dir():
+        shutil.copytree(COMMITTED_RESULTS / runs.TUNE_DIR, copy / runs.TUNE_DIR)
         for figure in (COMMITTED_RESULTS / "figures").glob("tune-*.png"):
             shutil.copy(figure, copy / "figures")
 

@@ -200,6 +200,7 @@ def test_joining_with_other_settings_is_refused(small_faces: Path, tmp_path: Pat
     [
         ("not a url at all", "not a database URL"),
         ("nosuchdb://host/db", "cannot open the database"),
+        ("mysql://fk:s3cret@127.0.0.1:9/none", "database driver MySQLdb is not installed"),
         ("postgresql://fk:s3cret@127.0.0.1:9/none", "cannot open the database"),
     ],
 )

@@ -26,10 +26,11 @@ budget, a smoke test of the whole flow) and ``paper`` (the full matrix, real epo
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fkdbench.io import read_json
 
 PRESETS_DIR = Path(__file__).resolve().parent
 # TrainConfig fields that belong to the caller of a matrix, never to a preset.
@@ -91,10 +92,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
                 f"unknown preset {str(name_or_path)!r}; known: {', '.join(list_presets())} "
                 "(or give a path to a preset .json file)"
             )
-    try:
-        document = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PresetError(f"{path}: malformed JSON ({error})") from None
+    document = read_json(path, PresetError)
     if not isinstance(document, dict) or not isinstance(document.get("runs"), list):
         raise PresetError(f"{path}: a preset is an object with a 'runs' list")
     unknown = sorted(set(document) - set(_TOP_LEVEL_KEYS))
