@@ -9,7 +9,9 @@ stopped, and a finished flow only rewrites the report.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,9 @@ from fkdbench.data.prepare import (
 )
 from fkdbench.export import export_all
 from fkdbench.models import list_models
-from fkdbench.presets import load_preset
+from fkdbench.presets import Preset, load_preset
 from fkdbench.progress import flow_progress, say
+from fkdbench.report import build_report
 from fkdbench.train import RunResult, train_matrix
 
 STEPS = ("prepare", "train", "export", "bench", "report")
@@ -59,83 +62,106 @@ def reproduce(
     other sizes is an error rather than silently reused. ``bench_overrides`` replaces the
     preset's bench settings (:class:`fkdbench.bench.BenchOptions` fields).
     """
-    from fkdbench.report import build_report
-
     started = time.perf_counter()
     preset_data = load_preset(preset)
-    step_seconds: dict[str, float] = {}
     results_dir = Path(results_dir)
-    bench_settings = {**preset_data.bench, **(bench_overrides or {})}
-    time_untrained = bool(bench_settings.pop("time_untrained", True))
-    if "backends" in bench_settings:
-        bench_settings["backends"] = tuple(bench_settings["backends"])
-    options = BenchOptions(
-        results=results_dir / "bench.jsonl", skip_existing=True, quiet=quiet, **bench_settings
+    options, time_untrained = bench_settings(preset_data, bench_overrides, results_dir, quiet)
+    prepare_options = PrepareOptions(
+        data_root=data_root, seed=seed, n_train=n_train, n_test=n_test, quiet=quiet
     )
-    n_runs = len(preset_data.runs)
-
     with flow_progress(quiet) as display:
-        # Work items: prepare, each run trained, each run exported, each model benched (the
-        # runs plus untrained architectures: counted as the registry's size), the report.
-        estimate = 1 + n_runs + n_runs + max(n_runs, len(list_models())) + 1
-        flow = display.add_task("reproduce", total=estimate)
-
-        def step(number: int) -> float:
-            display.update(flow, description=f"reproduce {number}/5: {STEPS[number - 1]}")
-            say(f"[bold]step {number}/5[/]: {STEPS[number - 1]}", quiet)
-            return time.perf_counter()
-
-        def advance(*_: object) -> None:
-            display.advance(flow)
-
-        begun = step(1)
-        prepared = prepare(
-            PrepareOptions(
-                data_root=data_root, seed=seed, n_train=n_train, n_test=n_test, quiet=quiet
+        flow = _Flow(display, quiet, runs_to_train=len(preset_data.runs))
+        with flow.step("prepare"):
+            prepared = prepare(prepare_options)
+            flow.advance()
+        with flow.step("train"):
+            trained = train_matrix(
+                preset_data,
+                data_dir=prepared.data_dir,
+                runs_dir=runs_dir,
+                force=force,
+                quiet=quiet,
+                on_run_end=flow.advance,
             )
-        )
-        advance()
-        step_seconds["prepare"] = time.perf_counter() - begun
-
-        begun = step(2)
-        trained = train_matrix(
-            preset_data,
-            data_dir=prepared.data_dir,
-            runs_dir=runs_dir,
-            force=force,
-            quiet=quiet,
-            on_run_end=advance,
-        )
-        step_seconds["train"] = time.perf_counter() - begun
-
-        begun = step(3)
-        finished = [
-            result.run_dir
-            for result in trained
-            if result.status != "failed" and runs.is_finished(result.run_dir)
-        ]
-        export_all(finished, force=force, quiet=quiet, on_done=advance)
-        step_seconds["export"] = time.perf_counter() - begun
-
-        begun = step(4)
-        if time_untrained:
-            targets = bench_targets(runs_dir, all_models=True, data_dir=prepared.data_dir)
-        else:
-            targets = finished
-        display.update(flow, total=1 + 2 * n_runs + len(targets) + 1)
-        records, _ = bench(targets, options, on_done=advance)
-        step_seconds["bench"] = time.perf_counter() - begun
-
-        begun = step(5)
-        report = build_report(runs_dir, options.results, results_dir, quiet=quiet)
-        advance()
-        step_seconds["report"] = time.perf_counter() - begun
-
+        with flow.step("export"):
+            finished = finished_folders(trained)
+            export_all(finished, force=force, quiet=quiet, on_done=flow.advance)
+        with flow.step("bench"):
+            targets = _bench_step_targets(time_untrained, runs_dir, prepared.data_dir, finished)
+            flow.count_bench_targets(len(targets))
+            benched = bench(targets, options, on_done=flow.advance)
+        with flow.step("report"):
+            report = build_report(runs_dir, options.results, results_dir, quiet=quiet)
+            flow.advance()
     return ReproduceResult(
         data_dir=prepared.data_dir,
         runs=trained,
         report=report.markdown,
-        bench_records=len(records),
+        bench_records=len(benched.records),
         seconds=time.perf_counter() - started,
-        step_seconds=step_seconds,
+        step_seconds=flow.step_seconds,
     )
+
+
+def bench_settings(
+    preset: Preset, overrides: dict[str, Any] | None, results_dir: Path, quiet: bool
+) -> tuple[BenchOptions, bool]:
+    """The bench step's options (the preset's ``bench`` object under ``overrides``), and
+    whether to time the architectures the preset does not train (``time_untrained``)."""
+    settings = {**preset.bench, **(overrides or {})}
+    time_untrained = bool(settings.pop("time_untrained", True))
+    if "backends" in settings:
+        settings["backends"] = tuple(settings["backends"])
+    options = BenchOptions(
+        results=results_dir / "bench.jsonl", skip_existing=True, quiet=quiet, **settings
+    )
+    return options, time_untrained
+
+
+def finished_folders(results: list[RunResult]) -> list[Path]:
+    """The run folders the train step left finished (trained now or before)."""
+    return [
+        result.run_dir
+        for result in results
+        if result.status != "failed" and runs.is_finished(result.run_dir)
+    ]
+
+
+def _bench_step_targets(
+    time_untrained: bool, runs_dir: Path, data_dir: Path, finished: list[Path]
+) -> list[Path]:
+    """The finished runs, plus the registry's other architectures timed untrained unless
+    the preset says not."""
+    if not time_untrained:
+        return finished
+    return bench_targets(runs_dir, all_models=True, data_dir=data_dir)
+
+
+class _Flow:
+    """One progress bar over the whole flow, and the seconds each step took.
+
+    Work items: prepare, each run trained, each run exported, each model benched, the
+    report. Until the bench step knows its targets, the models benched are counted as the
+    runs or the registry's size, whichever is larger (untrained architectures are timed).
+    """
+
+    def __init__(self, display: Any, quiet: bool, runs_to_train: int) -> None:
+        self.display, self.quiet, self.runs = display, quiet, runs_to_train
+        total = 1 + 2 * runs_to_train + max(runs_to_train, len(list_models())) + 1
+        self.task = display.add_task("reproduce", total=total)
+        self.step_seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        number = STEPS.index(name) + 1
+        self.display.update(self.task, description=f"reproduce {number}/5: {name}")
+        say(f"[bold]step {number}/5[/]: {name}", self.quiet)
+        begun = time.perf_counter()
+        yield
+        self.step_seconds[name] = time.perf_counter() - begun
+
+    def advance(self, *_: object) -> None:
+        self.display.advance(self.task)
+
+    def count_bench_targets(self, targets: int) -> None:
+        self.display.update(self.task, total=1 + 2 * self.runs + targets + 1)

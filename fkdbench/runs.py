@@ -4,10 +4,13 @@ One run (an architecture trained on one data variant, optionally from pretrained
 weights) owns one folder ``<runs_dir>/<run name>/``::
 
     config.json   everything needed to rebuild the model and repeat the run
+                  (:func:`config_record`, :func:`model_record`, :func:`data_record`)
     model.pt      the best epoch's weights: a plain state dict (``weights_only`` safe)
-    history.csv   one row per epoch and phase
+    history.csv   one row per epoch and phase (``fkdbench.train.state.HISTORY_COLUMNS``)
     metrics.json  the test scores; its presence marks the run finished
+                  (:func:`metrics_record`)
     last.pt       resume state, written after every epoch while the run is unfinished
+                  (``fkdbench.train.state.save_resume_state``)
 
 Checkpoints are self-describing in the nanoGPT sense, split across two files:
 ``config.json`` says what to build, ``model.pt`` holds the weights, and
@@ -19,8 +22,10 @@ half of one, and every checkpoint is read with ``torch.load(weights_only=True)``
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,13 @@ import torch
 from torch import nn
 
 from fkdbench import io
-from fkdbench.data.schemes import KeypointScheme
-from fkdbench.io import atomic_path, plain
+from fkdbench.config import TrainConfig
+from fkdbench.data.schemes import KeypointScheme, get_scheme
+from fkdbench.data.splits import read_manifest
+from fkdbench.io import atomic_path, plain, write_json_atomic
+from fkdbench.models import ParamCounts, create_model, get_arch_info
+from fkdbench.models.cnn import DEFAULT_SPEC_PATH, resolve_spec, variant_spec_path
+from fkdbench.provenance import environment_record
 
 # Bumped whenever the layout or the fields of the run files change.
 RUN_FORMAT_VERSION = 1
@@ -164,9 +174,6 @@ def resolve_model_kwargs(
     rebuilds the model: a CNN spec (a file, a dict, or the shipped default) is stored as a
     dict, and architectures whose head flattens a fixed-size map get the data's image size.
     """
-    from fkdbench.models import get_arch_info
-    from fkdbench.models.cnn import resolve_spec
-
     resolved = dict(model_kwargs)
     accepted = inspect.signature(get_arch_info(arch).builder).parameters
     if "input_size" in accepted:
@@ -188,9 +195,6 @@ def choose_spec(
     (``runs/tune/cnn-tuned-<variant>/best.json``); then the package's tuned default for the
     variant; then the package's hand-written default.
     """
-    from fkdbench.models import get_arch_info
-    from fkdbench.models.cnn import DEFAULT_SPEC_PATH, variant_spec_path
-
     if "spec" not in inspect.signature(get_arch_info(arch).builder).parameters:
         return model_kwargs, None
     given = model_kwargs.get("spec")
@@ -231,8 +235,6 @@ def model_record(
 ) -> dict[str, Any]:
     """The ``model`` section of ``config.json``: what :func:`build_model` needs, and the
     input and output conventions a reader of the exported model needs."""
-    from fkdbench.models import get_arch_info
-
     arch_info = get_arch_info(arch)
     return {
         "arch": arch,
@@ -251,11 +253,124 @@ def model_record(
     }
 
 
+def config_record(
+    *,
+    run_name: str,
+    weights_mode: str,
+    model: dict[str, Any],
+    train: TrainConfig,
+    weights: dict[str, Any] | None,
+    data: dict[str, Any],
+    optimisation: dict[str, Any],
+) -> dict[str, Any]:
+    """``config.json`` of a trained run: ``model`` (:func:`model_record`), the settings
+    (``train``), the backbone weights file (``weights``, None from scratch), the data
+    (:func:`data_record`), what the loop optimised (``optimisation``, written by the
+    training loop, which knows it) and the machine."""
+    return {
+        "format_version": RUN_FORMAT_VERSION,
+        "run_name": run_name,
+        "weights_mode": weights_mode,
+        "model": model,
+        "train": plain(dataclasses.asdict(train)),
+        "weights": weights,
+        "data": data,
+        "optimisation": optimisation,
+        "environment": environment_record(),
+    }
+
+
+def data_record(
+    *,
+    data_dir: Path,
+    manifest: dict[str, Any],
+    manifest_sha256: str,
+    scheme: KeypointScheme,
+    image_size: int,
+    train_split_rows: int,
+    train_rows: int,
+    val_rows: int,
+    test_rows: int,
+    variant_summary: dict[str, Any],
+    online_augmentation: bool,
+    augment: Any,
+) -> dict[str, Any]:
+    """The ``data`` section of ``config.json``: which prepared data, which rows of it were
+    used, and what the variant made of the training split (``augment``: its dataclass)."""
+    return {
+        "data_dir": str(data_dir),
+        "manifest_sha256": manifest_sha256,
+        "seed": manifest.get("seed"),
+        "source": manifest.get("source"),
+        "scheme": scheme.name,
+        "image_size": image_size,
+        "rows": {
+            "train_split": train_split_rows,
+            "train_used": train_rows,
+            "val_used": val_rows,
+            "test_used": test_rows,
+        },
+        "variant_summary": plain(variant_summary),
+        "online_augmentation": online_augmentation,
+        "augment": plain(dataclasses.asdict(augment)),
+    }
+
+
+def metrics_record(
+    *,
+    run_name: str,
+    arch: str,
+    variant: str,
+    weights_mode: str,
+    scores: dict[str, Any],
+    best_val_rmse: float | None,
+    best_epoch: int | None,
+    epochs_run: int,
+    pretrain_epochs_run: int,
+    stop_reason: str,
+    training_seconds: float,
+    parameters: ParamCounts,
+    model_file: Path,
+    train_rows: int,
+    val_rows: int,
+    test_rows: int,
+) -> dict[str, Any]:
+    """``metrics.json``: the run's identity, its test ``scores`` (``test_rmse``, ``test_nme``,
+    ..., ``mean_shape_rmse``; JSON-ready), how training went, the model's size, the rows
+    used and the machine. Written last: it marks the run
+    finished."""
+    return {
+        "format_version": RUN_FORMAT_VERSION,
+        "run_name": run_name,
+        "arch": arch,
+        "variant": variant,
+        "weights_mode": weights_mode,
+        "pretrain": get_arch_info(arch).pretrain,
+        **scores,
+        "best_val_rmse": finite_or_none(best_val_rmse),
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
+        "pretrain_epochs_run": pretrain_epochs_run,
+        "stop_reason": stop_reason,
+        "training_seconds": training_seconds,
+        "parameters": {
+            "pytorch": int(parameters.pytorch),
+            "keras": int(parameters.keras),
+            "trainable": int(parameters.trainable),
+        },
+        "model_file_bytes": Path(model_file).stat().st_size,
+        "rows": {"train": train_rows, "val": val_rows, "test": test_rows},
+        "environment": environment_record(),
+    }
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN: an undefined score is null."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
 def build_model(model_config: dict[str, Any]) -> nn.Module:
     """An untrained model from the ``model`` section of ``config.json``."""
-    # Imported here so that reading run folders does not need the model zoo loaded.
-    from fkdbench.models import create_model
-
     return create_model(
         model_config["arch"],
         num_outputs=model_config["num_outputs"],
@@ -302,11 +417,6 @@ def create_untrained_run(runs_dir: Path, arch: str, data_dir: Path, seed: int = 
     ``metrics.json``, so it is never mistaken for a finished run. Reused while its model
     section is unchanged.
     """
-    from fkdbench.data.schemes import get_scheme
-    from fkdbench.data.splits import read_manifest
-    from fkdbench.io import write_json_atomic
-    from fkdbench.provenance import environment_record
-
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     image_size = int(manifest["image_size"])

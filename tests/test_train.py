@@ -1,4 +1,5 @@
-"""Training runs, run folders, resume, presets: on tiny data sets, a second or two a run.
+"""Training runs, resume, the loop's pieces and the train command's entry point: on tiny
+data sets, a second or two a run. (Run folders: test_runs.py; presets: test_presets.py.)
 
 The data: small gray images with one bright blob; every keypoint sits at a fixed offset
 from the blob's centre, so a small CNN can learn the task in a few epochs, and odd rows
@@ -20,8 +21,19 @@ from fkdbench.data.schemes import KAGGLE15, KAGGLE15_SPARSE_KEYPOINTS
 from fkdbench.data.splits import DataError, SplitArrays, save_split
 from fkdbench.data.variants import VARIANTS
 from fkdbench.models import create_model, get_arch_info, list_models
-from fkdbench.presets import PresetError, load_preset
-from fkdbench.train import RunError, TrainConfig, TrainingDiverged, train_matrix, train_run
+from fkdbench.train import (
+    FINAL_LR_FRACTION,
+    RunError,
+    TrainConfig,
+    TrainingDiverged,
+    learning_rate_at,
+    masked_mse,
+    run_training,
+    train_matrix,
+    train_run,
+)
+from fkdbench.train import matrix as train_matrix_module
+from fkdbench.train import phases as train_phases
 
 IMAGE_SIZE = 48
 # The cheapest architecture in the registry keeps each run to about a second.
@@ -200,30 +212,22 @@ def test_resume_with_other_settings_is_refused(data_dir: Path, tmp_path: Path) -
     assert train_run(tiny_config(data_dir, tmp_path, epochs=1, force=True)).status == "finished"
 
 
-def test_corrupt_checkpoints_raise_checkpoint_error_naming_the_file(
+def test_corrupt_resume_state_raises_checkpoint_error_naming_the_file(
     data_dir: Path, tmp_path: Path
 ) -> None:
-    result = train_run(tiny_config(data_dir, tmp_path, epochs=1))
-    weights = result.run_dir / runs.MODEL_FILE
-    weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(runs.CheckpointError, match=str(weights)):
-        runs.load_model(result.run_dir)
-    with pytest.raises(runs.CheckpointError, match="no such checkpoint"):
-        runs.load_checkpoint(tmp_path / "absent.pt")
-
     def interrupt(row: dict) -> None:
         raise KeyboardInterrupt
 
-    config = tiny_config(data_dir, tmp_path / "other", epochs=2)
+    config = tiny_config(data_dir, tmp_path, epochs=2)
     with pytest.raises(KeyboardInterrupt):
         train_run(config, on_epoch_end=interrupt)
-    resume_state = tmp_path / "other" / f"{SMALL_ARCH}--none" / runs.RESUME_FILE
+    resume_state = tmp_path / f"{SMALL_ARCH}--none" / runs.RESUME_FILE
     resume_state.write_bytes(b"not a checkpoint")
     with pytest.raises(runs.CheckpointError, match=str(resume_state)):
         train_run(config)
 
 
-def test_load_model_round_trip_gives_identical_outputs(data_dir: Path, tmp_path: Path) -> None:
+def test_trained_run_loads_back_with_identical_outputs(data_dir: Path, tmp_path: Path) -> None:
     result = train_run(tiny_config(data_dir, tmp_path, epochs=1))
     model, config = runs.load_model(result.run_dir)
     assert config["run_name"] == result.run_name and not model.training
@@ -259,7 +263,7 @@ def test_nan_loss_diverges_and_the_matrix_goes_on(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     losses_computed = 0
-    real_loss = train.masked_mse
+    real_loss = masked_mse
 
     def first_loss_is_nan(predicted, target, mask):
         nonlocal losses_computed
@@ -267,7 +271,7 @@ def test_nan_loss_diverges_and_the_matrix_goes_on(
         loss = real_loss(predicted, target, mask)
         return loss * float("nan") if losses_computed == 1 else loss
 
-    monkeypatch.setattr(train, "masked_mse", first_loss_is_nan)
+    monkeypatch.setattr(train_phases, "masked_mse", first_loss_is_nan)
     preset_file = tmp_path / "two.json"
     preset_file.write_text(
         json.dumps(
@@ -341,7 +345,7 @@ def test_autoencoder_arch_runs_both_phases(data_dir: Path, tmp_path: Path) -> No
 
 
 def test_frozen_backbone_is_left_unchanged(data_dir: Path, tmp_path: Path) -> None:
-    pretrained = create_model("mobilenetv2", num_outputs=30, in_chans=1)
+    pretrained = create_model("test-mobilenetv2", num_outputs=30, in_chans=1)
     weights_file = tmp_path / "backbone.pt"
     torch.save(pretrained.backbone.state_dict(), weights_file)
 
@@ -349,13 +353,13 @@ def test_frozen_backbone_is_left_unchanged(data_dir: Path, tmp_path: Path) -> No
         tiny_config(
             data_dir,
             tmp_path,
-            arch="mobilenetv2",
+            arch="test-mobilenetv2",
             epochs=1,
             weights=weights_file,
             weights_mode="frozen",
         )
     )
-    assert result.run_name == "mobilenetv2--none--frozen"
+    assert result.run_name == "test-mobilenetv2--none--frozen"
     assert result.metrics["weights_mode"] == "frozen"
     trained, config = runs.load_model(result.run_dir)
     assert config["weights"]["path"] == str(weights_file)
@@ -374,8 +378,12 @@ def test_backbone_arch_without_weights_is_scratch_loudly(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     # Not quiet, so the progress display runs too.
-    result = train_run(tiny_config(data_dir, tmp_path, arch="mobilenetv2", epochs=1, quiet=False))
-    assert result.run_name == "mobilenetv2--none" and result.metrics["weights_mode"] == "scratch"
+    result = train_run(
+        tiny_config(data_dir, tmp_path, arch="test-mobilenetv2", epochs=1, quiet=False)
+    )
+    assert (
+        result.run_name == "test-mobilenetv2--none" and result.metrics["weights_mode"] == "scratch"
+    )
     err = " ".join(capsys.readouterr().err.split())
     assert "SCRATCH" in err and "test RMSE" in err
 
@@ -389,36 +397,150 @@ def test_bad_inputs_fail_with_one_line_naming_the_problem(data_dir: Path, tmp_pa
         train_run(tiny_config(data_dir, tmp_path, variant="nope"))
     missing = tmp_path / "missing-weights.pt"
     with pytest.raises(RunError, match=str(missing)):
-        train_run(tiny_config(data_dir, tmp_path, arch="mobilenetv2", weights=missing))
+        train_run(tiny_config(data_dir, tmp_path, arch="test-mobilenetv2", weights=missing))
     with pytest.raises(RunError, match="no pretrained backbone"):
         train_run(tiny_config(data_dir, tmp_path, weights=missing))
     bad_weights = tmp_path / "bad-weights.pt"
     bad_weights.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=str(bad_weights)):
-        train_run(tiny_config(data_dir, tmp_path, arch="mobilenetv2", weights=bad_weights))
+        train_run(tiny_config(data_dir, tmp_path, arch="test-mobilenetv2", weights=bad_weights))
 
 
-def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
-    quick, paper = load_preset("quick"), load_preset("paper")
-    for preset in (quick, paper):
-        configs = train.preset_configs(preset, tmp_path / "data", tmp_path / "runs")
-        assert len(configs) == len(preset.runs)
-        assert all(config.runs_dir == tmp_path / "runs" for config in configs)
-    assert quick.archs() == set(list_models()) == paper.archs()
-    assert quick.variants() == set(VARIANTS) == paper.variants()
-    pairs = {(entry["arch"], entry["variant"]) for entry in paper.runs}
-    assert pairs == {(arch, variant) for arch in list_models() for variant in VARIANTS}
-    # A per-run cap keeps quick quick.
-    assert all(config.max_minutes for config in train.preset_configs(quick, tmp_path, tmp_path))
+# -- the loop's pure pieces -----------------------------------------------------------------
 
 
-def test_bad_presets_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(PresetError, match="unknown preset 'nope'"):
-        load_preset("nope")
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"runs": [{"arch": SMALL_ARCH, "variant": "none", "epoch": 1}]}))
-    with pytest.raises(PresetError, match=f"{bad}.*'epoch'"):
-        load_preset(bad)
-    bad.write_text(json.dumps({"runs": [{"arch": "nope", "variant": "none"}]}))
-    with pytest.raises(PresetError, match="unknown arch 'nope'"):
-        load_preset(bad)
+@pytest.mark.parametrize(
+    ("step", "total_steps", "expected"),
+    [
+        # 100 planned steps: 5 of linear warm-up, reaching the peak on the fifth.
+        (0, 100, 0.2),
+        (1, 100, 0.4),
+        (4, 100, 1.0),
+        # The cosine starts at the peak, is halfway at its middle, ends at the floor.
+        (5, 100, 1.0),
+        (5 + 50, 105, FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5),
+        (100, 100, FINAL_LR_FRACTION),
+        # Past the plan (a resumed run with more epochs) it stays at the floor.
+        (250, 100, FINAL_LR_FRACTION),
+        # A plan too short to warm up still starts at the peak: one warm-up step at least.
+        (0, 3, 1.0),
+    ],
+)
+def test_learning_rate_schedule(step: int, total_steps: int, expected: float) -> None:
+    assert learning_rate_at(step, total_steps, peak_lr=1.0) == pytest.approx(expected, abs=1e-12)
+    assert learning_rate_at(step, total_steps, peak_lr=3e-3) == pytest.approx(
+        3e-3 * expected, abs=1e-15
+    )
+
+
+def test_learning_rate_rises_then_falls_monotonically() -> None:
+    rates = [learning_rate_at(step, 200, 1.0) for step in range(201)]
+    warmup = 10  # 5% of 200
+    assert rates[:warmup] == sorted(rates[:warmup])
+    assert rates[warmup - 1 :] == sorted(rates[warmup - 1 :], reverse=True)
+
+
+def test_masked_mse_counts_labelled_coordinates_only() -> None:
+    predicted = torch.zeros(1, 3, 2, requires_grad=True)
+    target = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [2.0, 0.0]]])
+    mask = torch.tensor([[True, False, True]])
+    loss = masked_mse(predicted, target, mask)
+    # (1 + 1 + 4 + 0) / 4 labelled coordinates; the unlabelled 3s would make it 4.5.
+    assert loss.item() == pytest.approx(1.5)
+    loss.backward()
+    assert torch.equal(predicted.grad[0, 1], torch.zeros(2)), "masked keypoint has no gradient"
+    assert predicted.grad[0, 0].abs().sum() > 0
+
+
+def test_masked_mse_of_an_all_masked_batch_is_zero_not_nan() -> None:
+    predicted = torch.randn(2, 4, 2, generator=torch.Generator().manual_seed(0))
+    loss = masked_mse(predicted, torch.ones(2, 4, 2), torch.zeros(2, 4, dtype=torch.bool))
+    assert loss.item() == 0.0
+
+
+# -- the train command's entry point ---------------------------------------------------------
+
+
+def _command(data_dir: Path, runs_dir: Path, **changes) -> dict:
+    """run_training's keyword arguments as the CLI passes them, with nothing overridden."""
+    arguments = dict(
+        all_runs=False,
+        preset="quick",
+        variant="none",
+        data_dir=data_dir,
+        runs_dir=runs_dir,
+        weights=None,
+        weights_mode="finetuned",
+        spec=None,
+        device="cpu",
+        num_threads=1,
+        force=False,
+        quiet=True,
+    )
+    return {**arguments, **changes}
+
+
+def _capture_train_run(monkeypatch: pytest.MonkeyPatch) -> list[TrainConfig]:
+    configs: list[TrainConfig] = []
+
+    def record(config: TrainConfig) -> train.RunResult:
+        configs.append(config)
+        return train.RunResult(config.arch, config.runs_dir, config.arch, config.variant,
+                               "scratch", "finished")  # fmt: skip
+
+    monkeypatch.setattr(train_matrix_module, "train_run", record)
+    return configs
+
+
+def test_run_training_checks_its_arguments(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^give either ARCH or --all, not both$"):
+        run_training(SMALL_ARCH, **_command(data_dir, tmp_path, all_runs=True))
+    with pytest.raises(
+        ValueError, match=r"^name an architecture \(e.g. cnn-manual\) or use --all$"
+    ):
+        run_training(None, **_command(data_dir, tmp_path))
+
+
+def test_run_training_overrides_only_what_is_given(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = _capture_train_run(monkeypatch)
+    spec = tmp_path / "spec.json"
+    run_training(
+        "cnn-tuned", **_command(data_dir, tmp_path, variant="masked", spec=spec), epochs=2, lr=None
+    )
+    (config,) = configs
+    defaults = TrainConfig()
+    assert (config.arch, config.variant, config.epochs) == ("cnn-tuned", "masked", 2)
+    # Not given: the dataclass's defaults, not None.
+    assert config.lr == defaults.lr and config.patience == defaults.patience
+    assert config.batch_size == defaults.batch_size
+    assert config.model_kwargs == {"spec": str(spec)}
+    assert (config.data_dir, config.runs_dir, config.num_threads) == (data_dir, tmp_path, 1)
+
+
+def test_run_training_all_takes_the_presets_settings_under_the_given_ones(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = _capture_train_run(monkeypatch)
+    preset_file = tmp_path / "two.json"
+    preset_file.write_text(
+        json.dumps(
+            {
+                "name": "two",
+                "defaults": {"epochs": 3, "batch_size": 8, "lr": 0.01},
+                "runs": [{"arch": SMALL_ARCH, "variants": ["none", "masked"], "epochs": 5}],
+            }
+        )
+    )
+    arguments = _command(data_dir, tmp_path, all_runs=True, preset=str(preset_file))
+    results = run_training(None, **arguments, batch_size=4, seed=None)
+    assert [result.variant for result in results] == ["none", "masked"]
+    assert [(c.epochs, c.batch_size, c.lr, c.seed) for c in configs] == [(5, 4, 0.01, 0)] * 2
+    assert all(c.quiet and c.device == "cpu" and c.num_threads == 1 for c in configs)
+
+
+def test_run_training_trains_one_run(data_dir: Path, tmp_path: Path) -> None:
+    (result,) = run_training(SMALL_ARCH, **_command(data_dir, tmp_path), epochs=1, batch_size=8)
+    assert result.status == "finished" and result.run_dir == tmp_path / f"{SMALL_ARCH}--none"
+    assert runs.read_config(result.run_dir)["train"]["epochs"] == 1

@@ -20,7 +20,8 @@ from fkdbench.cli import app
 from fkdbench.data.prepare import PrepareOptions, prepare
 from fkdbench.models.cnn import CNNSpec
 from fkdbench.train import TrainConfig, TrainingDiverged, train_run
-from fkdbench.tune import TuneError, TuneOptions
+from fkdbench.tune import TuneError, TuneOptions, dominated_now
+from fkdbench.tune import objective as tune_objective
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +233,7 @@ def test_ctrl_c_keeps_finished_trials(
             raise KeyboardInterrupt
         return train_run(config, on_epoch_end)
 
-    monkeypatch.setattr(tune, "train_run", train_then_interrupt)
+    monkeypatch.setattr(tune_objective, "train_run", train_then_interrupt)
     options = _options(small_faces, tmp_path / "runs", trials=3, epochs_per_trial=1)
     with pytest.raises(KeyboardInterrupt, match=r"trial 1 stopped .* 1 finished trials are kept"):
         tune.tune(options)
@@ -242,7 +243,7 @@ def test_ctrl_c_keeps_finished_trials(
     assert json.loads((options.folder / "best.json").read_text())["trial"] == 0
     assert not (options.folder / "trials" / "0001").exists()
 
-    monkeypatch.setattr(tune, "train_run", train_run)
+    monkeypatch.setattr(tune_objective, "train_run", train_run)
     result = tune.tune(options)  # the failed trial does not count: two more are run
     assert result.trials_here == [2, 3]
     states = [t.state for t in _load(options).trials]
@@ -260,7 +261,7 @@ def test_diverged_trial_fails_and_the_study_goes_on(
             raise TrainingDiverged("cnn-tuned--none: loss became nan in epoch 1")
         return train_run(config, on_epoch_end)
 
-    monkeypatch.setattr(tune, "train_run", diverge_once)
+    monkeypatch.setattr(tune_objective, "train_run", diverge_once)
     result = tune.tune(_options(small_faces, tmp_path / "runs", trials=2, epochs_per_trial=1))
     assert result.states_here == ["fail", "complete", "complete"]
     trials = pd.read_csv(result.folder / "trials.csv")
@@ -281,11 +282,11 @@ def test_multi_objective_early_stop_needs_domination_at_the_same_epoch() -> None
     study.add_trial(_finished(0, seconds=0.02, curve=[3.0, 2.0, 1.5]))
     study.add_trial(_finished(1, seconds=0.05, curve=[2.0, 1.2, 1.0]))
     # Slower than trial 0 and worse than it at epoch 2: dominated.
-    assert tune._dominated_now(study, 2, val_rmse=2.5, seconds=0.03) == 0
+    assert dominated_now(study, 2, val_rmse=2.5, seconds=0.03) == 0
     # Worse than trial 1 at epoch 2 but faster than every trial that beats it: kept.
-    assert tune._dominated_now(study, 2, val_rmse=1.9, seconds=0.03) is None
+    assert dominated_now(study, 2, val_rmse=1.9, seconds=0.03) is None
     # The fastest of all is never dominated, however poor its RMSE so far.
-    assert tune._dominated_now(study, 1, val_rmse=9.0, seconds=0.01) is None
+    assert dominated_now(study, 1, val_rmse=9.0, seconds=0.01) is None
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,16 +308,3 @@ def test_package_default_spec_is_the_committed_tune_result(variant: str) -> None
     best_row = trials[trials["number"] == packaged["trial"]].iloc[0]
     assert best_row["state"] == "complete"
     assert best_row["val_rmse"] == pytest.approx(packaged["val_rmse"], rel=1e-5)
-
-
-def test_train_takes_the_package_default_for_a_tuned_variant(
-    small_faces: Path, tmp_path: Path
-) -> None:
-    from fkdbench.models.cnn import DEFAULT_SPEC_PATH, variant_spec_path
-
-    kwargs, source = runs.choose_spec({}, "cnn-tuned", "masked", tmp_path)
-    assert kwargs["spec"] == str(variant_spec_path("masked"))
-    assert "package's tuned default for masked" in source and "trial" in source
-    kwargs, source = runs.choose_spec({}, "cnn-tuned", "knn", tmp_path)
-    assert kwargs["spec"] == str(DEFAULT_SPEC_PATH) and "no tune" in source
-    assert runs.choose_spec({}, "cnn-manual", "masked", tmp_path) == ({}, None)

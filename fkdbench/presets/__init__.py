@@ -12,7 +12,7 @@ A preset file looks like::
       ]
     }
 
-``defaults`` and every run entry hold :class:`fkdbench.train.TrainConfig` fields (except
+``defaults`` and every run entry hold :class:`fkdbench.config.TrainConfig` fields (except
 the ones a caller decides: ``data_dir``, ``runs_dir``, ``force``, ``quiet``). An entry
 names one ``variant`` or a list of ``variants`` (one run each); a run entry's fields win
 over ``defaults``. ``note`` is free text that explains a choice (JSON has no comments). An optional
@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fkdbench.config import TrainConfig
+from fkdbench.data.variants import VARIANTS
 from fkdbench.io import read_json
+from fkdbench.models import list_models
 
 PRESETS_DIR = Path(__file__).resolve().parent
 # TrainConfig fields that belong to the caller of a matrix, never to a preset.
@@ -73,6 +76,21 @@ class Preset:
 
     def variants(self) -> set[str]:
         return {entry["variant"] for entry in self.runs}
+
+    def configs(self, data_dir: Path, runs_dir: Path, **overrides: Any) -> list[TrainConfig]:
+        """One :class:`TrainConfig` per run: defaults < run entry < ``overrides``."""
+        return [
+            TrainConfig(
+                **{
+                    **self.defaults,
+                    **entry,
+                    "data_dir": Path(data_dir),
+                    "runs_dir": Path(runs_dir),
+                    **overrides,
+                }
+            )
+            for entry in self.runs
+        ]
 
 
 def list_presets() -> list[str]:
@@ -119,9 +137,6 @@ def load_preset(name_or_path: str | Path) -> Preset:
 
 def _expand(path: Path, where: str, entry: Any) -> list[dict[str, Any]]:
     """One entry -> one run per variant, each checked against the registries."""
-    from fkdbench.data.variants import VARIANTS
-    from fkdbench.models import list_models
-
     if not isinstance(entry, dict):
         raise PresetError(f"{path}: {where} must be an object, got {type(entry).__name__}")
     entry = dict(entry)
@@ -149,8 +164,6 @@ def _expand(path: Path, where: str, entry: Any) -> list[dict[str, Any]]:
 
 def _check_fields(path: Path, where: str, fields: Any) -> dict[str, Any]:
     """Keep TrainConfig fields, drop notes; anything else is an error naming the key."""
-    from fkdbench.train import TrainConfig
-
     if not isinstance(fields, dict):
         raise PresetError(f"{path}: {where} must be an object")
     allowed = {field.name for field in dataclasses.fields(TrainConfig)} - set(_CALLER_FIELDS)

@@ -1,0 +1,87 @@
+"""The options of a training run, as a commented dataclass (one field per line).
+
+A leaf module: it imports nothing of fkdbench, so the presets, the run folders, the
+training loop and the command line can all read :class:`TrainConfig` without importing
+one another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Where a run trains: "auto" is CUDA when torch sees a device, else the CPU.
+DEVICES = ("auto", "cpu", "cuda")
+# What --weights does to a backbone: "frozen" trains only the head, "finetuned" every layer.
+# (A run without weights is "scratch": see fkdbench.runs.WEIGHTS_MODES.)
+PRETRAINED_WEIGHTS_MODES = ("frozen", "finetuned")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; ``config.json`` stores it with the results."""
+
+    # Architecture name from the model registry (``fkdbench.models.list_models()``).
+    arch: str = "cnn-baseline"
+    # Data variant of the training split: none | ffill | knn | aug | masked.
+    variant: str = "none"
+    # Prepared data folder: train/val/test .npz and manifest.json (``fkdbench prepare``).
+    data_dir: Path = Path("data/synthetic")
+    # Parent of the run folders; this run lives in ``<runs_dir>/<run name>/``.
+    runs_dir: Path = Path("runs")
+    # Pretrained backbone weights to start from; None trains from scratch (said loudly).
+    weights: Path | None = None
+    # With weights: "frozen" trains only the head, "finetuned" trains every layer.
+    weights_mode: str = "finetuned"
+    # Extra keyword arguments of ``create_model`` (cnn-tuned: {"spec": path or dict}).
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Most passes over the training data in the keypoint phase.
+    epochs: int = 30
+    # Images per optimiser step.
+    batch_size: int = 64
+    # Peak learning rate of the schedule.
+    lr: float = 1e-3
+    # AdamW decoupled weight decay, applied to weight matrices and kernels only.
+    weight_decay: float = 1e-4
+    # Seeds initialisation, shuffling, augmentation and the ``aug`` variant's copies.
+    seed: int = 0
+    # Wall-clock cap on the whole run (both phases), minutes; None for no cap.
+    max_minutes: float | None = None
+    # "auto" (CUDA when available), "cpu" or "cuda".
+    device: str = "auto"
+    # Stop after this many epochs without a better validation RMSE; None or 0: never.
+    patience: int | None = 10
+    # Augmented copies per complete row in the ``aug`` variant.
+    augment_copies: int = 3
+    # Autoencoder reconstruction epochs before the keypoint phase (ae-cnn only).
+    ae_pretrain_epochs: int = 10
+    # Train on a seeded random subset of at most this many rows (smoke runs); None: all.
+    max_train_rows: int | None = None
+    # Select epochs on the first this-many validation rows (smoke runs); None: all. The
+    # test split is always scored whole.
+    max_val_rows: int | None = None
+    # torch CPU threads (``torch.set_num_threads``); None keeps torch's default.
+    num_threads: int | None = None
+    # No progress display or status lines (warnings still print).
+    quiet: bool = False
+    # Retrain even if the run is finished; discard an unfinished run's resume state.
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        # Accept strings from the CLI and from presets where paths are meant.
+        self.data_dir, self.runs_dir = Path(self.data_dir), Path(self.runs_dir)
+        if self.weights is not None:
+            self.weights = Path(self.weights)
+
+
+# Fields that do not change what a run computes: a resumed run may differ in them.
+FREE_ON_RESUME = (
+    "runs_dir",
+    "data_dir",
+    "max_minutes",
+    "device",
+    "num_threads",
+    "quiet",
+    "force",
+)

@@ -1,0 +1,123 @@
+"""Many runs: a preset's matrix (:func:`train_matrix`), and ``fkdbench train`` as one
+library call (:func:`run_training`), one run or a whole preset."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fkdbench.config import TrainConfig
+from fkdbench.data.splits import read_manifest
+from fkdbench.presets import Preset, load_preset
+from fkdbench.progress import say
+from fkdbench.train.result import RunResult, failed_result
+from fkdbench.train.run import train_run
+
+
+def train_matrix(
+    preset: Preset | str | Path,
+    data_dir: Path,
+    runs_dir: Path,
+    force: bool = False,
+    quiet: bool = False,
+    device: str = "auto",
+    num_threads: int | None = None,
+    on_run_end: Callable[[RunResult], None] | None = None,
+    **overrides: Any,
+) -> list[RunResult]:
+    """Train every run of a preset in turn; finished runs are skipped unless ``force``.
+
+    ``on_run_end`` is called with each run's result (``reproduce`` advances its display).
+
+    A run that fails (diverged, bad weights, a model that will not build, ...) becomes a
+    result row with ``status="failed"`` and its error line, and the matrix goes on.
+    Ctrl-C stops the matrix (the current run stays resumable). Missing data fails at once,
+    before any run, since every run would fail the same way.
+    """
+    if not isinstance(preset, Preset):
+        preset = load_preset(preset)
+    read_manifest(data_dir)
+    configs = preset.configs(
+        data_dir,
+        runs_dir,
+        force=force,
+        quiet=quiet,
+        device=device,
+        num_threads=num_threads,
+        **overrides,
+    )
+    results = []
+    for index, config in enumerate(configs, start=1):
+        say(f"[bold]run {index}/{len(configs)}[/] of preset {preset.name}", quiet)
+        started = time.monotonic()
+        try:
+            results.append(train_run(config))
+        except Exception as error:  # noqa: BLE001 - a failure is a row, the matrix goes on
+            results.append(failed_result(config, error, started))
+        if on_run_end is not None:
+            on_run_end(results[-1])
+    failed = [result for result in results if result.status == "failed"]
+    say(f"preset {preset.name}: {len(results) - len(failed)} runs ok, {len(failed)} failed", quiet)
+    return results
+
+
+def run_training(
+    arch: str | None,
+    *,
+    all_runs: bool,
+    preset: str,
+    variant: str,
+    data_dir: Path,
+    runs_dir: Path,
+    weights: Path | None,
+    weights_mode: str,
+    spec: Path | None,
+    device: str,
+    num_threads: int | None,
+    force: bool,
+    quiet: bool,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    max_minutes: float | None = None,
+    patience: int | None = None,
+    ae_pretrain_epochs: int | None = None,
+) -> list[RunResult]:
+    """``fkdbench train``: one run of ``arch`` on ``variant``, or with ``all_runs`` every run
+    of ``preset`` (where ``variant``, ``weights`` and ``weights_mode`` do not apply).
+
+    Only the options given (not None) override the preset's or :class:`TrainConfig`'s
+    defaults; ``spec`` becomes ``model_kwargs={"spec": str(spec)}``. Naming both ``arch``
+    and ``all_runs``, or neither, raises ``ValueError``.
+    """
+    given = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        max_minutes=max_minutes,
+        patience=patience,
+        ae_pretrain_epochs=ae_pretrain_epochs,
+        model_kwargs=None if spec is None else {"spec": str(spec)},
+    )
+    shared = dict(device=device, num_threads=num_threads, force=force, quiet=quiet)
+    shared.update({key: value for key, value in given.items() if value is not None})
+    if all_runs:
+        if arch is not None:
+            raise ValueError("give either ARCH or --all, not both")
+        return train_matrix(preset, data_dir, runs_dir, **shared)
+    if arch is None:
+        raise ValueError("name an architecture (e.g. cnn-manual) or use --all")
+    config = TrainConfig(
+        arch=arch,
+        variant=variant,
+        data_dir=data_dir,
+        runs_dir=runs_dir,
+        weights=weights,
+        weights_mode=weights_mode,
+        **shared,
+    )
+    return [train_run(config)]

@@ -1,0 +1,317 @@
+"""One training run, in stages that read top to bottom like nanoGPT's ``train.py``.
+
+:func:`train_run`: open the run folder (skip a finished run), seed, load the data, build
+the model, write ``config.json``, plan the phases, resume or start, train them epoch by
+epoch, score the test split with the best epoch's weights and write ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fkdbench import runs
+from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES, TrainConfig
+from fkdbench.data.variants import VARIANTS
+from fkdbench.io import plain, sha256_file, write_json_atomic
+from fkdbench.models import (
+    ArchInfo,
+    count_parameters,
+    create_model,
+    freeze_backbone,
+    get_arch_info,
+    list_models,
+    load_backbone_weights,
+)
+from fkdbench.progress import console, say
+from fkdbench.train.dataset import TrainingData, load_training_data
+from fkdbench.train.loop import Progress, optimisation_record
+from fkdbench.train.phases import EpochHook, RunLoop, plan_phases, run_phases, start_or_resume
+from fkdbench.train.result import RunError, RunResult
+from fkdbench.train.scoring import predict_pixels, score_test_split
+from fkdbench.train.state import cpu_state_dict, settings_fingerprint, write_history
+
+
+def train_run(config: TrainConfig, on_epoch_end: EpochHook | None = None) -> RunResult:
+    """Train one run to its end, resuming it if it was interrupted; skip it if finished.
+
+    ``on_epoch_end`` is called with each history row after that epoch's state is saved
+    (a hook for tests and callers; an exception from it interrupts the run like Ctrl-C).
+    Every error is a ``ValueError`` with one line naming the run or the file:
+    :class:`RunError` for bad settings, ``DataError`` for bad data,
+    :class:`runs.CheckpointError` for unreadable checkpoints and :class:`TrainingDiverged`
+    when the loss stops being finite.
+    """
+    started = time.monotonic()
+    run = _open_run_folder(config)
+    if run.finished:
+        say(f"{run.name}: already finished, skipped (force to train again)", config.quiet)
+        return run.result("skipped", started, metrics=runs.read_metrics(run.folder))
+
+    device, generator = _seed_torch(config)
+    data = load_training_data(config, run.name, device)
+    built = _build_model(config, run, data, device)
+    settings = settings_fingerprint(config, built.kwargs, run.weights_mode, built.weights)
+    _write_config(config, run, data, built, settings["manifest_sha256"])
+
+    frozen = run.weights_mode == "frozen"
+    trainables, phases = plan_phases(
+        config, data, built.model, run.pretrain_epochs, frozen, generator, device
+    )
+    progress = start_or_resume(
+        run.folder, settings, trainables, phases[0].name, run.name, config.quiet
+    )
+    loop = RunLoop(config, run.name, run.folder, settings, trainables, progress, on_epoch_end)
+    run_phases(loop, phases)
+
+    metrics = _score_test(config, run, data, built.model, progress, device)
+    return run.result("finished", started, metrics=metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# The stages, in the order train_run uses them.
+
+
+@dataclass
+class Run:
+    """Which run a config trains, where it lives, and what its settings imply."""
+
+    name: str
+    folder: Path
+    arch: str
+    variant: str
+    weights_mode: str  # scratch | frozen | finetuned
+    arch_info: ArchInfo
+    pretrain_epochs: int  # autoencoder epochs before the keypoint phase (0: none)
+    finished: bool  # finished before this call, and not forced: nothing to do
+
+    def result(self, status: str, started: float, **fields: Any) -> RunResult:
+        return RunResult(
+            run_name=self.name,
+            run_dir=self.folder,
+            arch=self.arch,
+            variant=self.variant,
+            weights_mode=self.weights_mode,
+            status=status,
+            seconds=time.monotonic() - started,
+            **fields,
+        )
+
+
+def _open_run_folder(config: TrainConfig) -> Run:
+    """Check the settings, name the run and find its folder. With ``force``, a finished
+    run is unfinished first: a crash from here on leaves a resumable run, never a finished
+    one with stale metrics."""
+    arch_info = _check_choices(config)
+    weights_mode = _weights_mode(config, arch_info)
+    name = runs.run_name(config.arch, config.variant, weights_mode)
+    folder = runs.run_dir(config.runs_dir, config.arch, config.variant, weights_mode)
+    run = Run(
+        name=name,
+        folder=folder,
+        arch=config.arch,
+        variant=config.variant,
+        weights_mode=weights_mode,
+        arch_info=arch_info,
+        pretrain_epochs=config.ae_pretrain_epochs if arch_info.pretrain == "autoencoder" else 0,
+        finished=runs.is_finished(folder) and not config.force,
+    )
+    if run.finished:
+        return run
+    if config.force:
+        (folder / runs.METRICS_FILE).unlink(missing_ok=True)
+        (folder / runs.RESUME_FILE).unlink(missing_ok=True)
+    if arch_info.has_backbone and config.weights is None:
+        console.print(
+            f"[bold yellow]warning:[/] {name}: no weights file given; training "
+            f"{config.arch} from SCRATCH (reported as weights_mode 'scratch')"
+        )
+    return run
+
+
+def _check_choices(config: TrainConfig) -> ArchInfo:
+    """Validate the settings before any work; returns the architecture's ``ArchInfo``."""
+    # Tiny test-* variants train like any model, but the message lists the real ones.
+    if config.arch not in list_models(include_tests=True):
+        known = ", ".join(list_models())
+        raise RunError(f"unknown architecture {config.arch!r}; known: {known}")
+    if config.variant not in VARIANTS:
+        raise RunError(f"unknown data variant {config.variant!r}; known: {', '.join(VARIANTS)}")
+    if config.weights_mode not in PRETRAINED_WEIGHTS_MODES:
+        known = ", ".join(PRETRAINED_WEIGHTS_MODES)
+        raise RunError(f"unknown weights mode {config.weights_mode!r}; known: {known}")
+    # BatchNorm cannot train on one image, so a batch holds at least two.
+    minimums = {"epochs": 1, "batch_size": 2, "augment_copies": 0, "ae_pretrain_epochs": 0}
+    for setting, minimum in minimums.items():
+        value = getattr(config, setting)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise RunError(f"{setting} must be an integer >= {minimum}, got {value!r}")
+    if not config.lr > 0:
+        raise RunError(f"lr must be positive, got {config.lr!r}")
+    return get_arch_info(config.arch)
+
+
+def _weights_mode(config: TrainConfig, arch_info: ArchInfo) -> str:
+    """``scratch`` without a weights file, else the configured frozen/finetuned."""
+    if config.weights is None:
+        return "scratch"
+    if not arch_info.has_backbone:
+        raise RunError(f"{config.arch} has no pretrained backbone to load {config.weights} into")
+    if not Path(config.weights).is_file():
+        raise RunError(f"{config.weights}: no such weights file")
+    return config.weights_mode
+
+
+def _seed_torch(config: TrainConfig) -> tuple[torch.device, torch.Generator]:
+    """The device, and the seeded random streams: the global one (initialisation, dropout)
+    and the generator that shuffles and augments."""
+    device = _pick_device(config.device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    return device, torch.Generator().manual_seed(config.seed)
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in DEVICES:
+        raise RunError(f"unknown device {name!r}; known: {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("device 'cuda' requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@dataclass
+class BuiltModel:
+    """The model of a run, and what config.json records of how it was built."""
+
+    model: nn.Module
+    kwargs: dict[str, Any]  # complete create_model kwargs: config.json alone rebuilds it
+    spec_source: str | None  # where a spec-built model's spec came from
+    weights: dict[str, Any] | None  # the pretrained backbone file; None from scratch
+
+
+def _build_model(
+    config: TrainConfig, run: Run, data: TrainingData, device: torch.device
+) -> BuiltModel:
+    """The model, with its pretrained backbone if any, starting at the mean shape."""
+    chosen_kwargs, spec_source = runs.choose_spec(
+        config.model_kwargs, config.arch, config.variant, config.runs_dir
+    )
+    if spec_source:
+        say(f"{run.name}: spec from {spec_source}", config.quiet)
+    kwargs = runs.resolve_model_kwargs(chosen_kwargs, config.arch, data.image_size)
+    model = create_model(config.arch, num_outputs=data.scheme.num_outputs, in_chans=1, **kwargs)
+    weights = _load_weights(model, config, run.weights_mode)
+    # Start from the mean shape of the training labels (a resume overwrites this anyway).
+    model.start_at_shape(torch.from_numpy(data.mean_shape_coordinates()))
+    model.to(device)
+    return BuiltModel(model, kwargs, spec_source, weights)
+
+
+def _load_weights(
+    model: nn.Module, config: TrainConfig, weights_mode: str
+) -> dict[str, Any] | None:
+    """Load the backbone weights (and freeze them) when the run has a weights file."""
+    if weights_mode == "scratch":
+        return None
+    path = Path(config.weights)
+    report = load_backbone_weights(model, path)
+    if weights_mode == "frozen":
+        freeze_backbone(model)
+    return {
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "load_report": plain(dataclasses.asdict(report))
+        if dataclasses.is_dataclass(report)
+        else str(report),
+    }
+
+
+def _write_config(
+    config: TrainConfig, run: Run, data: TrainingData, built: BuiltModel, manifest_sha256: str
+) -> None:
+    """config.json: everything needed to rebuild the model and repeat the run."""
+    image_size = data.image_size
+    record = runs.config_record(
+        run_name=run.name,
+        weights_mode=run.weights_mode,
+        model=runs.model_record(
+            config.arch, data.scheme, image_size, built.kwargs, built.spec_source
+        ),
+        train=config,
+        weights=built.weights,
+        data=runs.data_record(
+            data_dir=config.data_dir,
+            manifest=data.manifest,
+            manifest_sha256=manifest_sha256,
+            scheme=data.scheme,
+            image_size=image_size,
+            train_split_rows=len(data.train_split),
+            train_rows=len(data.train_rows),
+            val_rows=len(data.val_split),
+            test_rows=len(data.test_split),
+            variant_summary=data.variant.summary,
+            online_augmentation=data.variant.online_augmentation,
+            augment=data.augment,
+        ),
+        optimisation=optimisation_record(run.pretrain_epochs),
+    )
+    write_json_atomic(run.folder / runs.CONFIG_FILE, record)
+
+
+def _score_test(
+    config: TrainConfig,
+    run: Run,
+    data: TrainingData,
+    model: nn.Module,
+    progress: Progress,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Score the test split with the best epoch's weights; write metrics.json last."""
+    model_file = run.folder / runs.MODEL_FILE
+    if progress.best_epoch is None:
+        # No epoch validated to a finite RMSE (e.g. a validation split without labels):
+        # keep the final weights rather than none.
+        runs.save_checkpoint(model_file, cpu_state_dict(model))
+    model.load_state_dict(runs.load_checkpoint(model_file))
+    predicted = predict_pixels(model, data.test_split.images, device)
+    metrics = runs.metrics_record(
+        run_name=run.name,
+        arch=config.arch,
+        variant=config.variant,
+        weights_mode=run.weights_mode,
+        scores=score_test_split(predicted, data.test_split, data.train_split, data.scheme),
+        best_val_rmse=progress.best_val_rmse,
+        best_epoch=progress.best_epoch,
+        epochs_run=progress.epoch,
+        pretrain_epochs_run=sum(row["phase"] == "pretrain" for row in progress.history),
+        stop_reason=progress.stop_reason or "completed",
+        training_seconds=progress.training_seconds,
+        parameters=count_parameters(model),
+        model_file=model_file,
+        train_rows=len(data.train_rows),
+        val_rows=len(data.val_split),
+        test_rows=len(data.test_split),
+    )
+    write_history(run.folder / runs.HISTORY_FILE, progress.history)
+    write_json_atomic(run.folder / runs.METRICS_FILE, metrics)
+    (run.folder / runs.RESUME_FILE).unlink(missing_ok=True)
+    say(
+        f"{run.name}: test RMSE {_pixels(metrics['test_rmse'])} (mean shape "
+        f"{_pixels(metrics['mean_shape_rmse'])}), {metrics['stop_reason']} after "
+        f"{metrics['epochs_run']} epochs",
+        config.quiet,
+    )
+    return metrics
+
+
+def _pixels(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} px"

@@ -1,0 +1,120 @@
+"""Presets: the shipped files cover the registry, a preset's runs become configs with the
+right precedence, and a bad preset fails with one line naming its file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fkdbench.config import TrainConfig
+from fkdbench.data.variants import VARIANTS
+from fkdbench.models import list_models
+from fkdbench.presets import PresetError, list_presets, load_preset
+
+
+def _write(path: Path, document: dict) -> Path:
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
+    assert list_presets() == ["paper", "quick"]
+    quick, paper = load_preset("quick"), load_preset("paper")
+    for preset in (quick, paper):
+        configs = preset.configs(tmp_path / "data", tmp_path / "runs")
+        assert len(configs) == len(preset.runs)
+        assert all(isinstance(config, TrainConfig) for config in configs)
+        assert all(config.runs_dir == tmp_path / "runs" for config in configs)
+        assert all(config.data_dir == tmp_path / "data" for config in configs)
+    assert quick.archs() == set(list_models()) == paper.archs()
+    assert quick.variants() == set(VARIANTS) == paper.variants()
+    pairs = {(entry["arch"], entry["variant"]) for entry in paper.runs}
+    assert pairs == {(arch, variant) for arch in list_models() for variant in VARIANTS}
+    # A per-run cap keeps quick quick.
+    assert all(config.max_minutes for config in quick.configs(tmp_path, tmp_path))
+
+
+def test_configs_take_defaults_then_the_run_entry_then_overrides(tmp_path: Path) -> None:
+    preset = load_preset(
+        _write(
+            tmp_path / "layers.json",
+            {
+                "name": "layers",
+                "defaults": {"epochs": 3, "batch_size": 16, "lr": 0.01},
+                "runs": [
+                    {"arch": "cnn-manual", "variants": ["none", "aug"], "epochs": 7},
+                    {"arch": "ae-cnn", "variant": "masked", "note": "free text, dropped"},
+                ],
+            },
+        )
+    )
+    assert [(entry["arch"], entry["variant"]) for entry in preset.runs] == [
+        ("cnn-manual", "none"),
+        ("cnn-manual", "aug"),
+        ("ae-cnn", "masked"),
+    ]
+    configs = preset.configs("d", "r", batch_size=4, quiet=True)
+    assert [(c.epochs, c.batch_size, c.lr, c.quiet) for c in configs] == [
+        (7, 4, 0.01, True),
+        (7, 4, 0.01, True),
+        (3, 4, 0.01, True),
+    ]
+    # Strings become paths, as from the command line.
+    assert configs[0].data_dir == Path("d") and configs[0].runs_dir == Path("r")
+    # Fields neither the preset nor the caller sets keep TrainConfig's defaults.
+    assert configs[2].seed == TrainConfig().seed
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"runs": [{"arch": "cnn-manual", "variant": "none", "epoch": 1}]}, "'epoch'"),
+        ({"runs": [{"arch": "nope", "variant": "none"}]}, "unknown arch 'nope'"),
+        ({"runs": [{"arch": "cnn-manual", "variant": "nope"}]}, "unknown variant 'nope'"),
+        (
+            {"runs": [{"arch": "cnn-manual", "variant": "none", "variants": ["aug"]}]},
+            "both 'variant' and 'variants'",
+        ),
+        # The caller decides where data and runs live, never the preset.
+        ({"runs": [{"arch": "cnn-manual", "variant": "none", "runs_dir": "x"}]}, "'runs_dir'"),
+        ({"runs": []}, "lists no runs"),
+        ({"runs": {}}, "a 'runs' list"),
+        ({"runs": [{"arch": "cnn-manual", "variant": "none"}], "extra": 1}, "'extra'"),
+        (
+            {"runs": [{"arch": "cnn-manual", "variant": "none"}], "bench": {"nope": 1}},
+            "'bench' is an object",
+        ),
+    ],
+)
+def test_bad_presets_name_the_file(tmp_path: Path, document: dict, message: str) -> None:
+    bad = _write(tmp_path / "bad.json", document)
+    with pytest.raises(PresetError, match=f"{bad}.*{message}") as caught:
+        load_preset(bad)
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_and_missing_presets(tmp_path: Path) -> None:
+    with pytest.raises(PresetError, match="unknown preset 'nope'; known: paper, quick"):
+        load_preset("nope")
+    with pytest.raises(PresetError, match="no such preset file"):
+        load_preset(tmp_path / "absent.json")
+    not_json = tmp_path / "broken.json"
+    not_json.write_text("{")
+    with pytest.raises(PresetError, match=str(not_json)):
+        load_preset(not_json)
+
+
+def test_bench_settings_are_kept(tmp_path: Path) -> None:
+    preset = load_preset(
+        _write(
+            tmp_path / "b.json",
+            {
+                "runs": [{"arch": "cnn-manual", "variant": "none"}],
+                "bench": {"repeats": 2, "time_untrained": False},
+            },
+        )
+    )
+    assert preset.bench == {"repeats": 2, "time_untrained": False}
+    assert preset.name == "b"  # named after its file when it names no other

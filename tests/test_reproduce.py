@@ -1,0 +1,106 @@
+"""reproduce: the five steps in order, each given what the one before produced. The steps
+themselves are stubs here (each has its own tests; test_cli.py runs the real flow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fkdbench import reproduce as reproduce_module
+from fkdbench import runs
+from fkdbench.presets import load_preset
+from fkdbench.reproduce import STEPS, bench_settings, finished_folders, reproduce
+from fkdbench.train import RunResult
+
+
+def _preset(tmp_path: Path, bench: dict) -> Path:
+    path = tmp_path / "two.json"
+    document = {"name": "two", "runs": [{"arch": "cnn-manual", "variants": ["none", "masked"]}]}
+    path.write_text(json.dumps({**document, "bench": bench}))
+    return path
+
+
+def _result(runs_dir: Path, variant: str, status: str) -> RunResult:
+    folder = runs_dir / f"cnn-manual--{variant}"
+    if status == "finished":
+        folder.mkdir(parents=True)
+        for name in (runs.CONFIG_FILE, runs.MODEL_FILE, runs.METRICS_FILE):
+            (folder / name).write_text("{}")
+    return RunResult(folder.name, folder, "cnn-manual", variant, "scratch", status)
+
+
+def test_steps_run_in_order_on_what_the_last_one_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, object]] = []
+    data_dir, runs_dir = tmp_path / "data" / "synthetic", tmp_path / "runs"
+
+    def fake_prepare(options):
+        calls.append(("prepare", (options.n_train, options.n_test, options.seed)))
+        return SimpleNamespace(data_dir=data_dir)
+
+    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end):
+        calls.append(("train", (preset.name, data_dir)))
+        results = [_result(runs_dir, "none", "finished"), _result(runs_dir, "masked", "failed")]
+        for result in results:
+            on_run_end(result)
+        return results
+
+    def fake_export(folders, force, quiet, on_done):
+        calls.append(("export", [folder.name for folder in folders]))
+
+    def fake_bench(targets, options, on_done):
+        calls.append(("bench", ([target.name for target in targets], options.repeats)))
+        return SimpleNamespace(records=[object()] * 3)
+
+    def fake_report(runs_dir, bench_file, results_dir, quiet):
+        calls.append(("report", bench_file))
+        return SimpleNamespace(markdown=results_dir / "REPORT.md")
+
+    for name, fake in (
+        ("prepare", fake_prepare),
+        ("train_matrix", fake_train),
+        ("export_all", fake_export),
+        ("bench", fake_bench),
+        ("build_report", fake_report),
+    ):
+        monkeypatch.setattr(reproduce_module, name, fake)
+    preset = _preset(tmp_path, {"repeats": 2, "time_untrained": False})
+    result = reproduce(
+        preset, tmp_path / "data", runs_dir, tmp_path / "results", n_train=60, n_test=6, quiet=True
+    )
+
+    assert [name for name, _ in calls] == list(STEPS)
+    assert calls[0][1] == (60, 6, 0)
+    assert calls[1][1] == ("two", data_dir)
+    # The failed run is neither exported nor benched; untrained architectures are not
+    # timed when the preset says so.
+    assert calls[2][1] == ["cnn-manual--none"]
+    assert calls[3][1] == (["cnn-manual--none"], 2)
+    assert calls[4][1] == tmp_path / "results" / "bench.jsonl"
+    assert result.bench_records == 3 and result.report == tmp_path / "results" / "REPORT.md"
+    assert [r.status for r in result.runs] == ["finished", "failed"]
+    assert list(result.step_seconds) == list(STEPS)
+    assert result.seconds >= sum(result.step_seconds.values())
+
+
+def test_bench_settings_take_the_preset_under_the_overrides(tmp_path: Path) -> None:
+    preset = load_preset(_preset(tmp_path, {"repeats": 2, "backends": ["torch"]}))
+    options, time_untrained = bench_settings(preset, {"repeats": 7}, tmp_path, quiet=True)
+    assert (options.repeats, options.backends, time_untrained) == (7, ("torch",), True)
+    assert options.results == tmp_path / "bench.jsonl" and options.skip_existing
+    _, time_untrained = bench_settings(preset, {"time_untrained": False}, tmp_path, quiet=True)
+    assert time_untrained is False
+
+
+def test_finished_folders_leave_out_failed_and_unfinished_runs(tmp_path: Path) -> None:
+    done = _result(tmp_path, "none", "finished")
+    skipped = _result(tmp_path, "aug", "finished")
+    skipped.status = "skipped"
+    unfinished = _result(tmp_path, "knn", "finished")
+    (unfinished.run_dir / runs.METRICS_FILE).unlink()
+    failed = _result(tmp_path, "masked", "failed")
+    assert finished_folders([done, skipped, unfinished, failed]) == [done.run_dir, skipped.run_dir]
