@@ -1,9 +1,8 @@
 """``fkdbench export``: a run's model as ONNX (FP32) and as statically quantized INT8 ONNX.
 
-The exported graph is the deployable model, so it carries its own conventions:
-
-- input ``image``: float32 ``(N, C, H, W)``, gray values in [0, 1], any batch size;
-- output ``keypoints``: float32 ``(N, K, 2)``, (x, y) in the input image's pixels.
+The exported graph is the deployable model, so it carries its own conventions (input
+``image``, output ``keypoints`` in the input's pixels; :mod:`fkdbench.onnxrt` defines them
+and runs the graphs).
 
 Export is trusted only after a parity check: ONNX Runtime and PyTorch must agree within
 :data:`PARITY_TOLERANCE_PIXELS` on real test images. PyTorch's dynamo exporter is tried
@@ -20,6 +19,7 @@ on the whole test split beside the FP32 graph's, so the accuracy it costs is on 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import tempfile
@@ -40,22 +40,19 @@ from fkdbench.data.splits import SplitArrays, load_split, read_manifest
 from fkdbench.io import atomic_path, plain, sha256_file, write_json_atomic
 from fkdbench.metrics import normalised_mean_error, rmse
 from fkdbench.models.base import denormalise_keypoints
+from fkdbench.onnxrt import INPUT_NAME, OUTPUT_NAME, images_as_float, onnx_predict, open_session
 from fkdbench.progress import make_progress, say
-from fkdbench.provenance import available_cores, environment_record
+from fkdbench.provenance import environment_record
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 EXPORT_RECORD_FILE = "export.json"
-INPUT_NAME = "image"
-OUTPUT_NAME = "keypoints"
 # The dynamo exporter emits opset 18 natively; 17 is the floor the design asks for.
 OPSET = 18
 PARITY_IMAGES = 32
 PARITY_TOLERANCE_PIXELS = 1e-3
 CALIBRATION_IMAGES = 256
 EXPORTERS = ("auto", "dynamo", "torchscript")
-# Batch of the predictions used for RMSE (not for timing: bench owns timing).
-SCORING_BATCH = 128
 
 
 class ExportError(ValueError):
@@ -104,12 +101,6 @@ class ExportRecord:
     environment: dict[str, Any]
 
 
-def images_as_float(images: np.ndarray, in_chans: int = 1) -> np.ndarray:
-    """uint8 (N, H, W) -> float32 (N, C, H, W) in [0, 1], the exported model's input."""
-    batch = np.ascontiguousarray(images, dtype=np.float32)[:, None] / np.float32(255.0)
-    return np.repeat(batch, in_chans, axis=1) if in_chans > 1 else batch
-
-
 def run_data_dir(folder: Path, config: dict[str, Any], data_dir: Path | None) -> Path:
     """The data set a run is scored on: ``data_dir`` if given, else the run's own; the
     image size must be the model's."""
@@ -133,61 +124,6 @@ def run_data_dir(folder: Path, config: dict[str, Any], data_dir: Path | None) ->
             f"{chosen} is labelled in {scheme}"
         )
     return chosen
-
-
-# -- ONNX Runtime sessions ------------------------------------------------------------------
-
-
-def open_session(path: Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session set up as the design's measurement rules ask.
-
-    ``intra_op_num_threads`` is always explicit (ONNX Runtime's own default gives erratic
-    timings), one inter-op thread, sequential execution, every graph optimisation on.
-    A missing or unreadable model raises :class:`ExportError` naming the file.
-    """
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such ONNX model (run `fkdbench export` first)")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or available_cores())
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # noqa: BLE001 - ORT raises its own types on bad files
-        raise ExportError(f"{path}: not a loadable ONNX model ({runs.first_line(error)})") from None
-    names = [node.name for node in session.get_inputs()]
-    if names != [INPUT_NAME]:
-        raise ExportError(f"{path}: expected one input named {INPUT_NAME!r}, found {names}")
-    return session
-
-
-def check_session_input(session: Any, path: Path, in_chans: int, image_size: int) -> None:
-    """Refuse a graph whose declared input does not take ``(N, in_chans, size, size)``."""
-    shape = session.get_inputs()[0].shape
-    expected = [in_chans, image_size, image_size]
-    declared = [dim if isinstance(dim, int) else None for dim in shape[1:]]
-    mismatched = len(shape) != 4 or any(
-        size is not None and size != want for size, want in zip(declared, expected, strict=True)
-    )
-    if mismatched:
-        raise ExportError(
-            f"{path}: its input is {shape}, the data needs (N, {in_chans}, {image_size}, "
-            f"{image_size})"
-        )
-
-
-def onnx_predict(session: Any, images: np.ndarray, batch_size: int = SCORING_BATCH) -> np.ndarray:
-    """Run a session over float32 images (N, C, H, W) in batches; (N, K, 2) pixels."""
-    outputs = [
-        session.run(None, {INPUT_NAME: images[start : start + batch_size]})[0]
-        for start in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(outputs).astype(np.float64)
 
 
 # -- export ---------------------------------------------------------------------------------
@@ -261,30 +197,40 @@ def export_onnx(
     module = PixelKeypoints(model, image_size).eval()
     with torch.inference_mode():
         reference = module(torch.from_numpy(parity_images)).double().numpy()
-    example = torch.from_numpy(parity_images[: min(2, len(parity_images))])
     candidates = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
     attempts: list[str] = []
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
         for candidate in candidates:
             graph = Path(scratch) / f"{candidate}.onnx"
-            try:
-                _export_graph(module, example, graph, candidate)
-                got = onnx_predict(open_session(graph, threads=1), parity_images)
-            except Exception as error:  # noqa: BLE001 - any exporter failure means "try the next"
-                attempts.append(f"{candidate}: failed ({runs.first_line(error)})")
-                continue
-            difference = float(np.max(np.abs(got - reference)))
-            if not np.isfinite(difference) or difference > PARITY_TOLERANCE_PIXELS:
-                attempts.append(
-                    f"{candidate}: parity {difference:.2e} px > {PARITY_TOLERANCE_PIXELS:g}"
-                )
-                continue
-            attempts.append(f"{candidate}: parity {difference:.2e} px")
-            with atomic_path(path) as temporary:
-                Path(temporary).write_bytes(graph.read_bytes())
-            return candidate, difference, attempts
+            difference, attempt = _try_exporter(module, parity_images, reference, graph, candidate)
+            attempts.append(attempt)
+            if difference is not None:
+                _copy_atomically(graph, path)
+                return candidate, difference, attempts
     raise ExportError(f"{path}: no exporter gave a faithful graph: {'; '.join(attempts)}")
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    with atomic_path(target) as temporary:
+        Path(temporary).write_bytes(source.read_bytes())
+
+
+def _try_exporter(
+    module: nn.Module, parity_images: np.ndarray, reference: np.ndarray, graph: Path, exporter: str
+) -> tuple[float | None, str]:
+    """Write ``graph`` with one exporter and compare its pixels on ``parity_images`` with
+    PyTorch's ``reference``: ``(max abs difference, None when unfaithful; what happened)``."""
+    example = torch.from_numpy(parity_images[: min(2, len(parity_images))])
+    try:
+        _export_graph(module, example, graph, exporter)
+        got = onnx_predict(open_session(graph, threads=1), parity_images)
+    except Exception as error:  # noqa: BLE001 - any exporter failure means "try the next"
+        return None, f"{exporter}: failed ({runs.first_line(error)})"
+    difference = float(np.max(np.abs(got - reference)))
+    if not np.isfinite(difference) or difference > PARITY_TOLERANCE_PIXELS:
+        return None, f"{exporter}: parity {difference:.2e} px > {PARITY_TOLERANCE_PIXELS:g}"
+    return difference, f"{exporter}: parity {difference:.2e} px"
 
 
 # Activation types. Unsigned (ONNX Runtime's "U8S8") is the default, not the design's
@@ -351,8 +297,7 @@ def quantize_int8(
                 activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
             )
-        with atomic_path(int8_path) as temporary:
-            Path(temporary).write_bytes(quantized.read_bytes())
+        _copy_atomically(quantized, int8_path)
 
 
 def _scores(predicted: np.ndarray, split: SplitArrays, scheme_name: str) -> tuple[float, float]:
@@ -360,6 +305,107 @@ def _scores(predicted: np.ndarray, split: SplitArrays, scheme_name: str) -> tupl
     return (
         rmse(predicted, split.keypoints),
         normalised_mean_error(predicted, split.keypoints, scheme),
+    )
+
+
+def _checked_weights(folder: Path) -> str:
+    """The sha256 of a run folder's ``model.pt``; ExportError when there is no run or file."""
+    if not (folder / runs.CONFIG_FILE).is_file():
+        raise ExportError(f"{folder}: no such run (no {runs.CONFIG_FILE})")
+    model_path = folder / runs.MODEL_FILE
+    if not model_path.is_file():
+        raise ExportError(f"{folder}: no {runs.MODEL_FILE}; the run has no weights yet")
+    return sha256_file(model_path)
+
+
+def _current_export(
+    folder: Path, model_sha: str, int8: bool, int8_activations: str
+) -> ExportRecord | None:
+    """The export on disk when it still describes these weights and the files asked for."""
+    existing = read_export_record(folder)
+    current = (
+        existing is not None
+        and existing.get("model_sha256") == model_sha
+        and existing.get("int8_activations") in (None, int8_activations)
+        and (folder / ONNX_FILE).is_file()
+        and (not int8 or (folder / INT8_FILE).is_file())
+    )
+    if not current:
+        return None
+    return ExportRecord(**{key: existing.get(key) for key in ExportRecord.__dataclass_fields__})
+
+
+def _score_graph(
+    path: Path, test: SplitArrays, test_images: np.ndarray, scheme_name: str
+) -> tuple[float, float]:
+    """Test RMSE and NME of an ONNX graph's predictions for the whole test split."""
+    return _scores(onnx_predict(open_session(path), test_images), test, scheme_name)
+
+
+@dataclass
+class _Graphs:
+    """What writing a run's graphs gave, for its ``export.json``."""
+
+    exporter: str
+    parity: float
+    parity_images: int
+    attempts: list[str]
+    test_images: int
+    test_rmse_onnx: float
+    test_nme_onnx: float
+    int8_calibration_images: int | None = None
+    test_rmse_int8: float | None = None
+    test_nme_int8: float | None = None
+
+
+def _write_fp32(
+    folder: Path,
+    model: nn.Module,
+    model_info: dict[str, Any],
+    test: SplitArrays,
+    test_images: np.ndarray,
+    exporter: str,
+) -> _Graphs:
+    """``model.onnx``, checked against PyTorch on test images, then scored."""
+    in_chans, image_size = int(model_info["in_chans"]), int(model_info["input_size"])
+    exporter_used, parity, attempts = export_onnx(
+        model, image_size, in_chans, folder / ONNX_FILE, test_images[:PARITY_IMAGES], exporter
+    )
+    rmse_onnx, nme_onnx = _score_graph(folder / ONNX_FILE, test, test_images, model_info["scheme"])
+    parity_images = min(PARITY_IMAGES, len(test_images))
+    return _Graphs(exporter_used, parity, parity_images, attempts, len(test), rmse_onnx, nme_onnx)
+
+
+def _write_int8(
+    graphs: _Graphs,
+    folder: Path,
+    data: Path,
+    test: SplitArrays,
+    test_images: np.ndarray,
+    model_info: dict[str, Any],
+    calibration: tuple[int, str],
+) -> _Graphs:
+    """``model.int8.onnx`` from ``model.onnx``, calibrated on training images, then scored.
+
+    ``calibration`` is (at most how many images, activation type)."""
+    count, activations = calibration
+    train_images = load_split(data, "train").images
+    # Spread over the split rather than its head, seeded by nothing: the split's order
+    # is already a seeded shuffle, so evenly spaced rows are a fair sample.
+    rows = np.linspace(0, len(train_images) - 1, min(count, len(train_images)))
+    chosen = train_images[np.unique(rows.astype(int))]
+    quantize_int8(
+        folder / ONNX_FILE,
+        folder / INT8_FILE,
+        images_as_float(chosen, int(model_info["in_chans"])),
+        activations,
+    )
+    rmse_int8, nme_int8 = _score_graph(folder / INT8_FILE, test, test_images, model_info["scheme"])
+    return dataclasses.replace(
+        graphs,
+        int8_calibration_images=len(chosen),
+        test_rmse_int8=rmse_int8,
+        test_nme_int8=nme_int8,
     )
 
 
@@ -382,83 +428,77 @@ def export_run(
     """
     started = time.perf_counter()
     folder = Path(folder)
-    if not (folder / runs.CONFIG_FILE).is_file():
-        raise ExportError(f"{folder}: no such run (no {runs.CONFIG_FILE})")
-    model_path = folder / runs.MODEL_FILE
-    if not model_path.is_file():
-        raise ExportError(f"{folder}: no {runs.MODEL_FILE}; the run has no weights yet")
-    model_sha = sha256_file(model_path)
-    existing = read_export_record(folder)
-    if (
-        existing is not None
-        and not force
-        and existing.get("model_sha256") == model_sha
-        and existing.get("int8_activations") in (None, int8_activations)
-        and (folder / ONNX_FILE).is_file()
-        and (not int8 or (folder / INT8_FILE).is_file())
-    ):
+    model_sha = _checked_weights(folder)
+    existing = None if force else _current_export(folder, model_sha, int8, int8_activations)
+    if existing is not None:
         say(f"{folder.name}: already exported, skipped (force to export again)", quiet)
-        return ExportRecord(**{key: existing.get(key) for key in ExportRecord.__dataclass_fields__})
+        return existing
 
     model, config = runs.load_model(folder)
-    trained = runs.is_finished(folder)
     data = run_data_dir(folder, config, data_dir)
     model_info = config["model"]
-    in_chans, image_size = int(model_info["in_chans"]), int(model_info["input_size"])
     test = load_split(data, "test")
-    test_images = images_as_float(test.images, in_chans)
-
+    test_images = images_as_float(test.images, int(model_info["in_chans"]))
     # A stale record must not describe new files: drop it before writing them.
     (folder / EXPORT_RECORD_FILE).unlink(missing_ok=True)
-    exporter_used, parity, attempts = export_onnx(
-        model, image_size, in_chans, folder / ONNX_FILE, test_images[:PARITY_IMAGES], exporter
-    )
-    fp32_predictions = onnx_predict(open_session(folder / ONNX_FILE), test_images)
-    rmse_onnx, nme_onnx = _scores(fp32_predictions, test, model_info["scheme"])
-
-    rmse_int8 = nme_int8 = None
-    calibration_used = None
+    graphs = _write_fp32(folder, model, model_info, test, test_images, exporter)
     if int8:
-        train_images = load_split(data, "train").images
-        # Spread over the split rather than its head, seeded by nothing: the split's order
-        # is already a seeded shuffle, so evenly spaced rows are a fair sample.
-        rows = np.linspace(0, len(train_images) - 1, min(calibration_images, len(train_images)))
-        calibration = images_as_float(train_images[np.unique(rows.astype(int))], in_chans)
-        calibration_used = len(calibration)
-        quantize_int8(folder / ONNX_FILE, folder / INT8_FILE, calibration, int8_activations)
-        int8_predictions = onnx_predict(open_session(folder / INT8_FILE), test_images)
-        rmse_int8, nme_int8 = _scores(int8_predictions, test, model_info["scheme"])
+        calibration = (calibration_images, int8_activations)
+        graphs = _write_int8(graphs, folder, data, test, test_images, model_info, calibration)
     else:
         (folder / INT8_FILE).unlink(missing_ok=True)
 
-    torch_rmse = runs.read_metrics(folder).get("test_rmse") if trained else None
-    record = ExportRecord(
+    record = _export_record(
+        folder,
+        config,
+        graphs,
+        model_sha=model_sha,
+        data=data,
+        int8_activations=int8_activations if int8 else None,
+        seconds=time.perf_counter() - started,
+    )
+    write_json_atomic(folder / EXPORT_RECORD_FILE, plain(asdict(record)))
+    return record
+
+
+def _export_record(
+    folder: Path,
+    config: dict[str, Any],
+    graphs: _Graphs,
+    *,
+    model_sha: str,
+    data: Path,
+    int8_activations: str | None,
+    seconds: float,
+) -> ExportRecord:
+    """``export.json`` of graphs just written (``int8_activations`` None: no INT8 graph)."""
+    int8 = int8_activations is not None
+    trained = runs.is_finished(folder)
+    return ExportRecord(
         run_name=config.get("run_name", folder.name),
         trained=trained,
-        exporter=exporter_used,
+        exporter=graphs.exporter,
         opset=OPSET,
-        parity_max_abs_diff_pixels=parity,
-        parity_images=min(PARITY_IMAGES, len(test_images)),
+        parity_max_abs_diff_pixels=graphs.parity,
+        parity_images=graphs.parity_images,
         onnx_bytes=(folder / ONNX_FILE).stat().st_size,
         model_sha256=model_sha,
         int8=int8,
         int8_bytes=(folder / INT8_FILE).stat().st_size if int8 else None,
-        int8_calibration_images=calibration_used,
-        int8_recipe=int8_recipe(int8_activations) if int8 else None,
-        int8_activations=int8_activations if int8 else None,
-        test_images=len(test),
-        test_rmse_torch=torch_rmse,
-        test_rmse_onnx=rmse_onnx if trained else None,
-        test_rmse_int8=rmse_int8 if trained else None,
-        test_nme_onnx=nme_onnx if trained else None,
-        test_nme_int8=nme_int8 if trained else None,
-        exporter_attempts=attempts,
-        seconds=time.perf_counter() - started,
+        int8_calibration_images=graphs.int8_calibration_images,
+        int8_recipe=int8_recipe(int8_activations) if int8_activations else None,
+        int8_activations=int8_activations,
+        test_images=graphs.test_images,
+        test_rmse_torch=runs.read_metrics(folder).get("test_rmse") if trained else None,
+        test_rmse_onnx=graphs.test_rmse_onnx if trained else None,
+        test_rmse_int8=graphs.test_rmse_int8 if trained else None,
+        test_nme_onnx=graphs.test_nme_onnx if trained else None,
+        test_nme_int8=graphs.test_nme_int8 if trained else None,
+        exporter_attempts=graphs.attempts,
+        seconds=seconds,
         data_dir=str(data),
         environment=environment_record(),
     )
-    write_json_atomic(folder / EXPORT_RECORD_FILE, plain(asdict(record)))
-    return record
 
 
 def read_export_record(folder: Path) -> dict[str, Any] | None:
@@ -497,6 +537,7 @@ def export_all(
     ``on_done`` is called after each export (``reproduce`` advances its display).
     """
     records = []
+    on_done = on_done or (lambda _record: None)
     with make_progress(quiet) as progress:
         task = progress.add_task("export", total=len(folders))
         for folder in folders:
@@ -513,6 +554,5 @@ def export_all(
                 )
             )
             progress.advance(task)
-            if on_done is not None:
-                on_done(records[-1])
+            on_done(records[-1])
     return records

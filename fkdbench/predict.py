@@ -23,16 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fkdbench import runs
 from fkdbench.data import landmarks
+from fkdbench.data.kaggle import LOOKUP_NAME, TEST_NAME, read_lookup_csv, read_test_csv
 from fkdbench.data.schemes import SCHEMES
-from fkdbench.export import ONNX_FILE, images_as_float, onnx_predict, open_session
+from fkdbench.export import ONNX_FILE, PixelKeypoints
 from fkdbench.io import write_bytes_atomic, write_text_atomic
+from fkdbench.onnxrt import images_as_float, onnx_predict, open_session
 from fkdbench.progress import make_progress
 
 KEYPOINTS_FILE = "keypoints.csv"
 OVERLAY_DIR = "overlays"
+SUBMISSION_FILE = "submission.csv"
 
 
 class PredictError(ValueError):
@@ -77,10 +81,6 @@ def load_predictor(model: Path, threads: int | None = None) -> KeypointPredictor
     if config is None:
         raise PredictError(f"{model}: a checkpoint needs its {runs.CONFIG_FILE} beside it")
     network, config = runs.load_model(model.parent)
-    import torch
-
-    from fkdbench.export import PixelKeypoints
-
     input_size = int(config["model"]["input_size"])
     module = PixelKeypoints(network, input_size).eval()
     if threads:
@@ -168,6 +168,50 @@ class PredictResult:
     seconds: float
 
 
+def _open_or_skip(path: Path, skip_bad_images: bool, skipped: list[str]) -> Any:
+    """The image at ``path``; None (and the reason in ``skipped``) for an unreadable one
+    when ``skip_bad_images``, else the PredictError."""
+    try:
+        return _open_image(path)
+    except PredictError as error:
+        if not skip_bad_images:
+            raise
+        skipped.append(str(error))
+        return None
+
+
+def _predict_points(predictor: KeypointPredictor, image: Any) -> np.ndarray:
+    """Keypoints (K, 2) of one Pillow image, in its own pixels (the module's crop policy)."""
+    face, crop = crop_to_model(image, predictor.input_size)
+    pixels = predictor(images_as_float(face[None], predictor.in_chans))[0]
+    return landmarks.to_original(pixels, crop)
+
+
+def _predict_row(
+    predictor: KeypointPredictor,
+    path: Path,
+    image: Any,
+    overlay_dir: Path | None,
+    written: list[Path],
+) -> list[str]:
+    """One CSV row of an image's keypoints; with ``overlay_dir``, its overlay PNG too."""
+    points = _predict_points(predictor, image)
+    if overlay_dir is not None:
+        target = overlay_dir / f"{len(written):05d}-{path.stem}.png"
+        write_bytes_atomic(target, _overlay_png(image, points))
+        written.append(target)
+    values = [f"{value:.3f}" for value in points.reshape(-1)]
+    return [str(path), str(image.width), str(image.height), *values]
+
+
+def _csv_text(header: list[str], rows: list[list[str]]) -> str:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return text.getvalue()
+
+
 def predict_images(
     model: Path,
     inputs: Sequence[Path],
@@ -189,37 +233,18 @@ def predict_images(
     header = ["image", "width", "height"] + [
         f"{name}_{axis}" for name in predictor.keypoint_names for axis in ("x", "y")
     ]
+    overlay_dir = out_dir / OVERLAY_DIR if overlays else None
     with make_progress(quiet) as progress:
         task = progress.add_task("predict", total=len(paths))
         for path in paths:
-            try:
-                image = _open_image(path)
-            except PredictError as error:
-                if not skip_bad_images:
-                    raise
-                skipped.append(str(error))
-                progress.advance(task)
-                continue
-            face, crop = crop_to_model(image, predictor.input_size)
-            pixels = predictor(images_as_float(face[None], predictor.in_chans))[0]
-            points = landmarks.to_original(pixels, crop)
-            rows.append(
-                [str(path), str(image.width), str(image.height)]
-                + [f"{value:.3f}" for value in points.reshape(-1)]
-            )
-            if overlays:
-                target = out_dir / OVERLAY_DIR / f"{len(written):05d}-{path.stem}.png"
-                write_bytes_atomic(target, _overlay_png(image, points))
-                written.append(target)
+            image = _open_or_skip(path, skip_bad_images, skipped)
+            if image is not None:
+                rows.append(_predict_row(predictor, path, image, overlay_dir, written))
             progress.advance(task)
     if not rows:
         raise PredictError("no image could be read: " + "; ".join(skipped[:3]))
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
     csv_path = out_dir / KEYPOINTS_FILE
-    write_text_atomic(csv_path, text.getvalue())
+    write_text_atomic(csv_path, _csv_text(header, rows))
     return PredictResult(csv_path, written, len(rows), skipped, time.perf_counter() - started)
 
 
@@ -247,8 +272,6 @@ def write_submission(
 
     Locations are the model's pixels clipped to the image ([0, 96] for Kaggle).
     """
-    from fkdbench.data.kaggle import LOOKUP_NAME, TEST_NAME, read_lookup_csv, read_test_csv
-
     predictor = load_predictor(model, threads)
     test = read_test_csv(kaggle_dir, image_size=predictor.input_size)
     lookup = read_lookup_csv(kaggle_dir)
@@ -263,9 +286,7 @@ def write_submission(
         for axis_index, axis in enumerate(("x", "y"))
     }
     limit = float(predictor.input_size)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["RowId", "Location"])
+    rows = []
     for number, request in enumerate(lookup, start=2):
         feature, image_id = request["FeatureName"], int(request["ImageId"])
         if feature not in column:
@@ -278,6 +299,25 @@ def write_submission(
             )
         point, axis = column[feature]
         value = float(np.clip(predictions[row_of_image[image_id], point, axis], 0.0, limit))
-        writer.writerow([request["RowId"], f"{value:.4f}"])
-    write_text_atomic(Path(out_path), text.getvalue())
+        rows.append([request["RowId"], f"{value:.4f}"])
+    write_text_atomic(Path(out_path), _csv_text(["RowId", "Location"], rows))
     return Path(out_path)
+
+
+def predict(
+    model: Path,
+    inputs: Sequence[Path],
+    out_dir: Path,
+    submission: Path | None = None,
+    threads: int | None = None,
+    overlays: bool = True,
+    skip_bad_images: bool = False,
+    quiet: bool = False,
+) -> PredictResult | Path:
+    """``fkdbench predict``: keypoints for ``inputs`` (:func:`predict_images`), or, with
+    ``submission`` (a Kaggle folder or zip), ``out_dir/submission.csv``; returns its path."""
+    if submission is not None:
+        return write_submission(model, submission, Path(out_dir) / SUBMISSION_FILE, threads)
+    if not inputs:
+        raise PredictError("name image files or folders (or use --submission)")
+    return predict_images(model, inputs, out_dir, threads, overlays, skip_bad_images, quiet)

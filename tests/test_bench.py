@@ -1,6 +1,7 @@
-"""Benchmark: well-formed records, honest scores, the regression gate, bad input.
+"""The bench sweep: well-formed records, honest scores, failures as records, the CLI.
 
-No timing thresholds here: speed is measured by running ``fkdbench bench``, not asserted.
+No timing thresholds here: the sweep runs on a fake clock and a fixed calibration, so its
+samples are known exactly; speed is measured by running ``fkdbench bench``, not asserted.
 """
 
 from __future__ import annotations
@@ -11,15 +12,26 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
+from bench_factory import fake_clock, make_error_record
 from typer.testing import CliRunner
 
 from fkdbench import bench, export, runs
-from fkdbench.bench import BenchOptions, BenchRecord
+from fkdbench.bench import BenchOptions, Calibration, read_records, record_from_json, sweep
 from fkdbench.cli import app
-from fkdbench.models import list_models
 
 RUN = "cnn-manual--none"
+STEP = 0.0625  # fake_clock's step: each timed pass or call lasts exactly this long
+CALIBRATION = Calibration(
+    peak_gflops=100.0,
+    torch_gflops=80.0,
+    onnxruntime_gflops=100.0,
+    threads=1,
+    matrix_sizes=[64],
+    seconds=0.5,
+)
+# INT8 costs a little accuracy: on the tiny trained run its test RMSE is within this
+# fraction of FP32 ONNX Runtime's (measured: 0.3%); a broken quantization is far off.
+INT8_RMSE_RELATIVE_TOLERANCE = 0.02
 runner = CliRunner()
 
 
@@ -43,140 +55,162 @@ def _options(tmp_path: Path, **changes) -> BenchOptions:
     return BenchOptions(**{**settings, **changes})
 
 
-def test_machine_peak_and_flops() -> None:
-    calibration = bench.measure_machine_peak(threads=1, matrix_sizes=(64, 128))
-    assert calibration.peak_gflops == max(calibration.torch_gflops, calibration.onnxruntime_gflops)
-    assert calibration.torch_gflops > 0 and calibration.onnxruntime_gflops > 0
-    # A 16 -> 3 linear layer: 16 * 3 multiply-adds = 96 FLOPs per image.
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
-    assert bench.flops_per_image(model, in_chans=1, image_size=4) == 96
+def _bench(folders: list[Path], options: BenchOptions) -> bench.BenchResult:
+    return bench.bench(folders, options, calibration=CALIBRATION, clock=fake_clock(STEP))
 
 
 def test_records_are_complete_and_scores_match_training(runs_dir: Path, tmp_path: Path) -> None:
     options = _options(tmp_path)
-    records, calibration = bench.bench([runs_dir / RUN], options)
+    result = _bench([runs_dir / RUN], options)
 
-    assert [record.backend for record in records] == list(bench.BACKENDS)
+    records = result.records
+    assert [record.identity.backend for record in records] == list(bench.BACKENDS)
+    assert result.failures == [] and result.failure_summary() is None
+    assert result.calibration == CALIBRATION
     metrics = runs.read_metrics(runs_dir / RUN)
     lines = options.results.read_text().splitlines()
-    assert len(lines) == 3
-    for line, record in zip(lines, records, strict=True):
-        saved = json.loads(line)
-        assert set(saved) == {field.name for field in dataclasses.fields(BenchRecord)}
-        assert saved["run_name"] == RUN and saved["trained"] is True
-        assert saved["arch"] == "cnn-manual" and saved["variant"] == "none"
-        assert saved["threads"] == 1 and saved["batch_size"] == 4
-        assert saved["images"] == metrics["rows"]["test"]
-        assert len(saved["seconds_per_100_images_all"]) == 2
-        q1, median, q3 = (saved[f"seconds_per_100_images{suffix}"] for suffix in ("_q1", "", "_q3"))
-        assert 0 < q1 <= median <= q3
-        assert 0 < saved["latency_batch1_p50_ms"] <= saved["latency_batch1_p99_ms"]
-        assert saved["flops_per_image"] > 0
-        assert saved["fraction_of_peak"] == pytest.approx(
-            saved["achieved_gflops"] / calibration.peak_gflops
-        )
-        assert saved["normalised_time"] == pytest.approx(median * calibration.peak_gflops)
-        assert saved["parameters_pytorch"] == metrics["parameters"]["pytorch"]
-        assert saved["parameters_keras"] == metrics["parameters"]["keras"]
-        assert saved["model_pt_bytes"] == metrics["model_file_bytes"]
-        assert saved["onnx_bytes"] and saved["int8_onnx_bytes"]
-        assert saved["cpu_model"] and saved["cpu_cores"] >= 1 and saved["versions"]["torch"]
-        assert saved["git_commit"] and saved["timestamp"]
-        assert Path(saved["model_file"]).name == bench.BACKEND_FILES[record.backend]
-    by_backend = {record.backend: record for record in records}
+    assert [record_from_json(json.loads(line)) for line in lines] == records
+    images = metrics["rows"]["test"]
+    for record in records:
+        flat = record.flat()
+        assert flat["run_name"] == RUN and flat["trained"] is True and flat["error"] is None
+        assert flat["arch"] == "cnn-manual" and flat["variant"] == "none"
+        assert flat["threads"] == 1 and flat["batch_size"] == 4 and flat["images"] == images
+        # Every pass and every batch-1 call is kept, and lasted one clock step.
+        assert record.samples.seconds_per_100_images == [STEP / images * 100] * 2
+        assert record.samples.latency_batch1_ms == [STEP * 1000] * 5
+        assert flat["seconds_per_100_images_iqr"] == 0.0
+        assert flat["latency_batch1_p99_ms"] == STEP * 1000
+        work = flat["flops_per_image"]
+        assert work > 0
+        assert flat["achieved_gflops"] == work * 100 / (STEP / images * 100) / 1e9
+        assert flat["fraction_of_peak"] == flat["achieved_gflops"] / 100.0
+        assert flat["normalised_time"] == STEP / images * 100 * 100.0
+        assert flat["parameters_pytorch"] == metrics["parameters"]["pytorch"]
+        assert flat["parameters_keras"] == metrics["parameters"]["keras"]
+        assert flat["model_pt_bytes"] == metrics["model_file_bytes"]
+        assert flat["onnx_bytes"] and flat["int8_onnx_bytes"]
+        assert flat["cpu_model"] and flat["cpu_cores"] >= 1 and flat["versions"]["torch"]
+        assert flat["git_commit"] and flat["timestamp"] and record.settings.latency_warmup == 1
+        assert Path(flat["model_file"]).name == bench.BACKEND_FILES[record.identity.backend]
+        assert flat["test_fr"] is not None and flat["test_auc"] is not None
+    by_backend = {record.identity.backend: record.scores for record in records}
     # Each backend is scored from its own predictions: torch reproduces training's score.
     assert by_backend["torch"].test_rmse == pytest.approx(metrics["test_rmse"], abs=1e-4)
     assert by_backend["onnxruntime"].test_rmse == pytest.approx(metrics["test_rmse"], abs=1e-3)
-    assert by_backend["onnxruntime-int8"].test_rmse > 0
+    assert by_backend["onnxruntime-int8"].test_rmse == pytest.approx(
+        by_backend["onnxruntime"].test_rmse, rel=INT8_RMSE_RELATIVE_TOLERANCE
+    )
+    assert by_backend["onnxruntime-int8"].test_rmse != by_backend["onnxruntime"].test_rmse
+    assert records[2].settings.int8_activations == "uint8"
 
 
 def test_skip_existing_measures_only_what_is_new(runs_dir: Path, tmp_path: Path) -> None:
     options = _options(tmp_path, backends=("torch",))
-    bench.bench([runs_dir / RUN], options)
-    again, _ = bench.bench([runs_dir / RUN], dataclasses.replace(options, skip_existing=True))
-    assert again == []
-    more, _ = bench.bench(
+    _bench([runs_dir / RUN], options)
+    again = _bench([runs_dir / RUN], dataclasses.replace(options, skip_existing=True))
+    assert again.records == []
+    more = _bench(
         [runs_dir / RUN],
         dataclasses.replace(options, skip_existing=True, backends=("torch", "onnxruntime")),
     )
-    assert [record.backend for record in more] == ["onnxruntime"]
+    assert [record.identity.backend for record in more.records] == ["onnxruntime"]
     assert len(options.results.read_text().splitlines()) == 2
+
+    # An error record is never a measurement: that target is measured again.
+    other = tmp_path / "other.jsonl"
+    measured = read_records(options.results)[0]
+    failed = make_error_record(
+        run_name=RUN,
+        backend="torch",
+        model_sha256=measured.identity.model_sha256,
+        **{name: getattr(measured.settings, name) for name in ("threads", "batch_size", "repeats")},
+    )
+    bench.append_records(other, [failed])
+    retried = _bench(
+        [runs_dir / RUN], dataclasses.replace(options, results=other, skip_existing=True)
+    )
+    assert [(r.identity.backend, r.failed) for r in retried.records] == [("torch", False)]
+
+
+def test_failed_targets_become_records_and_the_sweep_goes_on(
+    runs_dir: Path, tmp_path: Path
+) -> None:
+    unreadable = runs_dir / "broken--config"
+    shutil.copytree(runs_dir / RUN, unreadable)
+    (unreadable / runs.CONFIG_FILE).write_text("{not json")
+    corrupt = runs_dir / "corrupt--onnx"
+    shutil.copytree(runs_dir / RUN, corrupt)
+    # A corrupt model.onnx that no export.json vouches for.
+    (corrupt / export.ONNX_FILE).write_bytes(b"garbage")
+    options = _options(tmp_path, backends=("torch", "onnxruntime"))
+
+    result = _bench([unreadable, corrupt, runs_dir / RUN], options)
+
+    outcome = [(r.identity.run_name, r.identity.backend, r.failed) for r in result.records]
+    assert outcome == [
+        ("broken--config", "torch", True),
+        ("broken--config", "onnxruntime", True),
+        (RUN, "torch", False),  # the corrupt copy: torch needs no ONNX file
+        (RUN, "onnxruntime", True),
+        (RUN, "torch", False),
+        (RUN, "onnxruntime", False),
+    ]
+    assert result.failure_summary() == "3 of 6 targets failed"
+    assert "config.json" in result.records[0].error and result.records[0].model is None
+    assert "model.onnx: not a loadable ONNX model" in result.records[3].error
+    assert all("\n" not in record.error for record in result.failures)
+    assert result.records[3].model is not None  # the run was read; only its graph failed
+    # Every target is on file, the failures with their errors.
+    on_file = read_records(options.results)
+    assert on_file == result.records
+    assert [record.flat()["error"] is not None for record in on_file] == [
+        record.failed for record in result.records
+    ]
+
+
+# The registry's tiny stand-ins for the three heavy backbones: what is tested is the sweep
+# over every architecture, not the backbones' speed.
+TINY_REGISTRY = ["cnn-manual", "test-mobilenetv2", "test-nasnet", "test-resnet"]
 
 
 def test_all_times_every_architecture_untrained_where_needed(
-    runs_dir: Path, tiny_dataset: Path, tmp_path: Path
+    runs_dir: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sweep, "list_models", lambda: TINY_REGISTRY)
     folders = bench.bench_targets(runs_dir, all_models=True, data_dir=tiny_dataset)
     names = [folder.name for folder in folders]
     assert RUN in names
     untrained = {name.removesuffix("--untrained") for name in names if name.endswith("--untrained")}
-    assert untrained == set(list_models()) - {"cnn-manual"}
-    records, _ = bench.bench(
-        folders, _options(tmp_path, backends=("torch",), repeats=1, latency_samples=1)
-    )
-    assert {record.arch for record in records} == set(list_models())
-    for record in records:
-        assert record.trained == (record.run_name == RUN)
-        assert (record.test_rmse is None) == (not record.trained)
+    assert untrained == set(TINY_REGISTRY) - {"cnn-manual"}
+    result = _bench(folders, _options(tmp_path, backends=("torch",), repeats=1, latency_samples=1))
+    assert result.failures == []
+    assert {record.identity.arch for record in result.records} == set(TINY_REGISTRY)
+    for record in result.records:
+        assert record.identity.trained == (record.identity.run_name == RUN)
+        assert (record.scores.test_rmse is None) == (not record.identity.trained)
 
 
-def _record(run_name: str, backend: str, seconds: float, peak: float) -> dict:
-    return {
-        "run_name": run_name,
-        "backend": backend,
-        "batch_size": 32,
-        "seconds_per_100_images": seconds,
-        "normalised_time": seconds * peak,
-        "machine_peak_gflops": peak,
-        "threads": 2,
-        "cpu_model": "test",
-    }
+def test_options_are_checked() -> None:
+    with pytest.raises(bench.BenchError, match="unknown backend 'tensorrt'"):
+        BenchOptions(backends=("tensorrt",))
+    with pytest.raises(bench.BenchError, match="repeats must be at least 1"):
+        BenchOptions(repeats=0)
+    with pytest.raises(bench.BenchError, match="threads must be at least 1"):
+        BenchOptions(threads=0)
+    with pytest.raises(bench.BenchError, match="nothing to measure"):
+        bench.bench_targets(Path("no-runs-here"))
 
 
-def test_gate_compares_normalised_times(tmp_path: Path) -> None:
-    records = [_record("a--none", "onnxruntime", 0.1, 100.0), _record("b", "torch", 1.0, 100.0)]
-    path = tmp_path / "baseline.json"
-    bench.save_baseline(records, path)
-    baseline = bench.load_baseline(path)
-    assert bench.check_baseline(records, baseline, 0.25).passed
-
-    # A machine twice as fast measures half the seconds but the same normalised time.
-    fast_machine = [
-        _record("a--none", "onnxruntime", 0.05, 200.0),
-        _record("b", "torch", 0.5, 200.0),
-    ]
-    assert bench.check_baseline(fast_machine, baseline, 0.25).passed
-
-    # The same machine, one model 40% slower: named; the other passes.
-    slower = [_record("a--none", "onnxruntime", 0.14, 100.0), _record("b", "torch", 1.0, 100.0)]
-    result = bench.check_baseline(slower, baseline, 0.25)
-    assert not result.passed
-    assert [comparison.key for comparison in result.regressions] == ["a--none|onnxruntime|batch 32"]
-    assert any("REGRESSION a--none|onnxruntime" in line for line in bench.gate_report(result))
-    assert bench.check_baseline(slower, baseline, 0.5).passed
-
-    partial = bench.check_baseline(records[:1] + [_record("c", "torch", 1, 100)], baseline, 0.25)
-    assert partial.not_measured == ["b|torch|batch 32"] and partial.new == ["c|torch|batch 32"]
+# -- the command line (real clock, real calibration) --------------------------------------
 
 
-def test_baseline_errors(tmp_path: Path) -> None:
-    with pytest.raises(bench.BenchError, match="no such baseline"):
-        bench.load_baseline(tmp_path / "none.json")
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(bench.BenchError, match="malformed JSON"):
-        bench.load_baseline(bad)
-    bad.write_text("[]")
-    with pytest.raises(bench.BenchError, match="not a fkdbench baseline"):
-        bench.load_baseline(bad)
-
-
-def _cli_bench(runs_dir: Path, results: Path, *extra: str):
+def _cli_bench(runs_dir: Path, results: Path, *extra: str, run: str = RUN):
     return runner.invoke(
         app,
         [
             "bench",
-            RUN,
+            run,
             "--runs-dir",
             str(runs_dir),
             "--threads",
@@ -218,25 +252,22 @@ def test_cli_gate_passes_then_fails_on_an_injected_slowdown(runs_dir: Path, tmp_
     assert len(results.read_text().splitlines()) == 3
 
 
-def test_cli_bad_input_is_one_line_and_records_nothing(runs_dir: Path, tmp_path: Path) -> None:
+def test_cli_failed_target_is_recorded_and_exits_1(runs_dir: Path, tmp_path: Path) -> None:
     results = tmp_path / "bench.jsonl"
     missing = runner.invoke(app, ["bench", "no-such-run", "--runs-dir", str(runs_dir)])
     assert missing.exit_code == 1 and "no such run" in missing.output
     assert "Traceback" not in missing.output
 
-    # A corrupt model.onnx that no export.json vouches for.
+    # A corrupt model.onnx that no export.json vouches for: recorded, then exit 1.
     (runs_dir / RUN / export.ONNX_FILE).write_bytes(b"garbage")
     (runs_dir / RUN / export.EXPORT_RECORD_FILE).unlink(missing_ok=True)
     corrupt = _cli_bench(runs_dir, results)
-    assert corrupt.exit_code == 1
+    assert corrupt.exit_code == 1, corrupt.output
     assert "model.onnx: not a loadable ONNX model" in corrupt.output
-    assert len(corrupt.output.strip().splitlines()) == 1
-    assert not results.exists()
+    assert "1 of 1 targets failed" in corrupt.output
+    assert "Traceback" not in corrupt.output
+    [record] = read_records(results)
+    assert record.failed and "not a loadable ONNX model" in record.error
 
     no_baseline = _cli_bench(runs_dir, results, "--baseline", str(tmp_path / "missing.json"))
     assert no_baseline.exit_code == 1 and "no such baseline" in no_baseline.output
-
-
-def test_unknown_backend_is_refused() -> None:
-    with pytest.raises(bench.BenchError, match="unknown backend 'tensorrt'"):
-        BenchOptions(backends=("tensorrt",))

@@ -16,7 +16,8 @@ from fkdbench.cli import app
 from fkdbench.data import kaggle
 from fkdbench.data.landmarks import to_original
 from fkdbench.data.splits import load_split
-from fkdbench.export import export_run, images_as_float
+from fkdbench.export import export_run
+from fkdbench.onnxrt import images_as_float
 from fkdbench.predict import (
     PredictError,
     load_predictor,

@@ -1,0 +1,117 @@
+"""``fkdbench bench``: CPU inference time as the papers measure it, done carefully.
+
+Methodology (see ``docs/methodology.md``):
+
+- **Seconds per 100 images** is the paper's Equation 1: the time to predict the whole test
+  split in batches of ``batch_size``, divided by its size, times 100. One untimed pass warms
+  up each backend (ONNX Runtime's first run can be 40x slower), then ``repeats`` timed
+  passes give the median and the interquartile range. The warm-up pass's predictions score
+  the backend (test RMSE from what *this* backend predicts, for trained runs).
+- **Batch-1 latency** (the camera use case): single images, one call each, p50 and p99 over
+  ``latency_samples`` calls after a few warm-up calls.
+- **Threads** are fixed for every backend (``torch.set_num_threads``; ONNX Runtime's
+  ``intra_op_num_threads`` with one inter-op thread) and recorded.
+- **Work and the machine**: FLOPs per image come from PyTorch's ``FlopCounterMode`` (a
+  multiply-add counts 2; convolutions and matrix products only). The same process measures
+  the machine's FP32 matrix-multiply rate with the same threads (the *calibration
+  workload*), so each record carries the fraction of this machine's peak it reached, and a
+  time normalised by the machine's speed that the regression gate compares across
+  machines.
+
+The modules, one concern each: :mod:`~fkdbench.bench.options` (what to measure),
+:mod:`~fkdbench.bench.records` (the record, format 2, and reading older ones),
+:mod:`~fkdbench.bench.stats` (statistics from samples), :mod:`~fkdbench.bench.timing`
+(the clocked measurements), :mod:`~fkdbench.bench.sweep` (run folders, one error record
+per failed target) and :mod:`~fkdbench.bench.gate` (the regression gate). Every record is
+one :class:`BenchRecord`, appended to ``results/bench.jsonl`` once its run is complete.
+"""
+
+from fkdbench.bench.gate import (
+    BASELINE_FORMAT_VERSION,
+    NORMALISATION,
+    GateComparison,
+    GateResult,
+    check_baseline,
+    gate_key,
+    gate_report,
+    load_baseline,
+    save_baseline,
+)
+from fkdbench.bench.options import (
+    BACKEND_FILES,
+    BACKENDS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_RESULTS,
+    BenchOptions,
+)
+from fkdbench.bench.records import (
+    BENCH_FORMAT_VERSION,
+    BenchError,
+    BenchRecord,
+    Calibration,
+    Identity,
+    ModelFacts,
+    RecordedLatency,
+    Samples,
+    Scores,
+    Settings,
+    append_records,
+    read_records,
+    record_from_json,
+)
+from fkdbench.bench.sweep import (
+    BenchResult,
+    bench,
+    bench_and_gate,
+    bench_folder,
+    bench_targets,
+    summary_table,
+)
+from fkdbench.bench.timing import (
+    CALIBRATION_MATRICES,
+    flops_per_image,
+    measure_machine_peak,
+    time_backend,
+)
+from fkdbench.onnxrt import session_predictor
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_FILES",
+    "BASELINE_FORMAT_VERSION",
+    "BENCH_FORMAT_VERSION",
+    "CALIBRATION_MATRICES",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_RESULTS",
+    "NORMALISATION",
+    "BenchError",
+    "BenchOptions",
+    "BenchRecord",
+    "BenchResult",
+    "Calibration",
+    "GateComparison",
+    "GateResult",
+    "Identity",
+    "ModelFacts",
+    "RecordedLatency",
+    "Samples",
+    "Scores",
+    "Settings",
+    "append_records",
+    "bench",
+    "bench_and_gate",
+    "bench_folder",
+    "bench_targets",
+    "check_baseline",
+    "flops_per_image",
+    "gate_key",
+    "gate_report",
+    "load_baseline",
+    "measure_machine_peak",
+    "read_records",
+    "record_from_json",
+    "save_baseline",
+    "session_predictor",
+    "summary_table",
+    "time_backend",
+]

@@ -1,0 +1,509 @@
+"""Measuring run folders on every backend: the sweep, its stages, and its failures.
+
+A target is one (run, backend). One that fails (a bad folder, a missing or corrupt ONNX
+file, an ONNX Runtime error, a config that cannot be read) becomes an error record and
+the sweep goes on, as timm's benchmark does; :class:`BenchResult` lists the failures so
+the command line can exit non-zero at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fkdbench import runs
+from fkdbench.bench.gate import GateResult, check_baseline, load_baseline, save_baseline
+from fkdbench.bench.options import BACKEND_FILES, BenchOptions
+from fkdbench.bench.records import (
+    BenchError,
+    BenchRecord,
+    Calibration,
+    Identity,
+    ModelFacts,
+    Samples,
+    Scores,
+    Settings,
+    append_records,
+    read_records,
+)
+from fkdbench.bench.timing import (
+    Clock,
+    backend_predictor,
+    flops_per_image,
+    measure_machine_peak,
+    time_backend,
+    torch_threads,
+)
+from fkdbench.data.schemes import KeypointScheme, get_scheme
+from fkdbench.data.splits import SplitArrays, load_split, read_manifest
+from fkdbench.export import INT8_FILE, ONNX_FILE, export_run, read_export_record, run_data_dir
+from fkdbench.io import sha256_file
+from fkdbench.metrics import FAILURE_THRESHOLD, landmark_metrics, rmse
+from fkdbench.models import count_parameters, list_models
+from fkdbench.onnxrt import images_as_float, open_session
+from fkdbench.progress import make_progress, say
+from fkdbench.provenance import available_cores, environment_record
+
+ONNX_BACKENDS = ("onnxruntime", "onnxruntime-int8")
+
+
+@dataclass
+class BenchResult:
+    """What a sweep wrote: every record (error records included), the machine's
+    calibration, and the gate's verdict when one was asked for."""
+
+    records: list[BenchRecord]
+    calibration: Calibration
+    gate: GateResult | None = None
+
+    @property
+    def failures(self) -> list[BenchRecord]:
+        return [record for record in self.records if record.failed]
+
+    @property
+    def measured(self) -> list[BenchRecord]:
+        return [record for record in self.records if not record.failed]
+
+    def failure_summary(self) -> str | None:
+        """ "N of M targets failed", or None when none did."""
+        failed = len(self.failures)
+        return f"{failed} of {len(self.records)} targets failed" if failed else None
+
+
+@dataclass
+class _Target:
+    """One run folder read for measuring: what every backend of it shares."""
+
+    folder: Path
+    config: dict[str, Any]
+    model: torch.nn.Module
+    trained: bool
+    data_dir: Path
+    test: SplitArrays
+    images: np.ndarray
+    scheme: KeypointScheme
+    facts: ModelFacts
+    manifest_sha256: str
+    export_record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every record of one run folder shares: how, on which machine, by which clock."""
+
+    options: BenchOptions
+    calibration: Calibration
+    environment: dict[str, Any]
+    clock: Clock
+
+
+# -- stages of one run folder ---------------------------------------------------------------
+
+
+def _ensure_exported(folder: Path, options: BenchOptions) -> None:
+    """Export (or refresh) the ONNX files the chosen backends need."""
+    record = read_export_record(folder)
+    wants_int8 = "onnxruntime-int8" in options.backends
+    current = (
+        record is not None
+        and record.get("model_sha256") == sha256_file(folder / runs.MODEL_FILE)
+        and (folder / ONNX_FILE).is_file()
+        and (not wants_int8 or (folder / INT8_FILE).is_file())
+    )
+    if not current:
+        if (folder / ONNX_FILE).is_file() and record is None:
+            # A model.onnx that export.json does not vouch for may be anything: check it.
+            open_session(folder / ONNX_FILE, threads=1)
+        export_run(
+            folder,
+            options.data_dir,
+            int8=wants_int8,
+            int8_activations=options.int8_activations,
+            quiet=True,
+        )
+
+
+def _load_target(folder: Path, options: BenchOptions) -> _Target:
+    """Read a run's model and test split, and the facts every backend's record shares."""
+    model, config = runs.load_model(folder)
+    data = run_data_dir(folder, config, options.data_dir)
+    test = load_split(data, "test")
+    model_info = config["model"]
+    in_chans, image_size = int(model_info["in_chans"]), int(model_info["input_size"])
+    if test.image_size != image_size:
+        raise BenchError(
+            f"{folder}: the model takes {image_size}x{image_size} images but {data} has "
+            f"{test.image_size}x{test.image_size}"
+        )
+    counts = count_parameters(model)
+    facts = ModelFacts(
+        input_size=image_size,
+        in_chans=in_chans,
+        flops_per_image=flops_per_image(model, in_chans, image_size),
+        parameters_pytorch=counts.pytorch,
+        parameters_keras=counts.keras,
+        model_pt_bytes=(folder / runs.MODEL_FILE).stat().st_size,
+        onnx_bytes=_size(folder / ONNX_FILE),
+        int8_onnx_bytes=_size(folder / INT8_FILE),
+    )
+    return _Target(
+        folder=folder,
+        config=config,
+        model=model,
+        trained=runs.is_finished(folder),
+        data_dir=Path(data),
+        test=test,
+        images=images_as_float(test.images, in_chans),
+        scheme=get_scheme(model_info["scheme"]),
+        facts=facts,
+        manifest_sha256=sha256_file(Path(data) / "manifest.json"),
+        export_record=read_export_record(folder) or {},
+    )
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def _identity(folder: Path, backend: str, target: _Target | None) -> Identity:
+    """Who was measured; as much as is known when the run could not be read."""
+    model_file = folder / BACKEND_FILES[backend]
+    known = target is not None
+    config = target.config if known else {}
+    export_record = target.export_record if known else {}
+    return Identity(
+        run_name=config.get("run_name", folder.name) if known else _run_name(folder),
+        backend=backend,
+        arch=config["model"]["arch"] if known else None,
+        variant=config.get("train", {}).get("variant"),
+        weights_mode=config.get("weights_mode", "scratch") if known else None,
+        trained=target.trained if known else None,
+        model_file=str(model_file),
+        model_sha256=sha256_file(model_file) if model_file.is_file() else None,
+        exporter=export_record.get("exporter") if backend != "torch" else None,
+        data_dir=str(target.data_dir) if known else None,
+        data_manifest_sha256=target.manifest_sha256 if known else None,
+    )
+
+
+def _run_name(folder: Path) -> str:
+    try:
+        return runs.read_config(folder).get("run_name", folder.name)
+    except (ValueError, OSError):
+        return folder.name
+
+
+def _settings(
+    options: BenchOptions, threads: int, backend: str, target: _Target | None
+) -> Settings:
+    int8_activations = None
+    if target is not None and backend == "onnxruntime-int8":
+        int8_activations = target.export_record.get("int8_activations")
+    return Settings(
+        batch_size=options.batch_size,
+        threads=threads,
+        repeats=options.repeats,
+        warmup_passes=options.warmup_passes,
+        latency_samples=options.latency_samples,
+        latency_warmup=options.latency_warmup,
+        images=len(target.images) if target is not None else None,
+        int8_activations=int8_activations,
+    )
+
+
+def _scores(target: _Target, predictions: np.ndarray) -> Scores:
+    """Test-split scores of this backend's own predictions (untrained runs have none)."""
+    if not target.trained:
+        return Scores()
+    keypoints = target.test.keypoints
+    scores = landmark_metrics(predictions, keypoints, target.scheme, FAILURE_THRESHOLD)
+    return Scores(
+        test_rmse=rmse(predictions, keypoints),
+        test_nme=scores["nme"],
+        test_fr=scores["fr"],
+        test_auc=scores["auc"],
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _measure(target: _Target, backend: str, context: _Context) -> BenchRecord:
+    """Time one backend of a run and score its warm-up predictions."""
+    facts, options, calibration = target.facts, context.options, context.calibration
+    with torch_threads(calibration.threads):
+        predict = backend_predictor(
+            target.folder, backend, target.model, facts.in_chans, facts.input_size
+        )
+        timed = time_backend(predict, target.images, options, context.clock)
+    predictions, per_100, latencies = timed
+    return BenchRecord(
+        identity=_identity(target.folder, backend, target),
+        settings=_settings(options, calibration.threads, backend, target),
+        samples=Samples(seconds_per_100_images=per_100, latency_batch1_ms=latencies),
+        model=facts,
+        scores=_scores(target, predictions),
+        calibration=calibration,
+        environment=context.environment,
+        timestamp=_now(),
+    )
+
+
+def _error_line(error: BaseException) -> str:
+    """One line for an error record: a user error as it reads, anything else with its type."""
+    if isinstance(error, (ValueError, OSError)):
+        text = str(error).strip()
+        return text.splitlines()[0] if text else type(error).__name__
+    return f"{type(error).__name__}: {runs.first_line(error)}"
+
+
+def _failed_record(
+    folder: Path,
+    backend: str,
+    error: BaseException,
+    context: _Context,
+    target: _Target | None,
+) -> BenchRecord:
+    """The record of a target that failed: what is known of it, no samples, the error."""
+    calibration = context.calibration
+    return BenchRecord(
+        identity=_identity(folder, backend, target),
+        settings=_settings(context.options, calibration.threads, backend, target),
+        samples=Samples(seconds_per_100_images=[], latency_batch1_ms=[]),
+        model=target.facts if target is not None else None,
+        scores=Scores(),
+        calibration=calibration,
+        environment=context.environment,
+        timestamp=_now(),
+        error=_error_line(error),
+    )
+
+
+def bench_folder(
+    folder: Path,
+    options: BenchOptions,
+    calibration: Calibration,
+    clock: Clock = time.perf_counter,
+) -> list[BenchRecord]:
+    """Measure one run folder (trained or untrained) on every backend of ``options``.
+
+    The ONNX files are made first when missing or stale (``fkdbench export``). A backend
+    that fails is an error record; the others are still measured. Returns the records;
+    writing them is the caller's job.
+    """
+    folder = Path(folder)
+    context = _Context(options, calibration, environment_record(), clock)
+    try:
+        if not (folder / runs.CONFIG_FILE).is_file():
+            raise BenchError(f"{folder}: no such run (no {runs.CONFIG_FILE})")
+        failed = _export_failures(folder, options)
+        target = _load_target(folder, options)
+    except Exception as error:  # noqa: BLE001 - a failed target is a record, not a crash
+        return [_failed_record(folder, b, error, context, None) for b in options.backends]
+    return [
+        _failed_record(folder, backend, failed[backend], context, target)
+        if backend in failed
+        else _measure_or_fail(target, backend, context)
+        for backend in options.backends
+    ]
+
+
+def _measure_or_fail(target: _Target, backend: str, context: _Context) -> BenchRecord:
+    try:
+        return _measure(target, backend, context)
+    except Exception as error:  # noqa: BLE001 - likewise, for one backend
+        return _failed_record(target.folder, backend, error, context, target)
+
+
+def _export_failures(folder: Path, options: BenchOptions) -> dict[str, Exception]:
+    """Export what the ONNX backends need; when that fails, the error of each of them
+    (torch can still be measured)."""
+    onnx_backends = [backend for backend in options.backends if backend in ONNX_BACKENDS]
+    if not onnx_backends:
+        return {}
+    try:
+        _ensure_exported(folder, options)
+    except Exception as error:  # noqa: BLE001 - a failed export fails only these targets
+        return dict.fromkeys(onnx_backends, error)
+    return {}
+
+
+# -- many runs -------------------------------------------------------------------------------
+
+
+def bench_targets(
+    runs_dir: Path,
+    names: Sequence[str] = (),
+    all_models: bool = False,
+    data_dir: Path | None = None,
+) -> list[Path]:
+    """The run folders to measure.
+
+    ``names`` are run names (folders under ``runs_dir``) or paths to run folders. With
+    ``all_models``: every finished run, plus every registered architecture that has no
+    finished run, timed untrained (its folder is made from ``data_dir``, default
+    ``data/synthetic``).
+    """
+    runs_dir = Path(runs_dir)
+    folders = [runs.find_run(runs_dir, name) for name in names]
+    if all_models:
+        finished = runs.finished_runs(runs_dir)
+        folders += [folder for folder in finished if folder not in folders]
+        untrained_data = Path(data_dir) if data_dir is not None else Path("data/synthetic")
+        folders += _untrained_targets(runs_dir, finished, untrained_data)
+    if not folders:
+        raise BenchError("nothing to measure: name a run or pass --all")
+    return folders
+
+
+def _untrained_targets(runs_dir: Path, finished: Sequence[Path], data_dir: Path) -> list[Path]:
+    """An untrained run folder for each registered architecture with no finished run."""
+    trained_archs = {runs.read_config(folder)["model"]["arch"] for folder in finished}
+    missing = [arch for arch in list_models() if arch not in trained_archs]
+    if missing:
+        read_manifest(data_dir)  # a clear error when there is no data yet
+    return [runs.create_untrained_run(runs_dir, arch, data_dir) for arch in missing]
+
+
+def _already_recorded(results: Path, options: BenchOptions, threads: int) -> set[tuple]:
+    """(run, backend, model sha) measured with these settings in ``results``; an error
+    record is never a measurement."""
+    keys = set()
+    for record in read_records(results):
+        settings = record.settings
+        if (
+            not record.failed
+            and settings.batch_size == options.batch_size
+            and settings.threads == threads
+            and settings.repeats == options.repeats
+        ):
+            identity = record.identity
+            keys.add((identity.run_name, identity.backend, identity.model_sha256))
+    return keys
+
+
+def _pending_backends(folder: Path, options: BenchOptions, done: set[tuple]) -> list[str]:
+    if not done:
+        return list(options.backends)
+    name = _run_name(folder)
+    pending = []
+    for backend in options.backends:
+        path = folder / BACKEND_FILES[backend]
+        if not path.is_file() or (name, backend, sha256_file(path)) not in done:
+            pending.append(backend)
+    return pending
+
+
+def bench(
+    folders: Sequence[Path],
+    options: BenchOptions,
+    on_done: Callable[[Path], None] | None = None,
+    calibration: Calibration | None = None,
+    clock: Clock = time.perf_counter,
+) -> BenchResult:
+    """Measure every folder on every backend; append each run's records when complete.
+
+    The calibration workload runs once, before the models, in the same process (pass
+    ``calibration`` to reuse one). ``on_done`` is called with each folder once measured
+    (``reproduce``'s display).
+    """
+    if calibration is None:
+        calibration = measure_machine_peak(options.threads or available_cores(), clock=clock)
+    threads = calibration.threads
+    say(
+        f"machine: {calibration.peak_gflops:.1f} GFLOP/s FP32 matmul peak with {threads} thread(s)",
+        options.quiet,
+    )
+    done = _already_recorded(options.results, options, threads) if options.skip_existing else set()
+    written: list[BenchRecord] = []
+    on_done = on_done or (lambda _folder: None)
+    with make_progress(options.quiet) as progress:
+        task = progress.add_task("bench", total=len(folders))
+        for folder in map(Path, folders):
+            progress.update(task, description=f"bench {folder.name}")
+            written += _bench_pending(folder, options, done, calibration, clock)
+            progress.advance(task)
+            on_done(folder)
+    return BenchResult(written, calibration)
+
+
+def _bench_pending(
+    folder: Path,
+    options: BenchOptions,
+    done: set[tuple],
+    calibration: Calibration,
+    clock: Clock,
+) -> list[BenchRecord]:
+    """Measure a folder's backends not yet in ``done``; append their records at once."""
+    pending = _pending_backends(folder, options, done)
+    if not pending:
+        return []
+    records = bench_folder(
+        folder, dataclasses.replace(options, backends=pending), calibration, clock
+    )
+    append_records(options.results, records)
+    _say_failures(records, options.quiet)
+    return records
+
+
+def _say_failures(records: Sequence[BenchRecord], quiet: bool) -> None:
+    for record in records:
+        if record.failed:
+            identity = record.identity
+            say(f"[red]failed[/red] {identity.run_name} {identity.backend}: {record.error}", quiet)
+
+
+def bench_and_gate(
+    folders: Sequence[Path],
+    options: BenchOptions,
+    baseline: Path | None = None,
+    tolerance: float = 0.25,
+    save_baseline_to: Path | None = None,
+) -> BenchResult:
+    """``fkdbench bench``: measure, optionally write a baseline, optionally gate.
+
+    The baseline is read before anything is timed, so a bad one fails in a second.
+    """
+    baseline_data = load_baseline(baseline) if baseline is not None else None
+    if tolerance < 0:
+        raise BenchError(f"tolerance must be >= 0, got {tolerance}")
+    result = bench(folders, options)
+    if save_baseline_to is not None:
+        save_baseline(result.records, save_baseline_to)
+    if baseline_data is not None:
+        result.gate = check_baseline(result.records, baseline_data, tolerance)
+    return result
+
+
+def summary_table(records: Sequence[BenchRecord]) -> pd.DataFrame:
+    """The few columns a person reads after a bench run, one row per record (and the error
+    of each failed one, when any failed)."""
+    rows = []
+    for record in records:
+        flat = record.flat()
+        fraction = flat["fraction_of_peak"]
+        row = {
+            "run": flat["run_name"],
+            "backend": flat["backend"],
+            "s / 100 images": flat["seconds_per_100_images"],
+            "IQR": flat["seconds_per_100_images_iqr"],
+            "batch-1 p50 ms": flat["latency_batch1_p50_ms"],
+            "batch-1 p99 ms": flat["latency_batch1_p99_ms"],
+            "GFLOP/s": flat["achieved_gflops"],
+            "% of peak": None if fraction is None else 100 * fraction,
+            "test RMSE px": flat["test_rmse"],
+        }
+        if any(other.failed for other in records):
+            row["error"] = record.error or ""
+        rows.append(row)
+    return pd.DataFrame(rows)

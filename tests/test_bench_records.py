@@ -1,0 +1,144 @@
+"""Bench records: format 2 on disk, format 1 upgraded on read, the flat view, bad lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench_factory import ENVIRONMENT, make_bench_record, make_error_record
+
+from fkdbench.bench import (
+    BENCH_FORMAT_VERSION,
+    BenchError,
+    RecordedLatency,
+    append_records,
+    read_records,
+    record_from_json,
+)
+
+FORMAT1_FIXTURE = Path(__file__).parent / "data" / "bench-format1.jsonl"
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "bench.jsonl"
+MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _assert_flat_view_is_the_line(path: Path) -> int:
+    """Every field of every format-1 line, bit for bit and type for type, in the flat view."""
+    originals = _lines(path)
+    records = read_records(path)
+    assert len(records) == len(originals)
+    for number, (original, record) in enumerate(zip(originals, records, strict=True), 1):
+        assert original["format_version"] == 1
+        flat = record.flat()
+        for name, value in original.items():
+            if name == "format_version":
+                continue
+            assert (flat[name], type(flat[name])) == (value, type(value)), (number, name)
+        # Format 1's optional fields (FR, AUC) read as absent, nothing else is added.
+        assert set(flat) - set(original) <= {"error", "test_fr", "test_auc"}
+        assert flat["format_version"] == BENCH_FORMAT_VERSION and flat["error"] is None
+    return len(records)
+
+
+def test_format1_fixture_is_upgraded_without_inventing_samples() -> None:
+    original = _lines(FORMAT1_FIXTURE)[0]
+    record = read_records(FORMAT1_FIXTURE)[0]
+    assert record.format_version == 2 and not record.failed
+    assert record.samples.seconds_per_100_images == original["seconds_per_100_images_all"]
+    # Format 1 kept no latency samples: its percentiles are kept as recorded, and said so.
+    assert record.samples.latency_batch1_ms == []
+    assert record.samples.latency_batch1_recorded == RecordedLatency(
+        original["latency_batch1_p50_ms"], original["latency_batch1_p99_ms"]
+    )
+    assert record.latency_ms(50) == original["latency_batch1_p50_ms"]
+    assert record.settings.latency_warmup is None and record.calibration.matrix_sizes is None
+    assert record.environment == original["environment"]
+    assert _assert_flat_view_is_the_line(FORMAT1_FIXTURE) == 4
+
+
+def test_every_committed_record_reads_back_as_written() -> None:
+    assert _assert_flat_view_is_the_line(COMMITTED) == 42
+
+
+def test_format1_without_an_environment_block_keeps_its_machine_fields() -> None:
+    line = _lines(FORMAT1_FIXTURE)[0]
+    del line["environment"]
+    record = record_from_json(line)
+    assert {name: record.environment[name] for name in MACHINE_FIELDS} == {
+        name: line[name] for name in MACHINE_FIELDS
+    }
+
+
+def test_format2_round_trip_stores_samples_and_one_environment() -> None:
+    record = make_bench_record(
+        seconds_per_100_images=[0.3, 0.1, 0.2], latency_batch1_ms=[4.0, 1.0, 3.0, 2.0]
+    )
+    line = record.to_json()
+    assert record_from_json(json.loads(json.dumps(line))) == record
+    assert line["format_version"] == 2
+    # Samples, not statistics; machine facts only in `environment`.
+    assert line["samples"]["latency_batch1_ms"] == [4.0, 1.0, 3.0, 2.0]
+    assert not set(line) & {*MACHINE_FIELDS, "seconds_per_100_images", "normalised_time"}
+    flat = record.flat()
+    assert flat["seconds_per_100_images"] == 0.2
+    assert flat["seconds_per_100_images_all"] == [0.3, 0.1, 0.2]
+    assert flat["latency_batch1_p50_ms"] == 2.5
+    assert flat["latency_batch1_p99_ms"] == pytest.approx(3.97, abs=1e-12)
+    assert flat["achieved_gflops"] == 10_000_000 * 100 / 0.2 / 1e9
+    assert flat["normalised_time"] == 0.2 * 100.0
+    assert flat["cpu_model"] == ENVIRONMENT["cpu_model"] and flat["threads"] == 2
+
+
+def test_error_record_flat_view_carries_the_error_and_no_timing() -> None:
+    record = make_error_record("runs/x/model.onnx: not a loadable ONNX model")
+    assert record.failed
+    flat = record_from_json(record.to_json()).flat()
+    assert flat["error"] == "runs/x/model.onnx: not a loadable ONNX model"
+    timing = ("seconds_per_100_images", "latency_batch1_p50_ms", "normalised_time")
+    assert all(flat[name] is None for name in (*timing, "achieved_gflops", "test_rmse"))
+    unread = make_error_record(model=None, arch=None).flat()
+    assert unread["flops_per_image"] is None and unread["parameters_keras"] is None
+
+
+def test_files_append_and_mix_formats(tmp_path: Path) -> None:
+    path = tmp_path / "bench.jsonl"
+    path.write_text(FORMAT1_FIXTURE.read_text().splitlines()[0] + "\n")
+    new = [make_bench_record(backend="torch"), make_error_record()]
+    append_records(path, new)
+    records = read_records(path)
+    assert [record.format_version for record in records] == [2, 2, 2]
+    assert records[1:] == new
+    assert read_records(tmp_path / "absent.jsonl") == []
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("{not json", "line 2: malformed JSON"),
+        ("[1, 2]", "line 2: not a JSON object"),
+        ('{"format_version": 9}', "line 2: format_version 9 is newer than this fkdbench reads"),
+        ('{"run_name": "x"}', "line 2: no valid format_version"),
+        ('{"format_version": 1, "run_name": "x"}', "line 2: a format-1 record without"),
+    ],
+)
+def test_bad_lines_are_named(tmp_path: Path, line: str, problem: str) -> None:
+    path = tmp_path / "bench.jsonl"
+    path.write_text(json.dumps(make_bench_record().to_json()) + "\n" + line + "\n")
+    with pytest.raises(BenchError, match=f"bench.jsonl: {problem}") as caught:
+        read_records(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_and_missing_fields_are_named(tmp_path: Path) -> None:
+    line = make_bench_record().to_json()
+    line["settings"]["colour"] = "blue"
+    with pytest.raises(BenchError, match="'settings': unknown field 'colour'"):
+        record_from_json(line)
+    line = make_bench_record().to_json()
+    del line["identity"]["backend"]
+    with pytest.raises(BenchError, match="'identity': no field 'backend'"):
+        record_from_json(line)
