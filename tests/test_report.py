@@ -1,8 +1,9 @@
-"""The report: tables equal the records they came from, and nothing is invented.
+"""``build_report`` end to end: every section, figure and file written, tables equal to the
+records they came from, nothing invented, and the committed report rebuilt byte for byte.
 
 Nothing is trained: run folders are an untrained cnn-manual (real config.json and model.pt)
-copied under run names, with hand-written metrics.json and history.csv, and bench records
-are hand-written JSON lines.
+copied under run names, with hand-written metrics.json and history.csv; bench records are
+built from the record type itself.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
+from bench_factory import make_bench_record
+from report_factory import PNG_MAGIC, write_bench_file
 
-from fkdbench import reference, report, runs
+from fkdbench import report, runs
+from fkdbench.bench import BenchRecord
 from fkdbench.data.prepare import PrepareOptions, prepare
 from fkdbench.data.variants import VARIANTS
-from fkdbench.models import list_models
+from fkdbench.report.common import MEAN_SHAPE_ROW
+from fkdbench.report.figures import FIGURES
 
-torch.set_num_threads(1)
+# The predictions figure runs every architecture's model on a few faces.
+pytestmark = pytest.mark.usefixtures("single_cpu_thread")
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared/seeds"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Hand-made scores: none 2.0 and aug 1.0 make a +50% gain ("+++").
 SCORES = {"none": (2.0, 0.06), "aug": (1.0, 0.03), "knn": (1.9, 0.055)}
 
@@ -54,32 +57,22 @@ def _metrics(run_name: str, variant: str, rmse: float, nme: float, model_bytes: 
     }
 
 
-def _bench_record(run_name: str, backend: str, seconds: float, **changes) -> dict:
+def _bench_record(run_name: str, backend: str, seconds: float, **overrides) -> BenchRecord:
     trained = not run_name.endswith("--untrained")
-    record = {
+    fields = {
         "run_name": run_name,
         "arch": "cnn-manual",
         "variant": run_name.split("--")[1] if trained else None,
-        "weights_mode": "scratch",
         "trained": trained,
         "backend": backend,
         "batch_size": 32,
         "threads": 1,
         "images": 9,
-        "warmup_passes": 1,
         "repeats": 5,
-        "seconds_per_100_images": seconds,
-        "seconds_per_100_images_q1": seconds * 0.9,
-        "seconds_per_100_images_q3": seconds * 1.1,
-        "seconds_per_100_images_iqr": seconds * 0.2,
-        "seconds_per_100_images_all": [seconds] * 5,
-        "latency_batch1_p50_ms": 1.5,
-        "latency_batch1_p99_ms": 2.5,
+        "seconds_per_100_images": [seconds] * 5,
+        "latency_batch1_ms": [1.5] * 20,
         "latency_samples": 20,
         "flops_per_image": 50_000_000,
-        "achieved_gflops": 3.0,
-        "machine_peak_gflops": 100.0,
-        "fraction_of_peak": 0.03,
         "parameters_pytorch": 234_622,
         "parameters_keras": 235_102,
         "model_pt_bytes": 956_965,
@@ -87,16 +80,11 @@ def _bench_record(run_name: str, backend: str, seconds: float, **changes) -> dic
         "int8_onnx_bytes": None,
         "test_rmse": 2.01 if trained else None,
         "test_nme": 0.06 if trained else None,
-        "cpu_model": "Test CPU",
-        "cpu_cores": 2,
-        "cpu_features": ["avx2"],
-        "versions": {"torch": "2.14.1", "onnxruntime": "1.31.1"},
-        "git_commit": "def456",
+        "test_fr": 0.01 if trained else None,
+        "test_auc": 0.6 if trained else None,
         "timestamp": "2026-01-01T00:00:00+00:00",
-        "format_version": 1,
     }
-    record.update(changes)
-    return record
+    return make_bench_record(**{**fields, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +132,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         _bench_record("cnn-manual--aug", "onnxruntime", 0.3, test_rmse=1.02),
         _bench_record("cnn-manual--untrained", "torch", 0.45),
     ]
-    bench_file.write_text("".join(json.dumps(record) + "\n" for record in records))
+    write_bench_file(bench_file, records)
     return {"root": root, "data": data_dir, "runs": runs_dir, "bench": bench_file}
 
 
@@ -160,7 +148,7 @@ def _headings(markdown: str) -> list[str]:
 def test_every_section_and_figure_is_written(built: report.ReportResult) -> None:
     markdown = built.markdown.read_text()
     assert _headings(markdown) == list(report.SECTIONS)
-    assert set(built.figures) == set(report.FIGURES)
+    assert set(built.figures) == set(FIGURES)
     for name, path in built.figures.items():
         assert path == built.out_dir / "figures" / f"{name}.png"
         assert path.read_bytes()[:8] == PNG_MAGIC
@@ -182,7 +170,7 @@ def test_accuracy_table_is_the_metrics(built: report.ReportResult, inputs: dict)
         landmark = built.tables["landmark_metrics"].set_index("variant")
         assert landmark.loc[variant, "fr"] == metrics["test_fr"]
         assert landmark.loc[variant, "auc"] == metrics["test_auc"]
-    assert rmse.loc[report.MEAN_SHAPE_ROW, "none"] == 4.0
+    assert rmse.loc[MEAN_SHAPE_ROW, "none"] == 4.0
     assert list(rmse.columns) == list(VARIANTS)
     assert pd.isna(rmse.loc["cnn-manual", "ffill"])
     markdown = built.markdown.read_text()
@@ -191,23 +179,6 @@ def test_accuracy_table_is_the_metrics(built: report.ReportResult, inputs: dict)
     assert "| **2.000** " in row and "| **1.000** " in row and "| not run " in row
     csv = pd.read_csv(built.out_dir / "accuracy_rmse.csv", index_col="model")
     assert csv.loc["cnn-manual", "aug"] == 1.0
-
-
-def test_gains_are_computed_from_the_runs() -> None:
-    made = [
-        report.RunSummary("m--none", "mobilenetv2", "none", "finetuned", test_rmse=2.0),
-        report.RunSummary("m--aug", "mobilenetv2", "aug", "finetuned", test_rmse=1.0),
-        report.RunSummary("m--knn", "mobilenetv2", "knn", "finetuned", test_rmse=2.2),
-    ]
-    gains = report.gains_table(made).set_index("variant")
-    assert gains.loc["aug", "gain_percent"] == pytest.approx(50.0)
-    assert gains.loc["aug", "label"] == "+++"
-    assert gains.loc["aug", "paper_label"] == "+++"  # Table 2, MobileNetV2 fine tuned
-    assert gains.loc["knn", "gain_percent"] == pytest.approx(-10.0)
-    assert gains.loc["knn", "label"] == report.WORSE_LABEL
-    assert gains.loc["ffill", "label"] == report.NOT_RUN
-    labels = [report.gain_label(g) for g in (4.9, -4.9, 5.0, 14.9, 15.0, 30.0, -5.0)]
-    assert labels == ["Similar", "Similar", "+", "+", "++", "+++", report.WORSE_LABEL]
 
 
 def test_timing_uses_the_latest_record_and_says_what_is_missing(
@@ -250,7 +221,7 @@ def test_runs_only_without_a_bench_file(inputs: dict, tmp_path: Path) -> None:
 
 def test_bench_records_of_untrained_models_only(inputs: dict, tmp_path: Path) -> None:
     bench = tmp_path / "bench.jsonl"
-    bench.write_text(json.dumps(_bench_record("cnn-manual--untrained", "torch", 0.4)) + "\n")
+    write_bench_file(bench, [_bench_record("cnn-manual--untrained", "torch", 0.4)])
     result = report.build_report(
         tmp_path / "no-runs", bench, tmp_path / "out", formats=("md", "json"), quiet=True
     )
@@ -262,46 +233,12 @@ def test_bench_records_of_untrained_models_only(inputs: dict, tmp_path: Path) ->
     assert result.tables["accuracy_rmse"].empty
 
 
-def test_pareto_front() -> None:
-    points = [(1.0, 3.0), (2.0, 2.0), (3.0, 2.5), (4.0, 1.0)]
-    assert report.pareto_front(points) == [0, 1, 3]
-
-
-def test_reference_rows_use_registry_names() -> None:
-    known = set(list_models())
-    for row in reference.PAPER_ROWS:
-        assert row.arch in known
-        assert row.variant is None or row.variant in VARIANTS
-        assert row.weights_mode is None or row.weights_mode in runs.WEIGHTS_MODES
-        assert row.gain_label is None or row.gain_label in reference.TABLE2_LABELS
-        assert row.source in reference.PAPERS
-    manual = reference.paper_row("cnn-manual", "aug", "scratch", reference.TABLE1)
-    assert (manual.params, manual.size_mb) == (235_834, 1.0)
-    tuned = reference.paper_row("cnn-tuned", "knn", "scratch", reference.TABLE1)
-    assert (tuned.params, tuned.size_mb) == (246_062, 1.58)
-    nasnet = reference.paper_row("nasnetmobile", "aug", "finetuned", reference.TABLE4)
-    assert nasnet.seconds_per_100 == 7.68
-    assert reference.paper_row("resnet50", "none", "scratch", reference.TABLE1) is None
-    assert len(reference.paper_rows(table=reference.TABLE4)) == 28
-
-
-@pytest.mark.skipif(not SEEDS.is_dir(), reason="the papers' text is not here")
-def test_reference_numbers_are_printed_in_the_paper() -> None:
-    text = (SEEDS.parent / reference.MAIN_PAPER).read_text()
-    for row in reference.paper_rows(table=reference.TABLE1):
-        line = next(line for line in text.splitlines() if line.startswith(row.model + "\t"))
-        assert f"{row.params:,}" in line
-        assert float(line.split("\t")[2]) == row.size_mb
-    for model in {row.model for row in reference.paper_rows(table=reference.TABLE4)}:
-        line = next(line for line in text.splitlines() if line.startswith(model + "\t"))
-        printed = [float(value) for value in line.split("\t")[1:] if value.strip()]
-        ours = [
-            row.seconds_per_100
-            for variant in ("none", "ffill", "knn", "aug")
-            for row in reference.paper_rows(table=reference.TABLE4)
-            if row.model == model and row.variant == variant
-        ]
-        assert printed == ours
+def test_inputs_that_cannot_be_used_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(report.ReportError, match="unknown report format 'pdf'; known: md, csv"):
+        report.build_report(tmp_path, None, tmp_path / "out", formats=("md", "pdf"))
+    with pytest.raises(report.ReportError, match=f"{tmp_path / 'out' / 'runs.jsonl'}: no run rec"):
+        report.build_report(None, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 COMMITTED_RESULTS = Path(__file__).resolve().parents[1] / "results"

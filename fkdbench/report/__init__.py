@@ -1,0 +1,228 @@
+"""``fkdbench report``: our measurements beside the papers', as Markdown, CSV, JSON and PNG.
+
+The report is a pure function of its inputs: the run folders (``config.json``,
+``metrics.json``, ``history.csv``, ``export.json``), the tuning studies
+(``<runs>/tune/<study>/``), the bench records (``results/bench.jsonl``) and the papers'
+numbers (:mod:`fkdbench.reference`). It adds no timestamp of its own, sorts everything and
+formats every float with a fixed format, so the same inputs give byte-identical
+``REPORT.md`` and CSVs (the PNGs are written without the Software stamp, and are stable in
+practice but not promised).
+
+Shape (pyperf's habit): records are loaded once into plain values (:class:`RunSummary`,
+bench dicts), each table is a small function from those values to a numeric
+``pandas.DataFrame`` (what the CSVs and JSON hold, and what tests compare with the records),
+and only the Markdown layer turns numbers into text ("not run", bold, units).
+Tables are rendered with ``DataFrame.to_markdown`` (tabulate), never glued by hand.
+
+Where an input is missing (no bench file, an untrained model, a backend that was not timed,
+a paper that prints no number) the cell or section says so; nothing is filled in.
+
+The modules, inputs first:
+
+- ``common``: the words for a missing cell, row orders, labels, units (a leaf);
+  ``cells``: how a number becomes a Markdown cell.
+- ``inputs``: run folders / ``runs.jsonl`` and ``bench.jsonl`` in; ``studies``: the tune
+  studies and the report's snapshot of them; ``paper``: which paper row a model sits beside.
+- One module per section, each with its tables, their Markdown and the section's writer:
+  ``size``, ``accuracy``, ``gains``, ``timing``, ``tuned``, ``figures``, ``environment``.
+- ``markdown``: REPORT.md, the Summary and the ``SECTION_WRITERS`` (heading -> writer);
+  ``json_report``: report.json; ``result``: :class:`ReportResult`; here: :func:`build_report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fkdbench import runs
+from fkdbench.io import write_text_atomic
+from fkdbench.progress import say
+from fkdbench.report.accuracy import accuracy_table, landmark_table
+from fkdbench.report.common import FIGURES_DIR, ReportError
+from fkdbench.report.environment import environment_table
+from fkdbench.report.figures import draw_figures
+from fkdbench.report.gains import gains_table, ratio_table
+from fkdbench.report.inputs import (
+    RUN_RECORDS_FILE,
+    RunSummary,
+    latest_records,
+    load_bench_records,
+    load_runs,
+    read_run_records,
+    write_run_records,
+)
+from fkdbench.report.json_report import render_json
+from fkdbench.report.markdown import SECTIONS, render_markdown
+from fkdbench.report.paper import cited_table, paper_gains_table
+from fkdbench.report.result import ReportResult
+from fkdbench.report.size import size_table
+from fkdbench.report.studies import TuneSummary, load_tune_studies, snapshot_tune_studies
+from fkdbench.report.timing import timing_table
+from fkdbench.report.tuned import tuned_studies_table, tuned_vs_paper_table
+
+__all__ = [
+    "FORMATS",
+    "JSON_FILE",
+    "MARKDOWN_FILE",
+    "SECTIONS",
+    "ReportError",
+    "ReportResult",
+    "build_report",
+    "build_tables",
+]
+
+FORMATS = ("md", "csv", "json")
+MARKDOWN_FILE = "REPORT.md"
+JSON_FILE = "report.json"
+CSV_FLOAT_FORMAT = "%.6g"
+
+
+def build_tables(
+    run_summaries: Sequence[RunSummary],
+    bench_records: Sequence[dict[str, Any]],
+    tune_studies: Sequence[TuneSummary],
+) -> dict[str, pd.DataFrame]:
+    """Every table of the report, by the name of its CSV, in the order they are written."""
+    size = size_table(run_summaries, bench_records)
+    timing = timing_table(bench_records)
+    return {
+        "size": size,
+        "accuracy_rmse": accuracy_table(run_summaries, "test_rmse"),
+        "accuracy_nme": accuracy_table(run_summaries, "test_nme"),
+        "landmark_metrics": landmark_table(run_summaries),
+        "gains": gains_table(run_summaries),
+        "paper_gains": paper_gains_table(),
+        "finetune_ratios": ratio_table(run_summaries),
+        "cited_rmse": cited_table(),
+        "timing": timing,
+        "tuned_studies": tuned_studies_table(tune_studies),
+        "tuned_vs_paper": tuned_vs_paper_table(run_summaries, size, timing),
+        "environment": environment_table(run_summaries, bench_records),
+    }
+
+
+def _load_runs_and_studies(
+    runs_dir: Path | None, out_dir: Path, run_records: Path | None, problems: list[str]
+) -> tuple[list[RunSummary], list[TuneSummary], Path]:
+    """From the run folders (snapshotting the studies into ``out_dir``), or with no
+    ``runs_dir`` from the records under ``out_dir``; also the folder runs are found in."""
+    if runs_dir is None:
+        run_summaries = read_run_records(run_records or out_dir / RUN_RECORDS_FILE)
+        tune_studies = load_tune_studies(
+            out_dir / runs.TUNE_DIR, problems, figures_dir=out_dir / FIGURES_DIR
+        )
+        return run_summaries, tune_studies, out_dir
+    runs_dir = Path(runs_dir)
+    run_summaries = load_runs(runs_dir, problems)
+    tune_studies = snapshot_tune_studies(
+        load_tune_studies(runs_dir / runs.TUNE_DIR, problems), runs_dir / runs.TUNE_DIR, out_dir
+    )
+    return run_summaries, tune_studies, runs_dir
+
+
+def _latest_bench_records(
+    bench_file: Path | None, run_summaries: Sequence[RunSummary], quiet: bool, problems: list[str]
+) -> list[dict[str, Any]]:
+    """The latest measured record per measurement, and a line saying what the report is
+    built from. A target whose latest attempt failed is a problem line; an older good
+    timing of it, if any, is still shown."""
+    all_records = load_bench_records(bench_file)
+    problems.extend(
+        f"bench: {record.get('run_name')} {record.get('backend')} failed: {record['error']}"
+        for record in latest_records(all_records)
+        if record.get("error")
+    )
+    records = latest_records([record for record in all_records if not record.get("error")])
+    say(
+        f"report: {sum(r.trained for r in run_summaries)} trained runs, "
+        f"{len(records)} bench records (latest of {len(all_records)})",
+        quiet,
+    )
+    return records
+
+
+def _write_csvs(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
+    paths = []
+    for name, table in tables.items():
+        path = out_dir / f"{name}.csv"
+        text = table.to_csv(
+            index=table.index.name is not None,
+            float_format=CSV_FLOAT_FORMAT,
+            lineterminator="\n",
+        )
+        write_text_atomic(path, text)
+        paths.append(path)
+    return paths
+
+
+def _write_outputs(result: ReportResult, formats: Sequence[str]) -> None:
+    """The CSVs, REPORT.md and report.json that ``formats`` asks for."""
+    if "csv" in formats:
+        result.csv_files = _write_csvs(result.tables, result.out_dir)
+    if "md" in formats:
+        result.markdown = result.out_dir / MARKDOWN_FILE
+        write_text_atomic(result.markdown, render_markdown(result))
+    if "json" in formats:
+        result.json_file = result.out_dir / JSON_FILE
+        write_text_atomic(result.json_file, render_json(result))
+
+
+def build_report(
+    runs_dir: Path | None,
+    bench_file: Path | None,
+    out_dir: Path,
+    formats: Sequence[str] = FORMATS,
+    quiet: bool = False,
+    run_records: Path | None = None,
+) -> ReportResult:
+    """Read run folders and bench records; write REPORT.md (+ figures), CSVs and JSON.
+
+    ``formats`` picks among ``md`` (REPORT.md and figures/*.png), ``csv`` (one file per
+    table) and ``json`` (report.json: every table and what is missing). Works with runs
+    only, bench records only, or both; whatever is absent is said to be absent.
+
+    From ``runs_dir`` the runs' summaries are also written to ``out_dir/runs.jsonl``, and
+    the tuning studies (``runs_dir/tune/``) copied to ``out_dir/tune/`` with their figures.
+    With ``runs_dir=None`` both are read back from there (the runs from ``run_records``,
+    default that file): the report is rebuilt from records alone, and the one figure that
+    needs the models themselves (predictions) is kept as it is when present.
+    """
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown:
+        raise ReportError(f"unknown report format {unknown[0]!r}; known: {', '.join(FORMATS)}")
+    out_dir = Path(out_dir)
+    problems: list[str] = []
+    run_summaries, tune_studies, runs_dir = _load_runs_and_studies(
+        runs_dir, out_dir, run_records, problems
+    )
+    records = _latest_bench_records(bench_file, run_summaries, quiet, problems)
+    tables = build_tables(run_summaries, records, tune_studies)
+    figures: dict[str, Path] = {}
+    missing: dict[str, str] = {}
+    if "md" in formats:
+        figures, missing, partial = draw_figures(run_summaries, tables, runs_dir, out_dir, quiet)
+        problems.extend(partial)
+    result = ReportResult(
+        out_dir=out_dir,
+        markdown=None,
+        csv_files=[],
+        json_file=None,
+        figures=figures,
+        missing_figures=missing,
+        sections=list(SECTIONS),
+        tables=tables,
+        problems=problems,
+        tune_studies=tune_studies,
+        run_summaries=run_summaries,
+        bench_records=records,
+        bench_file=bench_file,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if run_records is None and any(run.folder is not None for run in run_summaries):
+        write_run_records(run_summaries, out_dir / RUN_RECORDS_FILE)
+    _write_outputs(result, formats)
+    say(f"report: wrote {len(result.paths)} files to {out_dir}", quiet)
+    return result

@@ -1,0 +1,112 @@
+"""What every part of the report shares: the words a cell says when there is no number, the
+order rows are listed in, model labels and units. A leaf: it imports nothing of the report.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from fkdbench.bench.options import BACKENDS
+from fkdbench.data.variants import VARIANTS
+from fkdbench.runs import WEIGHTS_MODES
+
+# Under the report's out dir: the PNGs, the report's own and the tune studies' copies.
+FIGURES_DIR = "figures"
+
+
+class ReportError(ValueError):
+    """The report cannot be built as asked; the message names the input."""
+
+
+# What a cell says when there is no number, and why.
+NOT_RUN = "not run"
+NOT_MEASURED = "not measured"
+NOT_EXPORTED = "not exported"
+NOT_RECORDED = "not recorded"
+NO_PAPER = "\u2014"  # the paper prints no such number
+UNTRAINED_LABEL = "untrained"
+# The accuracy table's last row: predict the training mean for every face.
+MEAN_SHAPE_ROW = "mean shape"
+
+BYTES_PER_MB = 1_000_000  # MB = 10^6 bytes
+# Tables list backends and weights modes in their registries' order (bench.BACKENDS,
+# runs.WEIGHTS_MODES); unknown ones sort after them by name.
+BACKEND_ORDER = BACKENDS
+WEIGHTS_ORDER = WEIGHTS_MODES
+
+
+def model_label(arch: str, weights_mode: str | None) -> str:
+    """``arch`` for scratch weights, ``arch (frozen)`` / ``arch (finetuned)`` otherwise."""
+    return arch if weights_mode in (None, "scratch") else f"{arch} ({weights_mode})"
+
+
+def display_name(arch: str, weights_mode: str | None, trained: bool) -> str:
+    """The model column of the size and timing tables: the label, marked when untrained."""
+    label = model_label(arch, weights_mode)
+    return label if trained else f"{label} ({UNTRAINED_LABEL})"
+
+
+# -- row orders -----------------------------------------------------------------------------
+
+
+def variant_key(variant: str | None) -> tuple[int, str]:
+    """Known variants in VARIANTS order, then unknown ones by name, then None."""
+    if variant is None:
+        return (len(VARIANTS) + 1, "")
+    if variant in VARIANTS:
+        return (VARIANTS.index(variant), variant)
+    return (len(VARIANTS), variant)
+
+
+def weights_key(mode: str | None) -> int:
+    """scratch, frozen, finetuned, then anything else."""
+    return WEIGHTS_ORDER.index(mode) if mode in WEIGHTS_ORDER else len(WEIGHTS_ORDER)
+
+
+def backend_key(backend: str) -> tuple[int, str]:
+    """BACKEND_ORDER first, then unknown backends by name."""
+    order = BACKEND_ORDER.index(backend) if backend in BACKEND_ORDER else len(BACKEND_ORDER)
+    return (order, backend)
+
+
+def run_key(arch: str, variant: str | None, weights_mode: str | None, trained: bool) -> tuple:
+    """Runs by architecture, weights mode, trained before untrained, then variant."""
+    return (arch, weights_key(weights_mode), not trained, variant_key(variant))
+
+
+def label_key(label: str) -> tuple:
+    """Rows ordered by architecture, then weights mode (scratch, frozen, finetuned)."""
+    arch, _, rest = label.partition(" (")
+    return (arch, weights_key(rest.rstrip(")") or "scratch"))
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a float; None for None, NaN and anything that is not a number."""
+    if value is None:
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(result) else result
+
+
+def mb(size: Any) -> float | None:
+    """Bytes as MB (10^6 bytes); None stays None."""
+    return None if size is None else float(size) / BYTES_PER_MB
+
+
+def is_missing(value: Any) -> bool:
+    """None, pandas' NA or a float NaN: a cell with no number."""
+    if value is None or value is pd.NA:
+        return True
+    try:
+        return bool(isinstance(value, float) and math.isnan(value))
+    except TypeError:
+        return False

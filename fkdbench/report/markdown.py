@@ -1,0 +1,130 @@
+"""REPORT.md: its sections in order, each heading beside the function that writes it.
+
+Every section writer takes the :class:`ReportResult` (the tables and the inputs they came
+from) and returns the section's lines after its heading; the writer of a table's section
+lives beside the table (``timing.timing_section`` beside ``timing.timing_table``). Only the
+Summary, which reads every input, is written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fkdbench import reference
+from fkdbench.report.accuracy import accuracy_section
+from fkdbench.report.cells import bench_file_status
+from fkdbench.report.common import NOT_MEASURED, backend_key, variant_key
+from fkdbench.report.environment import environment_section
+from fkdbench.report.figures import figures_section
+from fkdbench.report.gains import gains_section
+from fkdbench.report.inputs import RunSummary
+from fkdbench.report.result import ReportResult
+from fkdbench.report.size import size_section
+from fkdbench.report.timing import timing_section
+from fkdbench.report.tuned import tuned_section
+
+MARKDOWN_TITLE = "# fkdbench report"
+
+
+def _count(amount: int, noun: str) -> str:
+    return f"{amount} {noun}" if amount == 1 else f"{amount} {noun}s"
+
+
+def _distinct(values: Iterable[Any]) -> str:
+    found = sorted({str(value) for value in values if value not in (None, "")})
+    return ", ".join(found) if found else NOT_MEASURED
+
+
+def _runs_line(run_summaries: list[RunSummary]) -> str:
+    trained = [run for run in run_summaries if run.trained]
+    archs = sorted({run.arch for run in trained})
+    variants = sorted({run.variant for run in trained}, key=variant_key)
+    untrained_folders = sum(not run.trained for run in run_summaries)
+    return (
+        f"- Runs: {_count(len(trained), 'trained run')} of "
+        f"{_count(len(archs), 'architecture')} ({', '.join(archs) or 'none'}) on variants "
+        f"{', '.join(variants) or 'none'}; "
+        f"{_count(untrained_folders, 'untrained (timing-only) folder')}."
+    )
+
+
+def _timing_lines(result: ReportResult) -> list[str]:
+    """What was timed and on which machine; without records, the training machine."""
+    records = result.bench_records
+    trained = [run for run in result.run_summaries if run.trained]
+    if not records:
+        status = bench_file_status(result.bench_file)
+        lines = [f"- Timing: no bench records ({status}): {NOT_MEASURED}."]
+        if trained:
+            environments = [run.environment for run in trained]
+            lines.append(
+                f"- Machine (training): {_distinct(e.get('cpu_model') for e in environments)}, "
+                f"{_distinct(e.get('cpu_cores') for e in environments)} cores."
+            )
+        return lines
+    models = sorted({str(r.get("run_name")) for r in records})
+    backends = sorted({str(r.get("backend")) for r in records}, key=backend_key)
+    untrained_records = [r for r in records if not r.get("trained", True)]
+    return [
+        f"- Timing: {_count(len(records), 'bench record')} (the latest per run, backend, "
+        f"batch size and threads) of {_count(len(models), 'model')} "
+        f"({_count(len(untrained_records), 'record')} of untrained models), "
+        f"backends {', '.join(backends)}.",
+        f"- Machine: {_distinct(r.get('cpu_model') for r in records)}, "
+        f"{_distinct(r.get('cpu_cores') for r in records)} cores, "
+        f"threads {_distinct(r.get('threads') for r in records)}.",
+    ]
+
+
+def _data_lines(result: ReportResult) -> list[str]:
+    trained = [run for run in result.run_summaries if run.trained]
+    if trained:
+        return [
+            f"- Data: source {_distinct(run.data_source for run in trained)}, "
+            f"seed {_distinct(run.data_seed for run in trained)}, "
+            f"scheme {_distinct(run.scheme for run in trained)}, "
+            f"{_distinct(run.test_rows for run in trained)} test faces."
+        ]
+    if result.bench_records:
+        return [f"- Data: {_distinct(r.get('data_dir') for r in result.bench_records)}."]
+    return []
+
+
+def summary_section(result: ReportResult) -> list[str]:
+    """The lines of "Summary" after its heading: what went in, and what was skipped."""
+    return [
+        _runs_line(result.run_summaries),
+        *_timing_lines(result),
+        *_data_lines(result),
+        "- Paper numbers: `fkdbench/reference.py`, transcribed from "
+        f"`{reference.MAIN_PAPER}` and `{reference.AE_PAPER}`; \u2014 means the paper prints "
+        "no such number.",
+        *(f"- Skipped: {problem}." for problem in result.problems),
+        "",
+    ]
+
+
+SectionWriter = Callable[[ReportResult], list[str]]
+
+# The ## sections of REPORT.md, in order: heading -> the function that writes the section.
+SECTION_WRITERS: dict[str, SectionWriter] = {
+    "Summary": summary_section,
+    "Parameters and size": size_section,
+    "Accuracy": accuracy_section,
+    "Gains by variant": gains_section,
+    "Inference time": timing_section,
+    "Tuned CNN": tuned_section,
+    "Figures": figures_section,
+    "Environment": environment_section,
+}
+# The headings alone (report.json lists them; tests check REPORT.md against them).
+SECTIONS = tuple(SECTION_WRITERS)
+
+
+def render_markdown(result: ReportResult) -> str:
+    """REPORT.md: the sections of SECTIONS, deterministic for the same inputs."""
+    lines = [MARKDOWN_TITLE, ""]
+    for heading, write_section in SECTION_WRITERS.items():
+        lines += [f"## {heading}", "", *write_section(result)]
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""The "Inference time" section: paper Table 4 beside our bench records, its numbers and its
+text; and the rows that stand for each trained run's speed elsewhere in the report (the
+accuracy-vs-speed figure, the Tuned CNN table).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from fkdbench import reference
+from fkdbench.report.cells import bench_file_status, fmt, fmt_int, markdown_table, printed, text_or
+from fkdbench.report.common import (
+    NO_PAPER,
+    NOT_MEASURED,
+    UNTRAINED_LABEL,
+    display_name,
+    is_missing,
+    number,
+)
+from fkdbench.report.inputs import RunSummary, latest_records
+from fkdbench.report.paper import paper_row_beside
+from fkdbench.report.result import ReportResult
+
+# The backend whose records stand for a trained run's speed.
+SPEED_BACKEND = "onnxruntime"
+
+_TIMING_COLUMNS = [
+    "model",
+    "run_name",
+    "arch",
+    "variant",
+    "weights_mode",
+    "trained",
+    "backend",
+    "batch_size",
+    "threads",
+    "images",
+    "repeats",
+    "seconds_per_100",
+    "seconds_per_100_q1",
+    "seconds_per_100_q3",
+    "seconds_per_100_iqr",
+    "paper_model",
+    "paper_seconds_per_100",
+    "speedup_vs_paper",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "gflops_per_image",
+    "achieved_gflops",
+    "fraction_of_peak",
+    "test_rmse",
+    "paper_citation",
+]
+# Timing column -> the bench record's field, for the numbers copied as they are.
+_RECORD_NUMBERS = {
+    "seconds_per_100_q1": "seconds_per_100_images_q1",
+    "seconds_per_100_q3": "seconds_per_100_images_q3",
+    "seconds_per_100_iqr": "seconds_per_100_images_iqr",
+    "latency_p50_ms": "latency_batch1_p50_ms",
+    "latency_p99_ms": "latency_batch1_p99_ms",
+    "achieved_gflops": "achieved_gflops",
+    "fraction_of_peak": "fraction_of_peak",
+    "test_rmse": "test_rmse",
+}
+
+
+def _timing_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One bench record as a timing row, beside the paper's Table 4 row."""
+    arch = str(record.get("arch"))
+    trained = bool(record.get("trained", True))
+    weights_mode = record.get("weights_mode") or "scratch"
+    paper = paper_row_beside(arch, record.get("variant"), weights_mode, trained, reference.TABLE4)
+    seconds = number(record.get("seconds_per_100_images"))
+    paper_seconds = paper.seconds_per_100 if paper else None
+    flops = number(record.get("flops_per_image"))
+    row = {
+        "model": display_name(arch, weights_mode, trained),
+        "run_name": record.get("run_name"),
+        "arch": arch,
+        "variant": record.get("variant"),
+        "weights_mode": weights_mode,
+        "trained": trained,
+        **{key: record.get(key) for key in ("backend", "batch_size", "threads", "images")},
+        "repeats": record.get("repeats"),
+        "seconds_per_100": seconds,
+        "paper_model": paper.model if paper else None,
+        "paper_seconds_per_100": paper_seconds,
+        "speedup_vs_paper": paper_seconds / seconds
+        if paper_seconds is not None and seconds
+        else None,
+        "gflops_per_image": flops / 1e9 if flops is not None else None,
+        "paper_citation": paper.citation if paper else None,
+    }
+    row.update({ours: number(record.get(theirs)) for ours, theirs in _RECORD_NUMBERS.items()})
+    return row
+
+
+def timing_table(bench_records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Paper Table 4 beside ours: the latest record per run x backend x batch x threads.
+
+    ``speedup_vs_paper`` = the paper's seconds / ours (the paper timed Keras on a Colab CPU,
+    so this compares set-ups, not only models).
+    """
+    rows = [_timing_row(record) for record in latest_records(bench_records)]
+    frame = pd.DataFrame(rows, columns=_TIMING_COLUMNS)
+    for column in ("batch_size", "threads", "images", "repeats"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def speed_rows(timing: pd.DataFrame) -> pd.DataFrame:
+    """The timing rows that stand for trained runs' speed: ONNX Runtime, at the batch size
+    and threads most such records share (so that every model is timed alike)."""
+    rows = timing[(timing["backend"] == SPEED_BACKEND) & timing["trained"].astype(bool)]
+    rows = rows.dropna(subset=["seconds_per_100"])
+    if rows.empty:
+        return rows
+    settings = Counter(zip(rows["batch_size"], rows["threads"], strict=True))
+    chosen = min(settings.items(), key=lambda item: (-item[1], item[0]))[0]
+    return rows[(rows["batch_size"] == chosen[0]) & (rows["threads"] == chosen[1])]
+
+
+def speed_points(
+    run_summaries: Sequence[RunSummary], timing: pd.DataFrame
+) -> list[tuple[str, float, float]]:
+    """(model, seconds per 100 images, test RMSE) per trained run timed on ONNX Runtime,
+    at the batch size and threads most records share; RMSE is that backend's own where the
+    record has it, else the run's."""
+    rows = speed_rows(timing)
+    rmse = {run.run_name: run.test_rmse for run in run_summaries if run.trained}
+    points = []
+    for row in rows.itertuples():
+        value = row.test_rmse if not is_missing(row.test_rmse) else rmse.get(row.run_name)
+        if value is not None and not is_missing(value):
+            points.append((str(row.run_name), float(row.seconds_per_100), float(value)))
+    return sorted(points)
+
+
+def timing_markdown(table: pd.DataFrame) -> str:
+    """The timing table as REPORT.md shows it."""
+    shown = pd.DataFrame(
+        {
+            "model": table["model"],
+            "variant": table["variant"].map(lambda v: text_or(v, UNTRAINED_LABEL)),
+            "backend": table["backend"],
+            "batch": table["batch_size"].map(lambda v: fmt_int(v, NOT_MEASURED)),
+            "threads": table["threads"].map(lambda v: fmt_int(v, NOT_MEASURED)),
+            "s / 100 images (median)": [
+                fmt(row.seconds_per_100, ".4f", NOT_MEASURED) for row in table.itertuples()
+            ],
+            "IQR": table["seconds_per_100_iqr"].map(lambda v: fmt(v, ".4f", NOT_MEASURED)),
+            "paper s / 100": table["paper_seconds_per_100"].map(printed),
+            "speed-up vs paper": table["speedup_vs_paper"].map(
+                lambda v: NO_PAPER if is_missing(v) else f"{v:.1f}x"
+            ),
+            "batch-1 p50 ms": table["latency_p50_ms"].map(lambda v: fmt(v, ".2f", NOT_MEASURED)),
+            "batch-1 p99 ms": table["latency_p99_ms"].map(lambda v: fmt(v, ".2f", NOT_MEASURED)),
+            "GFLOPs / image": table["gflops_per_image"].map(lambda v: fmt(v, ".3f", NOT_MEASURED)),
+            "% of peak": table["fraction_of_peak"].map(
+                lambda v: NOT_MEASURED if is_missing(v) else f"{100 * v:.1f}%"
+            ),
+            "test RMSE (this backend)": [
+                UNTRAINED_LABEL if not row.trained else fmt(row.test_rmse, ".3f", NOT_MEASURED)
+                for row in table.itertuples()
+            ],
+        }
+    )
+    return markdown_table(shown)
+
+
+_TIMING_EXPLAINED = (
+    "Paper Table 4 beside ours: seconds per 100 test images (Equation 1: the whole "
+    "test split in batches, / images x 100), the median of the timed passes and its "
+    "interquartile range; batch-1 latency percentiles; work per image (multiply-add "
+    "= 2 FLOPs) and the fraction of this machine's measured FP32 matmul peak. The "
+    "paper timed Keras on a Colab CPU, and fed MobileNetV2 and NASNetMobile 3-channel "
+    "images (NASNetMobile at 224x224) where ours take the data's gray images: "
+    "speed-up = paper seconds / ours, a comparison of set-ups, not of models alone. "
+    "For INT8, a % of the FP32 peak above 100 is possible: the integer units are "
+    "faster. A transfer architecture not fine-tuned (or untrained) sits beside the "
+    "paper's non-fine-tuned row, an untrained model beside the No-imputation column."
+)
+
+
+def timing_section(result: ReportResult) -> list[str]:
+    """The lines of "Inference time" after its heading."""
+    timing = result.tables["timing"]
+    if timing.empty:
+        return [
+            f"No bench records ({bench_file_status(result.bench_file)}): inference time "
+            f"{NOT_MEASURED}. Run `fkdbench bench` to measure it.",
+            "",
+        ]
+    lines = [_TIMING_EXPLAINED, "", timing_markdown(timing)]
+    if "onnxruntime-int8" not in set(timing["backend"]):
+        lines += ["", f"ONNX Runtime INT8: {NOT_MEASURED} (no records for that backend)."]
+    lines.append("")
+    return lines

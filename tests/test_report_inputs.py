@@ -1,0 +1,134 @@
+"""The report's inputs: run folders and runs.jsonl as RunSummary, bench.jsonl as flat dicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench_factory import make_bench_record, make_error_record
+from report_factory import SPEC_SOURCE, TUNE_RUNS, timed, write_bench_file, write_run
+
+from fkdbench import runs
+from fkdbench.report import build_report
+from fkdbench.report.common import ReportError
+from fkdbench.report.inputs import (
+    RunSummary,
+    latest_records,
+    load_bench_records,
+    load_runs,
+    read_run_records,
+    write_run_records,
+)
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    for arch, variant in TUNE_RUNS:
+        write_run(tmp_path / "runs", arch, variant, SPEC_SOURCE if arch == "cnn-tuned" else None)
+    return tmp_path / "runs"
+
+
+def test_spec_source_round_trips_through_run_records(runs_dir: Path, tmp_path: Path) -> None:
+    summaries = load_runs(runs_dir)
+    tuned = next(run for run in summaries if run.run_name == "cnn-tuned--masked")
+    assert tuned.spec_source == SPEC_SOURCE
+    manual = next(run for run in summaries if run.run_name == "cnn-manual--masked")
+    assert manual.spec_source is None
+    path = write_run_records(summaries, tmp_path / "runs.jsonl")
+    assert read_run_records(path) == summaries
+    # A runs.jsonl written before the field existed still loads.
+    old = [json.loads(line) for line in path.read_text().splitlines()]
+    for record in old:
+        del record["spec_source"]
+    path.write_text("".join(json.dumps(record) + "\n" for record in old))
+    assert {run.spec_source for run in read_run_records(path)} == {None}
+
+
+def test_runs_are_read_from_their_files_in_table_order(runs_dir: Path) -> None:
+    summaries = load_runs(runs_dir)
+    assert [run.run_name for run in summaries] == [
+        "cnn-baseline--masked",
+        "cnn-manual--masked",
+        "cnn-tuned--none",
+        "cnn-tuned--masked",
+    ]
+    for run in summaries:
+        rmse, keras, model_bytes = TUNE_RUNS[(run.arch, run.variant)]
+        assert (run.test_rmse, run.params_keras, run.model_pt_bytes) == (rmse, keras, model_bytes)
+        assert run.trained and run.folder == runs_dir / run.run_name and run.history == ()
+    assert load_runs(runs_dir.parent / "absent") == []
+
+
+def test_a_broken_run_folder_is_skipped_and_named(runs_dir: Path) -> None:
+    broken = runs_dir / "cnn-manual--masked" / runs.METRICS_FILE
+    broken.write_text("{")
+    problems: list[str] = []
+    summaries = load_runs(runs_dir, problems)
+    assert "cnn-manual--masked" not in {run.run_name for run in summaries}
+    assert len(summaries) == 3
+    assert len(problems) == 1 and problems[0].startswith("skipped run folder cnn-manual--masked: ")
+    (runs_dir / "notes").mkdir()  # neither a run nor an untrained folder: not listed
+    assert len(load_runs(runs_dir)) == 3
+
+
+def test_run_records_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no run records"):
+        read_run_records(tmp_path / "runs.jsonl")
+    path = tmp_path / "runs.jsonl"
+    record = {"run_name": "a--none", "arch": "cnn-manual", "variant": "none", "future": 1}
+    path.write_text(json.dumps(record) + "\n\n{not json\n")
+    with pytest.raises(ReportError, match=rf"{path}: line 3: malformed JSON"):
+        read_run_records(path)
+    path.write_text(json.dumps(record) + "\n")
+    assert read_run_records(path) == [RunSummary("a--none", "cnn-manual", "none")]
+
+
+def test_bench_records_are_the_flat_view(tmp_path: Path) -> None:
+    assert load_bench_records(None) == []
+    assert load_bench_records(tmp_path / "absent.jsonl") == []
+    record = timed("cnn-manual--none", "onnxruntime", 0.25, batch_size=8)
+    path = write_bench_file(tmp_path / "bench.jsonl", [record, make_bench_record()])
+    loaded = load_bench_records(path)
+    assert len(loaded) == 2
+    assert loaded[0] == record.flat()
+    assert loaded[0]["seconds_per_100_images"] == 0.25 and loaded[0]["batch_size"] == 8
+
+
+def test_latest_record_per_measurement() -> None:
+    older = {"run_name": "a--none", "backend": "torch", "batch_size": 32, "threads": 1}
+    records = [
+        {**older, "timestamp": "2026-01-02", "seconds": 1},
+        {**older, "timestamp": "2026-01-01", "seconds": 2},  # appended later, but older
+        {**older, "timestamp": "2026-01-02", "seconds": 3},  # same time: the later line
+        {**older, "backend": "onnxruntime", "timestamp": "2026-01-01", "seconds": 4},
+        {**older, "threads": 2, "timestamp": "2026-01-01", "seconds": 5},
+    ]
+    latest = latest_records(records)
+    assert [record["seconds"] for record in latest] == [3, 5, 4]  # torch, then by threads
+
+
+def test_a_failed_bench_target_is_a_problem_and_keeps_its_last_good_timing(
+    tmp_path: Path,
+) -> None:
+    good = timed("cnn-manual--none", "onnxruntime", 0.25)
+    failed = make_error_record(
+        "runs/cnn-manual--none/model.onnx: not a loadable ONNX model",
+        run_name="cnn-manual--none",
+        arch="cnn-manual",
+        variant="none",
+        backend="onnxruntime",
+        threads=good.settings.threads,
+        batch_size=good.settings.batch_size,
+        timestamp="2026-01-02T00:00:00+00:00",
+    )
+    bench_file = write_bench_file(tmp_path / "bench.jsonl", [good, failed])
+    (tmp_path / "runs").mkdir()
+    result = build_report(
+        tmp_path / "runs", bench_file, tmp_path / "out", formats=("json",), quiet=True
+    )
+    assert [record["seconds_per_100_images"] for record in result.bench_records] == [0.25]
+    assert any(
+        "cnn-manual--none onnxruntime failed: runs/cnn-manual--none/model.onnx" in problem
+        for problem in result.problems
+    ), result.problems
