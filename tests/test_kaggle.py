@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import SHARED_REAL_FACES
+from hypothesis import event, example, given, settings
+from hypothesis import strategies as st
 
 from fkdbench.data import kaggle, synthetic
 from fkdbench.data.splits import DataError
@@ -217,3 +220,174 @@ def test_reads_real_faces_sample() -> None:
     labelled = ~np.isnan(table.keypoints[:, :2, 0]).any(axis=1)
     left_x, right_x = table.keypoints[labelled, 0, 0], table.keypoints[labelled, 1, 0]
     assert (left_x > right_x).mean() > 0.99
+
+
+# -- fuzzing: any bytes give a valid table or one DataError line naming the file ----------
+# No example database: the fuzz tests must not write .hypothesis/ into the checkout.
+FUZZ = settings(max_examples=150, deadline=None, database=None)
+FUZZ_SIZE = 2  # 2x2 images, so generated rows can be valid too
+_CELLS = st.one_of(
+    st.sampled_from(["", "0", "1.5", "-0.5", "1.6", "nan", "inf", "1e999", " 3 ", "\x00"]),
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=8),
+)
+_PIXELS = st.lists(st.integers(0, 255), min_size=4, max_size=4).map(
+    lambda values: " ".join(map(str, values))
+)
+_COORDINATE = st.one_of(st.just(""), st.floats(-0.5, FUZZ_SIZE - 0.5).map(repr))
+_DAMAGE = st.one_of(
+    _CELLS, st.lists(st.integers(-3, 300), max_size=6).map(lambda v: " ".join(map(str, v)))
+)
+
+
+def _csv_text(header: list[str], rows: list[list[str]], quoting: int) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n", quoting=quoting)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _sometimes(draw, odds: int = 7) -> bool:
+    """True once in ``odds + 1`` draws."""
+    return draw(st.integers(0, odds)) == 0
+
+
+def _damaged(draw, cells: list[str]) -> list[str]:
+    """``cells``, or a third of the time with one cell damaged or the row cut short."""
+    if _sometimes(draw, 2):
+        cells[draw(st.integers(0, len(cells) - 1))] = draw(_DAMAGE)
+    if _sometimes(draw):
+        cells = cells[: draw(st.integers(0, len(cells)))]
+    return cells
+
+
+def _encoded(draw, text: str) -> bytes:
+    if _sometimes(draw):
+        return draw(st.binary(max_size=300))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-16", "latin-1"]))
+    return text.encode(encoding, "replace")
+
+
+@st.composite
+def _training_files(draw) -> bytes:
+    """Raw bytes, or a training.csv with rows from valid to nonsense."""
+    header = kaggle.training_header()
+    if _sometimes(draw):
+        header = draw(st.permutations(header))[: draw(st.integers(1, len(header)))]
+    rows = []
+    for _ in range(draw(st.integers(1, 4))):
+        coordinates = draw(st.lists(_COORDINATE, min_size=30, max_size=30))
+        rows.append(_damaged(draw, [*coordinates, draw(_PIXELS)]))
+    quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+    return _encoded(draw, _csv_text(header, rows, quoting))
+
+
+@st.composite
+def _test_files(draw) -> bytes:
+    image_id = st.integers(-(2**70), 2**70).map(str)
+    rows = [_damaged(draw, [draw(image_id), draw(_PIXELS)]) for _ in range(draw(st.integers(1, 4)))]
+    return _encoded(draw, _csv_text(["ImageId", "Image"], rows, csv.QUOTE_MINIMAL))
+
+
+def _read_or_one_line_error(read, where: Path):
+    """``read()``'s result, or None after checking its DataError is one line naming
+    ``where``; any other exception fails the test."""
+    try:
+        return read()
+    except DataError as error:
+        message = str(error)
+        assert str(where) in message and "\n" not in message, message
+        return None
+
+
+@FUZZ
+@given(content=_training_files(), skip=st.booleans())
+def test_fuzzed_training_csv(content: bytes, skip: bool) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / kaggle.TRAINING_NAME
+        path.write_bytes(content)
+        table = _read_or_one_line_error(
+            lambda: kaggle.read_training_csv(
+                Path(folder), image_size=FUZZ_SIZE, skip_bad_rows=skip
+            ),
+            path,
+        )
+    event("read" if table is not None else "one-line error")
+    if table is not None:
+        assert table.images.dtype == np.uint8 and table.images.shape[1:] == (2, 2)
+        assert table.keypoints.shape == (len(table.images), 15, 2)
+        labelled = table.keypoints[~np.isnan(table.keypoints)]
+        assert ((labelled >= -0.5) & (labelled <= FUZZ_SIZE - 0.5)).all()
+        assert len(table.row_ids) == len(table.images)
+
+
+@FUZZ
+@given(content=_test_files(), skip=st.booleans())
+@example(content=b"ImageId,Image\n99999999999999999999,1 2 3 4\n", skip=False)  # int64
+def test_fuzzed_test_csv(content: bytes, skip: bool) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / kaggle.TEST_NAME
+        path.write_bytes(content)
+        table = _read_or_one_line_error(
+            lambda: kaggle.read_test_csv(Path(folder), image_size=FUZZ_SIZE, skip_bad_rows=skip),
+            path,
+        )
+    event("read" if table is not None else "one-line error")
+    if table is not None:
+        assert table.images.shape == (len(table.image_ids), 2, 2)
+
+
+def _valid_zip() -> bytes:
+    images = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
+    keypoints = np.full((2, 15, 2), 0.5, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        kaggle.write_training_csv(Path(folder) / "training.csv", images, keypoints)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.write(Path(folder) / "training.csv", "training.csv")
+    return buffer.getvalue()
+
+
+VALID_ZIP = _valid_zip()
+_CENTRAL = VALID_ZIP.find(b"PK\x01\x02")
+_END = VALID_ZIP.find(b"PK\x05\x06")
+# The bytes that decide how a zip is read: flags (encryption), compression method, CRC,
+# sizes and offsets in the local and central headers, the first compressed bytes.
+_ZIP_FIELDS = [6, 8, 14, 18, 22, 26, 28, 30 + len("training.csv"), 31 + len("training.csv")]
+_ZIP_FIELDS += [_CENTRAL + offset for offset in (8, 10, 16, 20, 24, 28, 42)]
+_ZIP_FIELDS += [_END + offset for offset in (8, 10, 12, 16)]
+
+
+@FUZZ
+@given(
+    damage=st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(_ZIP_FIELDS), st.integers(0, len(VALID_ZIP) - 1)),
+            st.integers(0, 255),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    cut=st.one_of(st.just(len(VALID_ZIP)), st.integers(0, len(VALID_ZIP))),
+    as_path=st.booleans(),
+)
+@example(damage=[(6, 1), (_CENTRAL + 8, 1)], cut=len(VALID_ZIP), as_path=False)  # encrypted
+@example(damage=[(8, 99), (_CENTRAL + 10, 99)], cut=len(VALID_ZIP), as_path=True)  # method
+@example(damage=[(42, 255), (43, 255), (44, 255)], cut=len(VALID_ZIP), as_path=False)  # zlib
+def test_fuzzed_training_zip(damage: list[tuple[int, int]], cut: int, as_path: bool) -> None:
+    """A damaged or truncated training.zip, found beside the CSV's name or given itself."""
+    content = bytearray(VALID_ZIP)
+    for offset, value in damage:
+        content[offset] = value
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "training.zip"
+        path.write_bytes(bytes(content[:cut]))
+        table = _read_or_one_line_error(
+            lambda: kaggle.read_training_csv(path if as_path else Path(folder), image_size=2),
+            Path(folder) if not as_path else path,
+        )
+    event("read" if table is not None else "one-line error")
+    if table is not None:
+        assert table.images.shape[1:] == (2, 2)

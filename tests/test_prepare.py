@@ -10,8 +10,14 @@ import pytest
 from conftest import SHARED_REAL_FACES
 
 from fkdbench.data import kaggle
-from fkdbench.data.prepare import PrepareOptions, prepare, split_indices
-from fkdbench.data.schemes import KAGGLE15
+from fkdbench.data.prepare import (
+    SOURCE_READERS,
+    SOURCES,
+    PrepareOptions,
+    prepare,
+    split_indices,
+)
+from fkdbench.data.schemes import KAGGLE15, get_scheme
 from fkdbench.data.splits import SPLITS, DataError, load_split, read_manifest
 
 
@@ -111,6 +117,39 @@ def test_failure_leaves_previous_data_untouched(tmp_path: Path) -> None:
 def test_preview_is_written(tmp_path: Path) -> None:
     result = prepare(_small(tmp_path, preview=tmp_path / "preview.png"))
     assert result.preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sources_come_from_one_table() -> None:
+    assert SOURCES == tuple(SOURCE_READERS) == ("synthetic", "kaggle", "wflw", "300w", "csv")
+    for name, reader in SOURCE_READERS.items():
+        assert reader.scheme is None or get_scheme(reader.scheme).name == reader.scheme
+        assert reader.draws_faces == (reader.path_help == ""), name  # the rest read --path
+    with pytest.raises(ValueError, match="unknown source 'nope'; known: synthetic, kaggle, "):
+        prepare(PrepareOptions(source="nope"))
+
+
+def test_identity_holds_what_the_source_uses() -> None:
+    """The manifest's ``options``: sizes only for drawn faces, crop options only for
+    cropped sources, the scheme only when it is not Kaggle's (so old manifests keep
+    their bytes)."""
+    drawn = PrepareOptions(margin=0.4).identity()
+    assert drawn["n_train"] == 7049 and "margin" not in drawn and "scheme" not in drawn
+    read = PrepareOptions(source="kaggle", path=Path("k")).identity()
+    assert "n_train" not in read and "images" not in read and read["path"] == "k"
+    cropped = PrepareOptions(source="wflw", path=Path("w"), images=Path("i"), margin=0.3)
+    assert cropped.identity()["margin"] == 0.3 and cropped.identity()["images"] == "i"
+    assert cropped.identity()["scheme"] == "wflw98" == cropped.scheme_name
+    assert PrepareOptions(source="300w", scheme="kaggle15").scheme_name == "ibug68"
+    assert PrepareOptions(source="csv", scheme="ibug68").scheme_name == "ibug68"
+
+
+def test_options_a_source_needs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--source kaggle needs --path"):
+        prepare(PrepareOptions(source="kaggle", data_root=tmp_path))
+    with pytest.raises(ValueError, match="--source csv needs --images"):
+        prepare(PrepareOptions(source="csv", path=tmp_path, data_root=tmp_path))
+    with pytest.raises(ValueError, match="--n-train must be at least 10"):
+        prepare(PrepareOptions(n_train=5, data_root=tmp_path))
 
 
 @pytest.mark.realdata

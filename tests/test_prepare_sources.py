@@ -1,18 +1,26 @@
-"""``prepare`` from WFLW, 300-W and landmark-CSV sources, and synthetic dense schemes."""
+"""``prepare`` from WFLW, 300-W and landmark-CSV sources, synthetic dense schemes, and the
+landmark readers under fuzzed input."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import event, example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
 from fkdbench.cli import app
+from fkdbench.data.landmarks import read_landmark_csv, read_pts, read_pts_folder, read_wflw
+from fkdbench.data.prepare import PrepareOptions, prepare
 from fkdbench.data.schemes import get_scheme
-from fkdbench.data.splits import load_split
+from fkdbench.data.splits import DataError, load_split
 
 runner = CliRunner()
 FACES = 14
@@ -112,8 +120,12 @@ def test_source_errors_are_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.exit_code == 1 and "bad.csv: line 1:" in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+    # An unknown scheme: a usage error at the command line (its choices come from the
+    # registry), a one-line ValueError from the library.
     unknown = _prepare(tmp_path, "--scheme", "nope")
-    assert unknown.exit_code == 1 and "unknown keypoint scheme 'nope'" in unknown.output
+    assert unknown.exit_code == 2 and "nope" in unknown.output and "kaggle15" in unknown.output
+    with pytest.raises(ValueError, match="unknown keypoint scheme 'nope'"):
+        prepare(PrepareOptions(scheme="nope", data_root=tmp_path))
 
 
 @pytest.mark.parametrize("scheme", ["ibug68", "wflw98"])
@@ -126,3 +138,188 @@ def test_synthetic_dense_schemes(tmp_path: Path, scheme: str) -> None:
     train = load_split(tmp_path / "data" / scheme, "train")
     assert train.keypoints.shape[1] == get_scheme(scheme).num_keypoints
     assert not np.isnan(train.keypoints).any()  # dense schemes label every point
+
+
+# -- fuzzing the landmark readers: a valid set or one DataError line naming the file ------
+# No example database: the fuzz tests must not write .hypothesis/ into the checkout.
+FUZZ = settings(max_examples=120, deadline=None, database=None)
+_INSIDE = st.floats(0, 47).map(lambda value: f"{value:.2f}")  # on the 48x40 image
+# Finite, so a reader must take them: far off the image, huge, subnormal.
+_FAR = st.one_of(
+    st.sampled_from(["1e308", "-1e308", "5e-324", "1e6", "-3e4", "2e9", "47.0000001"]),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+SPOTS = [("10", "10"), ("10", "10.0000001"), ("10", "10.01"), ("0", "5e-324")]
+_JUNK = st.one_of(
+    st.sampled_from(["", "nan", "-inf", "1_0", "0x10", "\u0661", "1e999", "--1"]),
+    st.text(max_size=6),
+)
+
+
+def _usual(draw, usual, *others):
+    """``usual`` seven times out of eight, else one of ``others``."""
+    return draw(st.sampled_from(others)) if draw(st.integers(0, 7)) == 0 else usual
+
+
+@st.composite
+def _numbers(draw, count: int) -> list[str]:
+    """``count`` coordinate texts: mostly all on the image, else a few far off it, all
+    at one spot, or one junk."""
+    cells = draw(st.lists(_INSIDE, min_size=count, max_size=count))
+    kind = draw(st.sampled_from(["inside"] * 4 + ["far"] * 2 + ["spot", "junk"]))
+    if kind == "far":
+        for _ in range(draw(st.integers(1, 3))):
+            cells[draw(st.integers(0, count - 1))] = draw(_FAR)
+    elif kind == "spot":  # every point at one spot, or within a hair of it
+        spot, first = draw(st.sampled_from(SPOTS))
+        cells = [first] + [spot] * (count - 1)
+    elif kind == "junk":
+        cells[draw(st.integers(0, count - 1))] = draw(_JUNK)
+    return cells
+
+
+def _image_bytes() -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 48), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+IMAGE = _image_bytes()
+_DAMAGED_IMAGES = st.one_of(
+    st.binary(max_size=40),
+    st.integers(0, len(IMAGE) - 1).map(lambda cut: IMAGE[:cut]),  # truncated
+    st.tuples(st.integers(0, len(IMAGE) - 1), st.integers(0, 255)).map(  # one byte damaged
+        lambda damage: IMAGE[: damage[0]] + bytes([damage[1]]) + IMAGE[damage[0] + 1 :]
+    ),
+)
+# Seven times out of eight the image that the records name, else a damaged one or a name
+# that is not there.
+_IMAGES = st.integers(0, 7).flatmap(lambda n: _DAMAGED_IMAGES if n == 0 else st.just(IMAGE))
+_NAMES = st.integers(0, 7).flatmap(lambda n: st.text(max_size=6) if n == 0 else st.just("a.png"))
+
+
+def _encoded(draw, text: str) -> bytes:
+    if draw(st.integers(0, 7)) == 0:
+        return draw(st.binary(max_size=200))
+    encoding = _usual(draw, "utf-8", "utf-16", "latin-1")
+    return text.encode(encoding, "replace")
+
+
+def _read_or_one_line_error(read, where: Path):
+    """``read()``'s result, or None after checking its error is one DataError line
+    naming ``where``; any other exception fails the test."""
+    try:
+        return read()
+    except DataError as error:
+        message = str(error)
+        assert str(where) in message and "\n" not in message, message
+        return None
+
+
+def _check_set(faces, size: int, points: int) -> None:
+    assert faces.images.dtype == np.uint8 and faces.images.shape[1:] == (size, size)
+    assert faces.keypoints.shape == (len(faces.images), points, 2)
+    present = faces.keypoints[~np.isnan(faces.keypoints)]
+    assert ((present >= -0.5 - 1e-3) & (present <= size - 0.5 + 1e-3)).all()
+
+
+@st.composite
+def _landmark_csv(draw) -> bytes:
+    rows = []
+    for _ in range(draw(st.integers(1, 3))):
+        name = draw(_NAMES)
+        cells = draw(_numbers(_usual(draw, 30, 29, 31)))
+        rows.append([name, *cells])
+    if draw(st.booleans()):
+        rows.insert(0, ["image", *(f"p{i}" for i in range(30))])
+    out = io.StringIO()
+    csv.writer(out, lineterminator=draw(st.sampled_from(["\n", "\r\n", "\r"]))).writerows(rows)
+    return _encoded(draw, out.getvalue())
+
+
+def _csv_row(*cells: str) -> bytes:
+    return ",".join(["a.png", *cells]).encode() + b"\n"
+
+
+@FUZZ
+@given(content=_landmark_csv(), image=_IMAGES, skip=st.booleans())
+# A coordinate past the image would crop a box larger than memory; a sub-pixel box
+# gave an infinite scale.
+@example(content=_csv_row(*["10"] * 29, "1e308"), image=IMAGE, skip=False)
+@example(content=_csv_row("5e-324", *["0"] * 29), image=IMAGE, skip=True)
+def test_fuzzed_landmark_csv(content: bytes, image: bytes, skip: bool) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path, images = Path(folder) / "landmarks.csv", Path(folder)
+        path.write_bytes(content)
+        (images / "a.png").write_bytes(image)
+        faces = _read_or_one_line_error(
+            lambda: read_landmark_csv(path, images, "kaggle15", size=16, skip_bad_rows=skip),
+            path,
+        )
+    event("read" if faces is not None else "one-line error")
+    if faces is not None:
+        _check_set(faces, 16, 15)
+
+
+@st.composite
+def _pts_text(draw) -> bytes:
+    count = _usual(draw, 68, 67, 0, 2)
+    lines = [_usual(draw, "version: 1", "version 1", "")]
+    lines.append(_usual(draw, f"n_points: {count}", "n_points: 68", "n_points: x", ""))
+    lines.append(_usual(draw, "{", "", "{ 1"))
+    numbers = draw(_numbers(2 * count)) if count else []
+    lines += [f"{x} {y}" for x, y in zip(numbers[::2], numbers[1::2], strict=True)]
+    lines.append(_usual(draw, "}", "", "} extra"))
+    lines.append(_usual(draw, "", "x", "} 1"))  # what follows the points
+    return _encoded(draw, "\n".join(lines))
+
+
+@FUZZ
+@given(content=_pts_text(), image=_IMAGES, skip=st.booleans())
+def test_fuzzed_pts(content: bytes, image: bytes, skip: bool) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "face.pts"
+        path.write_bytes(content)
+        points = _read_or_one_line_error(lambda: read_pts(path), path)
+        if points is not None:
+            assert points.shape == (68, 2) and np.isfinite(points).all()
+        (Path(folder) / "face.png").write_bytes(image)
+        faces = _read_or_one_line_error(
+            lambda: read_pts_folder(Path(folder), size=16, skip_bad_rows=skip), Path(folder)
+        )
+    event("read" if faces is not None else "one-line error")
+    if faces is not None:
+        _check_set(faces, 16, 68)
+
+
+@st.composite
+def _wflw_list(draw) -> bytes:
+    lines = []
+    for _ in range(draw(st.integers(1, 2))):
+        numbers = [number.replace(" ", "") or "0" for number in draw(_numbers(200))]
+        flags = draw(st.lists(st.sampled_from(["0", "1"]), min_size=6, max_size=6))
+        flags[draw(st.integers(0, 5))] = _usual(draw, "1", "2", "x", "")
+        name = draw(_NAMES)
+        fields = [*numbers, *flags, name]
+        if draw(st.integers(0, 7)) == 0:  # a field too few
+            del fields[draw(st.integers(0, len(fields) - 1))]
+        lines.append(" ".join(fields))
+    return _encoded(draw, "\n".join(lines))
+
+
+@FUZZ
+@given(content=_wflw_list(), image=_IMAGES, skip=st.booleans(), face_box=st.booleans())
+def test_fuzzed_wflw_list(content: bytes, image: bytes, skip: bool, face_box: bool) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path, images = Path(folder) / "list_98pt_rect_attr_train.txt", Path(folder)
+        path.write_bytes(content)
+        (images / "a.png").write_bytes(image)
+        faces = _read_or_one_line_error(
+            lambda: read_wflw(path, images, size=16, skip_bad_rows=skip, use_face_box=face_box),
+            path,
+        )
+    event("read" if faces is not None else "one-line error")
+    if faces is not None:
+        _check_set(faces, 16, 98)
+        assert faces.attributes.shape == (len(faces.images), 6)

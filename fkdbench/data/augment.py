@@ -94,6 +94,84 @@ def _pixels_to_normalised(height: int, width: int) -> Tensor:
     )
 
 
+def _check_shapes(images: Tensor, keypoints: Tensor, mask: Tensor) -> None:
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must be (N, 1, H, W), got {tuple(images.shape)}")
+    count = images.shape[0]
+    if (
+        keypoints.shape[0] != count
+        or keypoints.shape[2:] != (2,)
+        or mask.shape != keypoints.shape[:2]
+    ):
+        raise ValueError(
+            f"keypoints (N, K, 2) and mask (N, K) must match {count} images, got "
+            f"{tuple(keypoints.shape)} and {tuple(mask.shape)}"
+        )
+
+
+def _warp_images(images: Tensor, forward: Tensor) -> Tensor:
+    """Resample every image through its forward matrix (N, 3, 3), bilinearly."""
+    count, _, height, width = images.shape
+    # affine_grid wants, per output pixel, the input location: the inverse map,
+    # conjugated into normalised coordinates.
+    to_normalised = _pixels_to_normalised(height, width).to(images.device)
+    theta = to_normalised @ torch.linalg.inv(forward) @ torch.linalg.inv(to_normalised)
+    grid = F.affine_grid(
+        theta[:, :2, :].to(images.dtype), [count, 1, height, width], align_corners=True
+    )
+    # "border" repeats the edge pixels, which looks more like a face crop than black bars.
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _move_keypoints(
+    keypoints: Tensor,
+    mask: Tensor,
+    forward: Tensor,
+    flip: Tensor,
+    flip_permutation: Tensor,
+    height: int,
+    width: int,
+) -> tuple[Tensor, Tensor]:
+    """Keypoints and mask after the forward maps and mirrors; points carried off the
+    image become unlabelled."""
+    device = forward.device
+    # The same forward map as the pixels, in float64 so the round trip adds no error.
+    points = keypoints.to(torch.float64)
+    moved = points @ forward[:, :2, :2].transpose(1, 2) + forward[:, None, :2, 2]
+
+    # Mirrored samples take their labels from the mirrored partner: left follows the subject.
+    identity = torch.arange(keypoints.shape[1], device=device)
+    permutation = torch.as_tensor(flip_permutation, device=device, dtype=torch.long)
+    source = torch.where(flip[:, None], permutation[None, :], identity[None, :])
+    moved = torch.gather(moved, 1, source[:, :, None].expand(-1, -1, 2))
+    out_mask = torch.gather(mask.to(torch.bool), 1, source)
+
+    # Inside the image means on the area the pixels cover: [-0.5, W - 0.5] x [-0.5, H - 0.5].
+    inside = (
+        (moved[..., 0] >= -0.5)
+        & (moved[..., 0] <= width - 0.5)
+        & (moved[..., 1] >= -0.5)
+        & (moved[..., 1] <= height - 0.5)
+    )
+    out_mask = out_mask & inside
+    return torch.where(out_mask[..., None], moved, 0.0).to(keypoints.dtype), out_mask
+
+
+def _photometric(images: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:
+    """Contrast about each image's mean, then brightness, then noise; clamped to [0, 1]."""
+    count, device, dtype = images.shape[0], images.device, images.dtype
+    contrast = _uniform(count, config.contrast_range[0], config.contrast_range[1], generator)
+    brightness = _uniform(count, -config.brightness, config.brightness, generator)
+    contrast = contrast.to(device=device, dtype=dtype)[:, None, None, None]
+    brightness = brightness.to(device=device, dtype=dtype)[:, None, None, None]
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    images = (images - mean) * contrast + mean + brightness
+    if config.noise_std > 0:
+        noise = torch.randn(images.shape, generator=generator, device=generator.device, dtype=dtype)
+        images = images + config.noise_std * noise.to(device)
+    return images.clamp_(0.0, 1.0)
+
+
 def augment_batch(
     images: Tensor,
     keypoints: Tensor,
@@ -118,68 +196,14 @@ def augment_batch(
         images float (N, 1, H, W) in [0, 1]; keypoints (N, K, 2) with 0 where unlabelled;
         mask bool (N, K), False also for keypoints moved outside the image.
     """
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"images must be (N, 1, H, W), got {tuple(images.shape)}")
+    _check_shapes(images, keypoints, mask)
     count, _, height, width = images.shape
-    if (
-        keypoints.shape[0] != count
-        or keypoints.shape[2:] != (2,)
-        or mask.shape != keypoints.shape[:2]
-    ):
-        raise ValueError(
-            f"keypoints (N, K, 2) and mask (N, K) must match {count} images, got "
-            f"{tuple(keypoints.shape)} and {tuple(mask.shape)}"
-        )
-    device = images.device
-    num_keypoints = keypoints.shape[1]
-
+    # The geometry is drawn before the photometric changes: the order of the draws is
+    # part of what a seed gives.
     forward, flip = _forward_matrices(count, height, width, config, generator)
-    forward, flip = forward.to(device), flip.to(device)
-
-    # Image: affine_grid wants, per output pixel, the input location: the inverse map,
-    # conjugated into normalised coordinates.
-    to_normalised = _pixels_to_normalised(height, width).to(device)
-    theta = to_normalised @ torch.linalg.inv(forward) @ torch.linalg.inv(to_normalised)
-    grid = F.affine_grid(
-        theta[:, :2, :].to(images.dtype), [count, 1, height, width], align_corners=True
+    forward, flip = forward.to(images.device), flip.to(images.device)
+    out_images = _warp_images(images, forward)
+    out_keypoints, out_mask = _move_keypoints(
+        keypoints, mask, forward, flip, flip_permutation, height, width
     )
-    # "border" repeats the edge pixels, which looks more like a face crop than black bars.
-    out_images = F.grid_sample(
-        images, grid, mode="bilinear", padding_mode="border", align_corners=True
-    )
-
-    # Keypoints: the same forward map, in float64 so the round trip adds no error.
-    points = keypoints.to(torch.float64)
-    moved = points @ forward[:, :2, :2].transpose(1, 2) + forward[:, None, :2, 2]
-
-    # Mirrored samples take their labels from the mirrored partner: left follows the subject.
-    identity = torch.arange(num_keypoints, device=device)
-    permutation = torch.as_tensor(flip_permutation, device=device, dtype=torch.long)
-    source = torch.where(flip[:, None], permutation[None, :], identity[None, :])
-    moved = torch.gather(moved, 1, source[:, :, None].expand(-1, -1, 2))
-    out_mask = torch.gather(mask.to(torch.bool), 1, source)
-
-    # Inside the image means on the area the pixels cover: [-0.5, W - 0.5] x [-0.5, H - 0.5].
-    inside = (
-        (moved[..., 0] >= -0.5)
-        & (moved[..., 0] <= width - 0.5)
-        & (moved[..., 1] >= -0.5)
-        & (moved[..., 1] <= height - 0.5)
-    )
-    out_mask = out_mask & inside
-    out_keypoints = torch.where(out_mask[..., None], moved, 0.0).to(keypoints.dtype)
-
-    # Photometric: contrast about each image's mean, then brightness, then noise.
-    contrast = _uniform(count, config.contrast_range[0], config.contrast_range[1], generator)
-    brightness = _uniform(count, -config.brightness, config.brightness, generator)
-    contrast = contrast.to(device=device, dtype=images.dtype)[:, None, None, None]
-    brightness = brightness.to(device=device, dtype=images.dtype)[:, None, None, None]
-    mean = out_images.mean(dim=(1, 2, 3), keepdim=True)
-    out_images = (out_images - mean) * contrast + mean + brightness
-    if config.noise_std > 0:
-        noise = torch.randn(
-            out_images.shape, generator=generator, device=generator.device, dtype=images.dtype
-        )
-        out_images = out_images + config.noise_std * noise.to(device)
-    out_images = out_images.clamp_(0.0, 1.0)
-    return out_images, out_keypoints, out_mask
+    return _photometric(out_images, config, generator), out_keypoints, out_mask

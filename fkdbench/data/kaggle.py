@@ -18,6 +18,7 @@ import csv
 import io
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,10 +169,39 @@ def _parse_coordinate(text: str, column: str, image_size: int) -> float:
     return value
 
 
+def _parse_image_id(text: str) -> int:
+    try:
+        image_id = int(text)
+    except ValueError:
+        raise ValueError(f"ImageId is not an integer: {text[:20]!r}") from None
+    if not -(2**63) <= image_id < 2**63:  # it is stored as int64
+        raise ValueError(f"ImageId is out of range: {text[:20]!r}")
+    return image_id
+
+
 @dataclass
 class _CsvSource:
     name: str  # for messages: "training.zip:training.csv" or a path
     text: io.TextIOBase
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())
+
+
+# What reading a damaged file or archive raises: the csv module's errors, undecodable
+# text, and zipfile's and zlib's errors (a bad header, CRC or compressed stream, an
+# encrypted member or an unknown compression method).
+_UNREADABLE = (
+    csv.Error,
+    UnicodeDecodeError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    RuntimeError,
+)
 
 
 def _open_member(folder_or_zip: Path, member: str) -> _CsvSource | None:
@@ -179,31 +209,37 @@ def _open_member(folder_or_zip: Path, member: str) -> _CsvSource | None:
     the path itself; None when absent."""
     path = Path(folder_or_zip)
     if path.is_file() and zipfile.is_zipfile(path):
-        archives = [path]
+        archive_path = path
     else:
         plain = path / member
         if plain.is_file():
             return _CsvSource(str(plain), open(plain, newline=""))
-        archives = [
-            candidate for candidate in (path / (Path(member).stem + ".zip"),) if candidate.is_file()
-        ]
-    for archive_path in archives:
-        try:
-            archive = zipfile.ZipFile(archive_path)
-        except zipfile.BadZipFile:
-            raise DataError(f"{archive_path}: not a readable zip file") from None
-        names = {Path(name).name: name for name in archive.namelist()}
-        if member in names:
-            stream = io.TextIOWrapper(archive.open(names[member]), newline="")
-            return _CsvSource(f"{archive_path}:{member}", stream)
-        nested = Path(member).stem + ".zip"
-        if nested in names:  # the competition's all-in-one zip holds training.zip etc.
-            inner = zipfile.ZipFile(io.BytesIO(archive.read(names[nested])))
-            inner_names = {Path(name).name: name for name in inner.namelist()}
-            if member in inner_names:
-                stream = io.TextIOWrapper(inner.open(inner_names[member]), newline="")
-                return _CsvSource(f"{archive_path}:{nested}:{member}", stream)
-    return None
+        archive_path = path / (Path(member).stem + ".zip")
+        if not archive_path.is_file():
+            return None
+    try:
+        return _member_of(archive_path, member)
+    except _UNREADABLE:
+        raise DataError(f"{archive_path}: not a readable zip file") from None
+
+
+def _member_of(archive_path: Path, member: str) -> _CsvSource | None:
+    """``member`` inside the zip, or inside the zip of the same stem inside it (the
+    competition's all-in-one zip holds training.zip etc.); None when absent."""
+    archive = zipfile.ZipFile(archive_path)
+    names = {Path(name).name: name for name in archive.namelist()}
+    if member in names:
+        stream = io.TextIOWrapper(archive.open(names[member]), newline="")
+        return _CsvSource(f"{archive_path}:{member}", stream)
+    nested = Path(member).stem + ".zip"
+    if nested not in names:
+        return None
+    inner = zipfile.ZipFile(io.BytesIO(archive.read(names[nested])))
+    inner_names = {Path(name).name: name for name in inner.namelist()}
+    if member not in inner_names:
+        return None
+    stream = io.TextIOWrapper(inner.open(inner_names[member]), newline="")
+    return _CsvSource(f"{archive_path}:{nested}:{member}", stream)
 
 
 def _rows(source: _CsvSource, required: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -213,8 +249,8 @@ def _rows(source: _CsvSource, required: list[str]) -> Iterator[tuple[int, dict[s
         header = next(reader)
     except StopIteration:
         raise DataError(f"{source.name}: the file is empty (no header)") from None
-    except (csv.Error, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"{source.name}: line 1: unreadable ({error})") from None
+    except _UNREADABLE as error:
+        raise DataError(f"{source.name}: line 1: unreadable ({_one_line(error)})") from None
     missing = [column for column in required if column not in header]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -225,8 +261,9 @@ def _rows(source: _CsvSource, required: list[str]) -> Iterator[tuple[int, dict[s
             cells = next(reader)
         except StopIteration:
             return
-        except (csv.Error, UnicodeDecodeError, zipfile.BadZipFile, EOFError) as error:
-            raise DataError(f"{source.name}: line {line + 1}: unreadable ({error})") from None
+        except _UNREADABLE as error:
+            reason = _one_line(error)
+            raise DataError(f"{source.name}: line {line + 1}: unreadable ({reason})") from None
         line = reader.line_num
         if not cells:
             continue
@@ -304,7 +341,7 @@ def read_test_csv(
                 _handle_bad(source, line, row["__error__"], skip_bad_rows, skipped)
                 continue
             try:
-                image_id = int(row["ImageId"])
+                image_id = _parse_image_id(row["ImageId"])
                 image = _parse_image(row["Image"], image_size)
             except ValueError as error:
                 _handle_bad(source, line, str(error), skip_bad_rows, skipped)

@@ -27,7 +27,9 @@ Crop policy
    reported in :attr:`LandmarkSet.outside_image`. A keypoint outside the *crop* cannot
    happen by construction; the readers check it and fail loudly if it ever does.
 5. A record whose landmarks span no area (no point, one point, or all equal) cannot
-   define a box: it is a bad record.
+   define a box: it is a bad record. So is one whose box is under a pixel, or over
+   :data:`MAX_CROP_FACTOR` times the image's larger side (a coordinate far off the
+   image: cutting such a box would fill memory with zeros).
 
 The crop box is stored per sample as ``(x0, y0, side, scale)`` (float64): the box
 covers ``x0 <= x <= x0 + side`` and ``y0 <= y <= y0 + side`` in original keypoint
@@ -82,6 +84,8 @@ WFLW_FIELDS = 2 * WFLW_POINTS + 4 + len(ATTRIBUTE_NAMES) + 1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 DEFAULT_SIZE = 96
 DEFAULT_MARGIN = 0.25
+# The largest crop side, in multiples of the image's larger side (see the crop policy).
+MAX_CROP_FACTOR = 4
 
 
 class LandmarkError(DataError):
@@ -174,10 +178,13 @@ def crop_box(
         high = np.array(face_box[2:], dtype=np.float64)
         if not np.all(high > low):
             raise ValueError(f"face box {tuple(float(v) for v in face_box)} is empty")
-    centre = (low + high) / 2
-    side = float((high - low).max()) * (1 + 2 * margin)
-    if face_box is not None:  # grow (never shift) so every landmark lies in the crop
-        side = max(side, 2 * float(np.abs(present - centre).max()))
+    # Coordinates near float's limits overflow to inf here: the readers reject such a box
+    # by its size (see _check_crop_side), so numpy need not warn.
+    with np.errstate(over="ignore", invalid="ignore"):
+        centre = (low + high) / 2
+        side = float((high - low).max()) * (1 + 2 * margin)
+        if face_box is not None:  # grow (never shift) so every landmark lies in the crop
+            side = max(side, 2 * float(np.abs(present - centre).max()))
     if not side > 0:
         raise ValueError("the landmarks span no area (one point, or all points equal)")
     x0, y0 = centre - side / 2
@@ -263,6 +270,17 @@ class _Sample:
     outside: tuple[int, ...]
 
 
+def _check_crop_side(side: float, image: Image.Image) -> None:
+    largest = MAX_CROP_FACTOR * max(image.width, image.height)
+    if side < 1.0:
+        raise _RecordError(f"the landmarks span less than a pixel (crop side {side:.3g})")
+    if not side <= largest:  # also inf and NaN
+        raise _RecordError(
+            f"the crop box ({side:.3g} px) is over {MAX_CROP_FACTOR}x the "
+            f"{image.width}x{image.height} image: a coordinate far outside it?"
+        )
+
+
 def _make_sample(
     image: Image.Image,
     points: np.ndarray,
@@ -274,6 +292,7 @@ def _make_sample(
         crop = crop_box(points, size, margin, face_box)
     except ValueError as error:
         raise _RecordError(str(error)) from None
+    _check_crop_side(float(crop[2]), image)
     keypoints = to_crop(points, crop)
     present = keypoints[~np.isnan(keypoints).any(axis=1)]
     slack = 1e-6 * size

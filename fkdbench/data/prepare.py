@@ -12,18 +12,27 @@ processed splits of synthetic and real data come out of one code path. Output:
 
 Everything is written into a temporary folder that replaces ``data/<name>`` only when
 complete: an error or Ctrl-C leaves what was there before untouched.
+
+Each source is one :class:`SourceReader` row of :data:`SOURCE_READERS`: the options it
+needs, the scheme its labels are in, how its faces are read and which files they came
+from. Adding a source is adding a row (and, for a new file format, a reader in
+:mod:`fkdbench.data.landmarks` or :mod:`fkdbench.data.kaggle`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from rich.progress import Progress
 
-from fkdbench.data import kaggle, synthetic
+from fkdbench.data import kaggle, landmarks, synthetic
+from fkdbench.data.preview import draw_preview
 from fkdbench.data.schemes import KAGGLE15, KeypointScheme, get_scheme
 from fkdbench.data.splits import (
     DATA_FORMAT_VERSION,
@@ -35,18 +44,19 @@ from fkdbench.data.splits import (
     save_split,
     split_path,
 )
+from fkdbench.data.synthetic_dense import DENSE_LAYOUTS
+from fkdbench.data.synthetic_geometry import PoseRanges
 from fkdbench.io import atomic_directory, sha256_file, write_json_atomic
 from fkdbench.metrics import mean_shape_rmse
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import environment_record
 
-SOURCES = ("synthetic", "kaggle", "wflw", "300w", "csv")
 CROP_POLICY = (
     "square box centred on the landmarks' bounding box, side = max(width, height) x "
     "(1 + 2 margin), zeros outside the image, resized to --size (fkdbench.data.landmarks)"
 )
-# The scheme each real source is labelled in (csv: whatever --scheme names).
-SOURCE_SCHEMES = {"kaggle": "kaggle15", "wflw": "wflw98", "300w": "ibug68"}
+# What the manifest names as the maker of synthetic faces.
+GENERATOR = "fkdbench.data.synthetic"
 # Kaggle's sizes: 7049 labelled training images, 1783 unlabelled test images.
 KAGGLE_LABELLED_ROWS = 7049
 KAGGLE_UNLABELLED_ROWS = 1783
@@ -56,10 +66,8 @@ KAGGLE_UNLABELLED_ROWS = 1783
 class PrepareOptions:
     """What to prepare; every field is a ``fkdbench prepare`` option."""
 
-    # "synthetic" draws faces; "kaggle" reads the competition files from ``path``;
-    # "wflw" an annotation list (``path``) and its image folder (``images``); "300w" a
-    # folder of images with .pts files (``path``); "csv" a landmark CSV (``path``) whose
-    # image names are relative to ``images``.
+    # One of SOURCES: "synthetic" draws faces; the others read ``path`` (and ``images``),
+    # see SOURCE_READERS.
     source: str = "synthetic"
     # The source file or folder (see ``source``).
     path: Path | None = None
@@ -116,20 +124,23 @@ class PrepareOptions:
         )
         record = {key: getattr(self, key) for key in keys}
         record["path"] = str(self.path) if self.path else None
+        reader = source_reader(self.source)
         # Only where they matter, so that existing kaggle15 manifests stay byte-identical.
         if self.scheme_name != "kaggle15":
             record["scheme"] = self.scheme_name
-        if self.source in ("wflw", "300w", "csv"):
+        if reader.crops:
             record["images"] = str(self.images) if self.images else None
             record["margin"] = self.margin
-        if self.source != "synthetic":
+        if not reader.draws_faces:
             record.pop("n_train")
             record.pop("n_test")
         return record
 
     @property
     def scheme_name(self) -> str:
-        return SOURCE_SCHEMES.get(self.source, self.scheme)
+        """The scheme of the labels: fixed by the source, else ``scheme``."""
+        reader = SOURCE_READERS.get(self.source)
+        return reader.scheme if reader is not None and reader.scheme else self.scheme
 
 
 @dataclass
@@ -140,24 +151,77 @@ class PrepareResult:
     manifest: dict
     seconds: float
     skipped_existing: bool = False
-    bad_rows: list[kaggle.BadRow] = field(default_factory=list)
+    # kaggle.BadRow or landmarks.BadRecord, by source.
+    bad_rows: list = field(default_factory=list)
     preview: Path | None = None
 
 
+@dataclass(frozen=True)
+class SourceData:
+    """Faces read from any source, before splitting."""
+
+    images: np.ndarray  # uint8 (N, S, S)
+    keypoints: np.ndarray  # float32 (N, K, 2), NaN = missing
+    row_ids: np.ndarray  # int64 (N,): the row or record of each face in the source
+    source: str  # what was read, for the manifest
+    skipped: list = field(default_factory=list)
+    attributes: np.ndarray | None = None  # bool (N, F) subset flags (WFLW)
+    # Kaggle's test.csv images, for the sources that have them.
+    unlabelled: kaggle.TestTable | None = None
+    # Facts about the source for the manifest (generator, crop policy, ...).
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def bad_rows(self) -> list:
+        return list(self.skipped) + (list(self.unlabelled.skipped) if self.unlabelled else [])
+
+
+# read(options, staging, scheme, progress): the faces; staging is the data set's
+# temporary folder, for files a source writes there (synthetic: raw/).
+ReadSource = Callable[[PrepareOptions, Path, KeypointScheme, Progress], SourceData]
+# raw_files(options, staging): sha256 of the files the faces came from, by name.
+RawFiles = Callable[[PrepareOptions, Path], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SourceReader:
+    """One ``--source`` of ``fkdbench prepare``."""
+
+    read: ReadSource
+    raw_files: RawFiles
+    # What ``--path`` names (for help texts); "" when the source reads no path.
+    path_help: str = ""
+    # The scheme its labels are in; None: whatever --scheme names.
+    scheme: str | None = None
+    # Draws its faces (--n-train and --n-test apply) instead of reading --path.
+    draws_faces: bool = False
+    # Reads images from the --images folder.
+    needs_images: bool = False
+    # Crops faces out of larger images (--margin and --images are part of the data).
+    crops: bool = False
+
+
+def source_reader(source: str) -> SourceReader:
+    """The reader of ``source``; an unknown name fails with the known ones."""
+    try:
+        return SOURCE_READERS[source]
+    except KeyError:
+        raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCES)}") from None
+
+
 def _validate(options: PrepareOptions) -> None:
-    if options.source not in SOURCES:
-        raise ValueError(f"unknown source {options.source!r}; known: {', '.join(SOURCES)}")
+    reader = source_reader(options.source)
     get_scheme(options.scheme)  # a clear error for an unknown scheme
-    fixed = SOURCE_SCHEMES.get(options.source)
+    fixed = reader.scheme
     if fixed and options.scheme not in ("kaggle15", fixed):
         raise ValueError(f"--source {options.source} is labelled in {fixed}, not {options.scheme}")
-    if options.source != "synthetic" and options.path is None:
+    if not reader.draws_faces and options.path is None:
         raise ValueError(f"--source {options.source} needs --path (see `fkdbench prepare --help`)")
-    if options.source != "synthetic" and not Path(options.path).exists():
+    if not reader.draws_faces and not Path(options.path).exists():
         raise DataError(f"{options.path}: no such file or folder")
-    if options.source in ("wflw", "csv") and options.images is None:
+    if reader.needs_images and options.images is None:
         raise ValueError(f"--source {options.source} needs --images DIR (the image folder)")
-    if options.source == "synthetic" and options.n_train < 10:
+    if reader.draws_faces and options.n_train < 10:
         raise ValueError(f"--n-train must be at least 10, got {options.n_train}")
     if options.n_test < 0:
         raise ValueError(f"--n-test must not be negative, got {options.n_test}")
@@ -185,7 +249,7 @@ def split_indices(
     return {split: np.sort(np.concatenate(chunks)) for split, chunks in parts.items()}
 
 
-def _write_synthetic_raw(raw_dir: Path, options: PrepareOptions, progress) -> dict:
+def _write_synthetic_raw(raw_dir: Path, options: PrepareOptions, progress: Progress) -> dict:
     """Draw the faces and write the three Kaggle files; returns generator facts."""
     total = options.n_train + options.n_test
     task = progress.add_task("drawing faces", total=total)
@@ -213,85 +277,47 @@ def _write_synthetic_raw(raw_dir: Path, options: PrepareOptions, progress) -> di
     requested = kaggle.kaggle_lookup_request(options.n_test, options.seed)
     kaggle.write_lookup_csv(raw_dir / kaggle.LOOKUP_NAME, requested)
     progress.advance(writing)
-    return {"generator": "fkdbench.data.synthetic", "pose": asdict(synthetic.PoseRanges())}
+    return {"generator": GENERATOR, "pose": asdict(PoseRanges())}
 
 
-@dataclass
-class _Labelled:
-    """Labelled faces from any source, before splitting."""
-
-    images: np.ndarray
-    keypoints: np.ndarray
-    row_ids: np.ndarray
-    source: str
-    skipped: list = field(default_factory=list)
-    attributes: np.ndarray | None = None
-
-
-def _read_source(
-    options: PrepareOptions, staging: Path, scheme: KeypointScheme, progress
-) -> tuple[_Labelled, kaggle.TestTable | None, dict]:
-    """The labelled faces (and Kaggle's unlabelled ones) of ``options.source``."""
-    extra: dict = {}
-    if options.source == "synthetic" and scheme.name != KAGGLE15.name:
-        return _dense_synthetic(options, scheme, progress)
-    if options.source in ("synthetic", "kaggle"):
-        if options.source == "synthetic":
-            extra = _write_synthetic_raw(staging / "raw", options, progress)
-            location = staging / "raw"
-        else:
-            location = Path(options.path)
-        reading = progress.add_task("reading training.csv", total=None)
-        table = kaggle.read_training_csv(
-            location, scheme, options.image_size, options.skip_bad_rows
-        )
-        unlabelled = kaggle.read_test_csv(location, options.image_size, options.skip_bad_rows)
-        progress.update(reading, total=1, completed=1)
-        labelled = _Labelled(
-            table.images, table.keypoints, table.row_ids, table.source, list(table.skipped)
-        )
-        return labelled, unlabelled, extra
-
-    from fkdbench.data import landmarks
-
-    reading = progress.add_task(f"reading {options.source} faces", total=None)
-    common = dict(size=options.image_size, margin=options.margin)
-    if options.source == "wflw":
-        faces = landmarks.read_wflw(
-            options.path, options.images, skip_bad_rows=options.skip_bad_rows, **common
-        )
-    elif options.source == "300w":
-        faces = landmarks.read_pts_folder(
-            options.path, scheme=scheme.name, skip_bad_rows=options.skip_bad_rows, **common
-        )
-    else:
-        faces = landmarks.read_landmark_csv(
-            options.path,
-            options.images,
-            scheme.name,
-            skip_bad_rows=options.skip_bad_rows,
-            **common,
-        )
+# -- the sources --------------------------------------------------------------------------
+def _read_kaggle_files(
+    location: Path, options: PrepareOptions, scheme: KeypointScheme, progress: Progress
+) -> SourceData:
+    """training.csv (labelled) and test.csv (unlabelled, if any) in the Kaggle layout."""
+    reading = progress.add_task("reading training.csv", total=None)
+    table = kaggle.read_training_csv(location, scheme, options.image_size, options.skip_bad_rows)
+    unlabelled = kaggle.read_test_csv(location, options.image_size, options.skip_bad_rows)
     progress.update(reading, total=1, completed=1)
-    labelled = _Labelled(
-        faces.images,
-        faces.keypoints,
-        faces.ids,
-        str(options.path),
-        list(faces.skipped),
-        faces.attributes,
+    return SourceData(
+        table.images,
+        table.keypoints,
+        table.row_ids,
+        table.source,
+        list(table.skipped),
+        unlabelled=unlabelled,
     )
-    extra = {"crop": {"policy": CROP_POLICY, "margin": options.margin}}
-    if faces.outside_image:
-        extra["points_outside_image"] = sum(item.count for item in faces.outside_image)
-    if faces.attributes is not None:
-        extra["attributes"] = list(landmarks.ATTRIBUTE_NAMES)
-    return labelled, None, extra
 
 
-def _dense_synthetic(
-    options: PrepareOptions, scheme: KeypointScheme, progress
-) -> tuple[_Labelled, None, dict]:
+def _read_kaggle(
+    options: PrepareOptions, staging: Path, scheme: KeypointScheme, progress: Progress
+) -> SourceData:
+    return _read_kaggle_files(Path(options.path), options, scheme, progress)
+
+
+def _read_synthetic(
+    options: PrepareOptions, staging: Path, scheme: KeypointScheme, progress: Progress
+) -> SourceData:
+    """Kaggle's 15 points: drawn, written as the Kaggle files, read back like Kaggle's."""
+    if scheme.name != KAGGLE15.name:
+        return _draw_dense_faces(options, scheme, progress)
+    facts = _write_synthetic_raw(staging / "raw", options, progress)
+    return replace(_read_kaggle_files(staging / "raw", options, scheme, progress), facts=facts)
+
+
+def _draw_dense_faces(
+    options: PrepareOptions, scheme: KeypointScheme, progress: Progress
+) -> SourceData:
     """Synthetic faces in a dense scheme: every point labelled (as WFLW and 300-W are),
     no Kaggle files (their layout is Kaggle's 15 points)."""
     task = progress.add_task("drawing faces", total=options.n_train)
@@ -304,32 +330,94 @@ def _dense_synthetic(
         lambda count: progress.advance(task, count),
         scheme=scheme.name,
     )
-    labelled = _Labelled(
-        images, keypoints, np.arange(len(images), dtype=np.int64), "fkdbench.data.synthetic"
-    )
-    extra = {
-        "generator": "fkdbench.data.synthetic",
-        "pose": asdict(synthetic.PoseRanges()),
+    facts = {
+        "generator": GENERATOR,
+        "pose": asdict(PoseRanges()),
         # Dense faces are drawn smaller than Kaggle's so that the whole jaw fits.
-        "framing": synthetic.DENSE_LAYOUTS[scheme.name].framing,
+        "framing": DENSE_LAYOUTS[scheme.name].framing,
     }
-    return labelled, None, extra
+    row_ids = np.arange(len(images), dtype=np.int64)
+    return SourceData(images, keypoints, row_ids, GENERATOR, facts=facts)
 
 
-def _raw_checksums(options: PrepareOptions, staging: Path) -> dict[str, str]:
-    """sha256 of the files the data came from (the generated raw files for synthetic)."""
-    if options.source == "synthetic":
-        raw = staging / "raw"
-        return (
-            {path.name: sha256_file(path) for path in sorted(raw.iterdir())} if raw.is_dir() else {}
-        )
+def _wflw_faces(options: PrepareOptions, scheme: KeypointScheme) -> landmarks.LandmarkSet:
+    return landmarks.read_wflw(
+        options.path,
+        options.images,
+        size=options.image_size,
+        margin=options.margin,
+        skip_bad_rows=options.skip_bad_rows,
+    )
+
+
+def _pts_faces(options: PrepareOptions, scheme: KeypointScheme) -> landmarks.LandmarkSet:
+    return landmarks.read_pts_folder(
+        options.path,
+        size=options.image_size,
+        margin=options.margin,
+        scheme=scheme.name,
+        skip_bad_rows=options.skip_bad_rows,
+    )
+
+
+def _csv_faces(options: PrepareOptions, scheme: KeypointScheme) -> landmarks.LandmarkSet:
+    return landmarks.read_landmark_csv(
+        options.path,
+        options.images,
+        scheme.name,
+        size=options.image_size,
+        margin=options.margin,
+        skip_bad_rows=options.skip_bad_rows,
+    )
+
+
+def _read_cropped(
+    read_faces: Callable[[PrepareOptions, KeypointScheme], landmarks.LandmarkSet],
+    options: PrepareOptions,
+    staging: Path,
+    scheme: KeypointScheme,
+    progress: Progress,
+) -> SourceData:
+    """A landmark format (``read_faces``): faces cropped out of their images."""
+    reading = progress.add_task(f"reading {options.source} faces", total=None)
+    faces = read_faces(options, scheme)
+    progress.update(reading, total=1, completed=1)
+    facts: dict = {"crop": {"policy": CROP_POLICY, "margin": options.margin}}
+    if faces.outside_image:
+        facts["points_outside_image"] = sum(item.count for item in faces.outside_image)
+    if faces.attributes is not None:
+        facts["attributes"] = list(landmarks.ATTRIBUTE_NAMES)
+    return SourceData(
+        faces.images,
+        faces.keypoints,
+        faces.ids,
+        str(options.path),
+        list(faces.skipped),
+        faces.attributes,
+        facts=facts,
+    )
+
+
+def _generated_files(options: PrepareOptions, staging: Path) -> dict[str, str]:
+    """The raw files the synthetic source wrote (none for the dense schemes)."""
+    raw = staging / "raw"
+    if not raw.is_dir():
+        return {}
+    return {path.name: sha256_file(path) for path in sorted(raw.iterdir())}
+
+
+def _files_read(
+    options: PrepareOptions,
+    staging: Path,
+    suffixes: tuple[str, ...] = (),
+    recursive: bool = False,
+) -> dict[str, str]:
+    """``--path`` itself when it is a file, else its files with ``suffixes`` (below it,
+    with ``recursive``), by path relative to it."""
     path = Path(options.path)
     if path.is_file():
         return {path.name: sha256_file(path)}
-    if options.source == "kaggle":
-        candidates, suffixes = sorted(path.glob("*")), (".csv", ".zip")
-    else:  # 300-W: the .pts files anywhere below
-        candidates, suffixes = sorted(path.rglob("*")), (".pts",)
+    candidates = sorted(path.rglob("*") if recursive else path.glob("*"))
     return {
         str(candidate.relative_to(path)): sha256_file(candidate)
         for candidate in candidates
@@ -337,113 +425,183 @@ def _raw_checksums(options: PrepareOptions, staging: Path) -> dict[str, str]:
     }
 
 
+SOURCE_READERS: dict[str, SourceReader] = {
+    "synthetic": SourceReader(_read_synthetic, _generated_files, draws_faces=True),
+    "kaggle": SourceReader(
+        _read_kaggle,
+        partial(_files_read, suffixes=(".csv", ".zip")),
+        path_help="folder with training.csv/.zip (or one zip)",
+        scheme="kaggle15",
+    ),
+    "wflw": SourceReader(
+        partial(_read_cropped, _wflw_faces),
+        _files_read,
+        path_help="the annotation list (list_98pt_rect_attr_*.txt)",
+        scheme="wflw98",
+        needs_images=True,
+        crops=True,
+    ),
+    "300w": SourceReader(
+        partial(_read_cropped, _pts_faces),
+        partial(_files_read, suffixes=(".pts",), recursive=True),
+        path_help="folder of images with .pts files",
+        scheme="ibug68",
+        crops=True,
+    ),
+    "csv": SourceReader(
+        partial(_read_cropped, _csv_faces),
+        _files_read,
+        path_help="the landmark CSV",
+        needs_images=True,
+        crops=True,
+    ),
+}
+# The --source choices, in the order of the table.
+SOURCES = tuple(SOURCE_READERS)
+
+
 def _missing_counts(keypoints: np.ndarray, scheme: KeypointScheme) -> dict[str, int]:
     missing = np.isnan(keypoints).any(axis=-1).sum(axis=0)
     return {name: int(count) for name, count in zip(scheme.keypoints, missing, strict=True)}
+
+
+# -- the data set ---------------------------------------------------------------------------
+def _already_prepared(options: PrepareOptions) -> PrepareResult | None:
+    """The existing data set when it was made with the same options (None: make it);
+    one made with other options is an error unless ``force``."""
+    data_dir = options.data_dir
+    if not (data_dir / MANIFEST_NAME).is_file() or options.force:
+        return None
+    manifest = read_manifest(data_dir)
+    if manifest.get("options") == json.loads(json.dumps(options.identity())):
+        say(f"{data_dir} is already prepared with these options (--force to redo)", options.quiet)
+        return PrepareResult(data_dir, manifest, 0.0, skipped_existing=True)
+    raise DataError(
+        f"{data_dir}: exists with other options; use --force to replace it "
+        "or --name to prepare beside it"
+    )
+
+
+def _complete_rows(keypoints: np.ndarray) -> int:
+    return int((~np.isnan(keypoints).any(axis=(1, 2))).sum())
+
+
+def _write_splits(
+    staging: Path, data: SourceData, indices: dict[str, np.ndarray]
+) -> tuple[dict[str, str], dict[str, dict]]:
+    """Save the split files (and unlabelled.npz); returns their checksums and counts."""
+    files, counts = {}, {}
+    for split, rows in indices.items():
+        arrays = SplitArrays(
+            data.images[rows],
+            data.keypoints[rows],
+            data.row_ids[rows],
+            None if data.attributes is None else data.attributes[rows],
+        )
+        save_split(split_path(staging, split), arrays)
+        files[f"{split}.npz"] = sha256_file(split_path(staging, split))
+        counts[split] = {"rows": len(rows), "complete_rows": _complete_rows(arrays.keypoints)}
+    unlabelled = data.unlabelled
+    if unlabelled is not None and len(unlabelled.images):
+        with open(staging / "unlabelled.npz", "wb") as handle:
+            np.savez(handle, images=unlabelled.images, ids=unlabelled.image_ids)
+    return files, counts
+
+
+def _manifest(
+    options: PrepareOptions,
+    staging: Path,
+    scheme: KeypointScheme,
+    data: SourceData,
+    indices: dict[str, np.ndarray],
+    splits: tuple[dict[str, str], dict[str, dict]],
+) -> dict:
+    """What the data is; the key order is part of the file's bytes. ``splits``: what
+    :func:`_write_splits` returned."""
+    split_files, split_counts = splits
+    raw_files = source_reader(options.source).raw_files(options, staging)
+    train_keypoints = data.keypoints[indices["train"]]
+    test_keypoints = data.keypoints[indices["test"]]
+    complete_rows = _complete_rows(data.keypoints)
+    return {
+        "format_version": DATA_FORMAT_VERSION,
+        "name": options.dataset_name,
+        "source": options.source,
+        # Relative for generated data, so that the manifest does not depend on where
+        # the data set lives (same seed, same bytes).
+        "source_read": data.source.replace(str(staging) + "/", ""),
+        "scheme": scheme.name,
+        "image_size": options.image_size,
+        "seed": options.seed,
+        "options": options.identity(),
+        "counts": {
+            "labelled_rows": len(data.images),
+            "unlabelled_rows": 0 if data.unlabelled is None else len(data.unlabelled.images),
+            "skipped_bad_rows": len(data.bad_rows),
+            "complete_rows": complete_rows,
+            "splits": split_counts,
+        },
+        "complete_row_fraction": round(complete_rows / len(data.images), 4),
+        "missing_per_keypoint": _missing_counts(data.keypoints, scheme),
+        "mean_shape_rmse": {
+            "test": round(mean_shape_rmse(train_keypoints, test_keypoints), 4),
+            "note": "RMSE (px) of predicting the train split's mean shape on the test "
+            "split, over labelled coordinates",
+        },
+        "checksums": {"raw": raw_files, "splits": split_files},
+        **data.facts,
+    }
+
+
+def _provenance(options: PrepareOptions, seconds: float, bad_rows: list) -> dict:
+    return {
+        "environment": environment_record(),
+        "seconds": round(seconds, 2),
+        "options": {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in asdict(options).items()
+        },
+        "bad_rows": [asdict(row) for row in bad_rows[:1000]],
+    }
 
 
 def prepare(options: PrepareOptions) -> PrepareResult:
     """Prepare ``data/<name>`` from the chosen source; see the module docstring."""
     _validate(options)
     started = time.perf_counter()
-    data_dir = options.data_dir
     scheme = get_scheme(options.scheme_name)
-    if (data_dir / MANIFEST_NAME).is_file() and not options.force:
-        manifest = read_manifest(data_dir)
-        if manifest.get("options") == json.loads(json.dumps(options.identity())):
-            say(
-                f"{data_dir} is already prepared with these options (--force to redo)",
-                options.quiet,
-            )
-            return PrepareResult(data_dir, manifest, 0.0, skipped_existing=True)
-        raise DataError(
-            f"{data_dir}: exists with other options; use --force to replace it "
-            "or --name to prepare beside it"
-        )
-
-    with atomic_directory(data_dir) as staging, make_progress(options.quiet) as progress:
-        table, unlabelled, extra = _read_source(options, staging, scheme, progress)
+    existing = _already_prepared(options)
+    if existing is not None:
+        return existing
+    with atomic_directory(options.data_dir) as staging, make_progress(options.quiet) as progress:
+        data = source_reader(options.source).read(options, staging, scheme, progress)
         indices = split_indices(
-            table.keypoints, options.seed, options.val_fraction, options.test_fraction
+            data.keypoints, options.seed, options.val_fraction, options.test_fraction
         )
-        split_files = {}
-        split_counts = {}
-        for split, rows in indices.items():
-            arrays = SplitArrays(
-                table.images[rows],
-                table.keypoints[rows],
-                table.row_ids[rows],
-                None if table.attributes is None else table.attributes[rows],
-            )
-            save_split(split_path(staging, split), arrays)
-            split_files[f"{split}.npz"] = sha256_file(split_path(staging, split))
-            split_counts[split] = {
-                "rows": len(rows),
-                "complete_rows": int((~np.isnan(arrays.keypoints).any(axis=(1, 2))).sum()),
-            }
-        if unlabelled is not None and len(unlabelled.images):
-            with open(staging / "unlabelled.npz", "wb") as handle:
-                np.savez(handle, images=unlabelled.images, ids=unlabelled.image_ids)
-
-        raw_files = _raw_checksums(options, staging)
-        train_keypoints = table.keypoints[indices["train"]]
-        test_keypoints = table.keypoints[indices["test"]]
-        complete_rows = int((~np.isnan(table.keypoints).any(axis=(1, 2))).sum())
-        bad_rows = list(table.skipped) + (list(unlabelled.skipped) if unlabelled else [])
-        manifest = {
-            "format_version": DATA_FORMAT_VERSION,
-            "name": options.dataset_name,
-            "source": options.source,
-            # Relative for generated data, so that the manifest does not depend on where
-            # the data set lives (same seed, same bytes).
-            "source_read": table.source.replace(str(staging) + "/", ""),
-            "scheme": scheme.name,
-            "image_size": options.image_size,
-            "seed": options.seed,
-            "options": options.identity(),
-            "counts": {
-                "labelled_rows": len(table.images),
-                "unlabelled_rows": 0 if unlabelled is None else len(unlabelled.images),
-                "skipped_bad_rows": len(bad_rows),
-                "complete_rows": complete_rows,
-                "splits": split_counts,
-            },
-            "complete_row_fraction": round(complete_rows / len(table.images), 4),
-            "missing_per_keypoint": _missing_counts(table.keypoints, scheme),
-            "mean_shape_rmse": {
-                "test": round(mean_shape_rmse(train_keypoints, test_keypoints), 4),
-                "note": "RMSE (px) of predicting the train split's mean shape on the test "
-                "split, over labelled coordinates",
-            },
-            "checksums": {"raw": raw_files, "splits": split_files},
-            **extra,
-        }
+        splits = _write_splits(staging, data, indices)
+        manifest = _manifest(options, staging, scheme, data, indices, splits)
         write_json_atomic(staging / MANIFEST_NAME, manifest)
-        seconds = time.perf_counter() - started
-        write_json_atomic(
-            staging / "provenance.json",
-            {
-                "environment": environment_record(),
-                "seconds": round(seconds, 2),
-                "options": {
-                    key: str(value) if isinstance(value, Path) else value
-                    for key, value in asdict(options).items()
-                },
-                "bad_rows": [asdict(row) for row in bad_rows[:1000]],
-            },
-        )
-
+        provenance = _provenance(options, time.perf_counter() - started, data.bad_rows)
+        write_json_atomic(staging / "provenance.json", provenance)
     preview = None
     if options.preview:
-        from fkdbench.data.preview import draw_preview
-
-        train = table.images[indices["train"]], table.keypoints[indices["train"]]
-        preview = draw_preview(
-            options.preview, *train, scheme, title=f"{options.dataset_name}: training samples"
-        )
+        train = data.images[indices["train"]], data.keypoints[indices["train"]]
+        title = f"{options.dataset_name}: training samples"
+        preview = draw_preview(options.preview, *train, scheme, title=title)
+    seconds = time.perf_counter() - started
     return PrepareResult(
-        data_dir, manifest, time.perf_counter() - started, bad_rows=bad_rows, preview=preview
+        options.data_dir, manifest, seconds, bad_rows=data.bad_rows, preview=preview
     )
 
 
-__all__ = ["SOURCES", "PrepareOptions", "PrepareResult", "prepare", "split_indices"]
+__all__ = [
+    "SOURCES",
+    "SOURCE_READERS",
+    "PrepareOptions",
+    "PrepareResult",
+    "SourceData",
+    "SourceReader",
+    "prepare",
+    "source_reader",
+    "split_indices",
+]

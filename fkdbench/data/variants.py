@@ -169,6 +169,37 @@ def _knn_impute(split: SplitArrays, keypoints: np.ndarray, counts: dict) -> Vari
     return _finish(split.images, imputed, False, "knn", counts)
 
 
+def _augmented_copy(
+    images: torch.Tensor,
+    keypoints: torch.Tensor,
+    permutation: torch.Tensor,
+    config: AugmentConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """One augmented copy of complete rows: (images, keypoints, kept rows, redraws).
+    A copy that lost a keypoint is drawn again, up to AUGMENT_MAX_REDRAWS times."""
+    mask = torch.ones(keypoints.shape[:2], dtype=torch.bool)
+    new_images, new_keypoints, new_mask = augment_batch(
+        images, keypoints, mask, permutation, config, generator
+    )
+    # Redraw only the copies that lost a keypoint, so a complete row stays complete
+    # without biasing the others towards any particular draw.
+    failed = ~new_mask.all(dim=1)
+    redrawn = 0
+    for _attempt in range(AUGMENT_MAX_REDRAWS):
+        if not failed.any():
+            break
+        redrawn += int(failed.sum())
+        retry_images, retry_keypoints, retry_mask = augment_batch(
+            images[failed], keypoints[failed], mask[failed], permutation, config, generator
+        )
+        new_images[failed] = retry_images
+        new_keypoints[failed] = retry_keypoints
+        new_mask[failed] = retry_mask
+        failed = ~new_mask.all(dim=1)
+    return new_images, new_keypoints, ~failed, redrawn
+
+
 def _augment_complete(
     images: np.ndarray,
     keypoints: np.ndarray,
@@ -187,32 +218,12 @@ def _augment_complete(
         chunk_images = torch.from_numpy(images[start : start + AUGMENT_CHUNK_ROWS])
         chunk_images = chunk_images.to(torch.float32).div_(255.0).unsqueeze(1)
         chunk_keypoints = torch.from_numpy(keypoints[start : start + AUGMENT_CHUNK_ROWS])
-        chunk_mask = torch.ones(chunk_keypoints.shape[:2], dtype=torch.bool)
         for _ in range(copies):
-            new_images, new_keypoints, new_mask = augment_batch(
-                chunk_images, chunk_keypoints, chunk_mask, permutation, config, generator
+            new_images, new_keypoints, kept, redraws = _augmented_copy(
+                chunk_images, chunk_keypoints, permutation, config, generator
             )
-            # Redraw only the copies that lost a keypoint, so a complete row stays complete
-            # without biasing the others towards any particular draw.
-            failed = ~new_mask.all(dim=1)
-            for _attempt in range(AUGMENT_MAX_REDRAWS):
-                if not failed.any():
-                    break
-                redrawn += int(failed.sum())
-                retry_images, retry_keypoints, retry_mask = augment_batch(
-                    chunk_images[failed],
-                    chunk_keypoints[failed],
-                    chunk_mask[failed],
-                    permutation,
-                    config,
-                    generator,
-                )
-                new_images[failed] = retry_images
-                new_keypoints[failed] = retry_keypoints
-                new_mask[failed] = retry_mask
-                failed = ~new_mask.all(dim=1)
-            kept = ~failed
-            dropped += int(failed.sum())
+            redrawn += redraws
+            dropped += int((~kept).sum())
             gray = new_images[kept, 0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
             out_images.append(gray.numpy())
             out_keypoints.append(new_keypoints[kept].numpy().astype(np.float32))
