@@ -107,6 +107,9 @@ def read_json(
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as problem:
         raise error(f"{path}: malformed JSON ({problem})") from None
+    except RecursionError:
+        # json's decoder recurses once per nested array or object.
+        raise error(f"{path}: malformed JSON (nested too deeply)") from None
 
 
 def sha256_file(path: Path) -> str:

@@ -13,6 +13,7 @@ all three, so they describe the same samples.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -79,8 +80,11 @@ def normalised_errors_per_sample(
 
 
 def mean_shape(keypoints: np.ndarray) -> np.ndarray:
-    """The mean position of each keypoint (K, 2) over the samples that label it."""
-    with np.errstate(invalid="ignore"):
+    """The mean position of each keypoint (K, 2) over the samples that label it; NaN for a
+    keypoint no sample labels."""
+    with warnings.catch_warnings():
+        # nanmean warns "Mean of empty slice" for such a keypoint; NaN says it already.
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(keypoints, axis=0)
 
 
@@ -105,7 +109,7 @@ def _check_threshold(threshold: float) -> None:
         raise ValueError(f"threshold must be positive, got {threshold}")
 
 
-def failure_rate(errors_per_sample: np.ndarray, threshold: float = 0.1) -> float:
+def failure_rate(errors_per_sample: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> float:
     """Fraction of samples whose normalised error exceeds ``threshold`` (FR@0.1).
 
     NaN samples are ignored; NaN when no sample is left.
@@ -116,7 +120,7 @@ def failure_rate(errors_per_sample: np.ndarray, threshold: float = 0.1) -> float
 
 
 def cumulative_error_distribution(
-    errors_per_sample: np.ndarray, threshold: float = 0.1, steps: int = 1000
+    errors_per_sample: np.ndarray, threshold: float = FAILURE_THRESHOLD, steps: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
     """The CED sampled on ``steps + 1`` evenly spaced errors from 0 to ``threshold``.
 
@@ -136,7 +140,7 @@ def cumulative_error_distribution(
     return thresholds, fraction
 
 
-def area_under_ced(errors_per_sample: np.ndarray, threshold: float = 0.1) -> float:
+def area_under_ced(errors_per_sample: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> float:
     """Area under the CED from 0 to ``threshold``, divided by ``threshold`` (AUC@0.1).
 
     1 for a perfect model, 0 when every error reaches the threshold. Exact: the CED is
@@ -153,7 +157,10 @@ def area_under_ced(errors_per_sample: np.ndarray, threshold: float = 0.1) -> flo
 
 
 def landmark_metrics(
-    predicted: np.ndarray, truth: np.ndarray, scheme: KeypointScheme, threshold: float = 0.1
+    predicted: np.ndarray,
+    truth: np.ndarray,
+    scheme: KeypointScheme,
+    threshold: float = FAILURE_THRESHOLD,
 ) -> dict[str, float | str]:
     """NME, FR and AUC at ``threshold`` over the same samples, as face-alignment papers
     report them, with the normaliser spelled out::

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -25,38 +27,32 @@ from rich.progress import (
 console = Console(stderr=True)
 
 
+# The display flow_progress holds open, if any.
 _shared: Progress | None = None
 
 
-class _NestedProgress:
-    """The open flow display, seen through one step: its bars vanish when the step ends."""
+class FlowStep:
+    """The open flow display, seen through one step: the bars the step adds vanish when it
+    ends. Everything but ``add_task`` goes to the display itself."""
 
     def __init__(self, display: Progress) -> None:
         self._display = display
-        self._tasks: list = []
+        self._tasks: list[TaskID] = []
 
-    def __enter__(self) -> Progress:
-        original = self._display.add_task
-
-        def add_task(*args, **kwargs):
-            task = original(*args, **kwargs)
-            self._tasks.append(task)
-            return task
-
-        self._proxy = _TaskTracking(self._display, add_task)
-        return self._proxy  # type: ignore[return-value]
+    def __enter__(self) -> FlowStep:
+        return self
 
     def __exit__(self, *exc: object) -> None:
         for task in self._tasks:
             self._display.remove_task(task)
+        self._tasks.clear()
 
+    def add_task(self, *args: Any, **kwargs: Any) -> TaskID:
+        task = self._display.add_task(*args, **kwargs)
+        self._tasks.append(task)
+        return task
 
-class _TaskTracking:
-    def __init__(self, display: Progress, add_task) -> None:
-        self._display = display
-        self.add_task = add_task
-
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._display, name)
 
 
@@ -72,10 +68,11 @@ def flow_progress(quiet: bool = False) -> Iterator[Progress]:
             _shared = None
 
 
-def make_progress(quiet: bool = False) -> Progress:
-    """A progress display with description, bar, count, elapsed time and ETA."""
+def make_progress(quiet: bool = False) -> Progress | FlowStep:
+    """A progress display with description, bar, count, elapsed time and ETA, to use as a
+    context manager; inside :func:`flow_progress`, a view of the flow's display."""
     if _shared is not None and not quiet:
-        return _NestedProgress(_shared)  # type: ignore[return-value]
+        return FlowStep(_shared)
     return _new_progress(quiet)
 
 
@@ -92,18 +89,6 @@ def _new_progress(quiet: bool) -> Progress:
         disable=quiet,
         transient=False,
     )
-
-
-@contextlib.contextmanager
-def progress_bar(description: str, total: int, quiet: bool = False) -> Iterator[callable]:
-    """Context manager yielding ``advance(n=1)`` for one bar."""
-    with make_progress(quiet) as progress:
-        task = progress.add_task(description, total=total)
-
-        def advance(amount: int = 1) -> None:
-            progress.advance(task, amount)
-
-        yield advance
 
 
 def say(message: str, quiet: bool = False) -> None:

@@ -31,6 +31,7 @@ _CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_til
 
 
 def library_versions() -> dict[str, str]:
+    """Python's version and each tracked package's, ``"absent"`` where not installed."""
     versions = {"python": platform.python_version()}
     for package in _TRACKED_PACKAGES:
         try:
@@ -74,21 +75,30 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def parse_cpuinfo(text: str) -> tuple[str | None, set[str]]:
+    """The CPU model (``model name``, None if absent) and the first processor's ``flags``
+    from the text of Linux's ``/proc/cpuinfo``."""
+    model: str | None = None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name":
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
 @functools.cache
 def cpu_description() -> dict[str, object]:
     """CPU model, core count and the vector features that decide INT8 speed."""
-    model = platform.processor() or "unknown"
-    flags: set[str] = set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name":
-                model = value.strip()
-            elif key == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
+        model, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux
+        model, flags = None, set()
+    if model is None:
+        model = platform.processor() or "unknown"
     return {
         "cpu_model": model,
         "cpu_cores": os.cpu_count() or 1,

@@ -1,14 +1,38 @@
-"""Shared fixtures: small generated data sets, made once per session."""
+"""Shared fixtures: small generated data sets, made once per session, and CPU settings."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from fkdbench.config import TrainConfig
 from fkdbench.data.prepare import PrepareOptions, prepare
 
 SHARED_REAL_FACES = Path(__file__).resolve().parents[2] / "shared/data/real-faces-kaggle15"
+
+
+@pytest.fixture(scope="module")
+def single_cpu_thread() -> Iterator[None]:
+    """Run a test module's model passes on one intra-op thread, without oneDNN.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("single_cpu_thread")``. The test machine
+    is small and shared: two OpenMP threads fighting other processes for two cores stall at
+    barriers (a 50 ms pass takes seconds), and oneDNN JIT-compiles a kernel per new conv
+    shape, which for a handful of one-off passes costs far more than running them. (The flag
+    is set directly because ``mkldnn.flags()`` also touches TF32 and warns on CPU builds.)
+    Timing tests must not use it: it changes what they would measure.
+    """
+    threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = onednn
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +51,8 @@ def trained_runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     Shared by the export and bench tests: copy it (``shutil.copytree``) before changing it.
     """
-    from fkdbench.train import TrainConfig, train_run
+    # Imported here: the trainer takes seconds to import and most test modules never train.
+    from fkdbench.train import train_run
 
     runs_dir = tmp_path_factory.mktemp("runs")
     result = train_run(

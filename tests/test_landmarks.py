@@ -424,16 +424,16 @@ def test_wflw_bad_lines_name_file_and_line(tmp_path: Path, case, reason) -> None
     assert bad.message() == f"{annotation}: line 2: {bad.reason}"
 
 
-# -- the 68- and 98-point schemes (run once they are registered) --------------------------
-def test_wflw98_scheme_matches_the_reader() -> None:
-    if "wflw98" not in SCHEMES:
-        pytest.skip("scheme wflw98 is not registered yet")
+# -- the 68- and 98-point schemes ----------------------------------------------------------
+
+
+def test_the_readers_schemes_are_registered() -> None:
+    assert {"ibug68", "wflw98"} <= set(SCHEMES)
     assert get_scheme("wflw98").num_keypoints == landmarks.WFLW_POINTS == 98
+    assert get_scheme("ibug68").num_keypoints == 68
 
 
 def test_ibug68_pts_folder_and_csv_scheme_mismatch(tmp_path: Path) -> None:
-    if "ibug68" not in SCHEMES:
-        pytest.skip("scheme ibug68 is not registered yet")
     points = np.column_stack([np.linspace(20, 100, 68), 20 + 40 * np.sin(np.arange(68))])
     folder = tmp_path / "helen"
     folder.mkdir()

@@ -6,7 +6,8 @@
     >>> model = create_model("cnn-manual", num_outputs=30, in_chans=1)
 
 Importing this package registers every family; timm itself is imported only when a timm
-backbone is built.
+backbone is built. Tiny ``test-*`` variants of the big families, for tests, are listed only
+by ``list_models(include_tests=True)``.
 """
 
 # Model families register themselves on import; the order fixes nothing but readability.

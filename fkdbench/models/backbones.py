@@ -4,6 +4,10 @@ timm provides MobileNetV2 and ResNet-50; NASNet-A Mobile (which timm lacks) come
 ``fkdbench.models.nasnet``. Backbones are always built with ``pretrained=False``: nothing is
 downloaded at run time, pretrained weights come from a local file through
 :func:`fkdbench.models.weights.load_backbone_weights`.
+
+Each family also registers a tiny ``test-*`` variant (timm's habit): the same code, built
+narrow and shallow, for tests that exercise the family rather than the paper's model.
+Default listings leave them out (see ``fkdbench.models.registry``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from fkdbench.models.base import KeypointModel, build_head
+from fkdbench.models.nasnet import NASNetA, nasnet_a_mobile
 from fkdbench.models.registry import register_model
 
 # Standardisation when a backbone does not say what it was trained with: Inception-style
@@ -86,11 +91,38 @@ def resnet50(num_outputs: int, in_chans: int) -> KeypointModel:
     description="NASNet-A Mobile (4 @ 1056, fkdbench.models.nasnet) + linear head",
 )
 def nasnetmobile(num_outputs: int, in_chans: int) -> KeypointModel:
-    # Imported lazily so that the registry (and every other model) works without it.
-    try:
-        from fkdbench.models.nasnet import nasnet_a_mobile
-    except ImportError as error:
-        raise ImportError(
-            f"nasnetmobile needs fkdbench.models.nasnet, which cannot be imported: {error}"
-        ) from error
     return backbone_model(nasnet_a_mobile(in_chans=in_chans), num_outputs, in_chans)
+
+
+# -- tiny test variants: the same families, a few hundred thousand parameters at most ------
+
+
+@register_model(
+    "test-mobilenetv2",
+    has_backbone=True,
+    tiny_of="mobilenetv2",
+    description="test variant: timm mobilenetv2_035 (0.35 width) + GAP + linear head",
+)
+def test_mobilenetv2(num_outputs: int, in_chans: int) -> KeypointModel:
+    return backbone_model(_timm_backbone("mobilenetv2_035", in_chans), num_outputs, in_chans)
+
+
+@register_model(
+    "test-resnet",
+    has_backbone=True,
+    tiny_of="resnet50",
+    description="test variant: timm test_resnet (one block per stage, 96 features) + linear head",
+)
+def test_resnet(num_outputs: int, in_chans: int) -> KeypointModel:
+    return backbone_model(_timm_backbone("test_resnet", in_chans), num_outputs, in_chans)
+
+
+@register_model(
+    "test-nasnet",
+    has_backbone=True,
+    tiny_of="nasnetmobile",
+    description="test variant: NASNet-A (1 @ 96), stem 8, + linear head",
+)
+def test_nasnet(num_outputs: int, in_chans: int) -> KeypointModel:
+    backbone = NASNetA(in_chans, penultimate_filters=96, num_blocks=1, stem_block_filters=8)
+    return backbone_model(backbone, num_outputs, in_chans)

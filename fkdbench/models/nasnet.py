@@ -15,6 +15,10 @@ skip_reduction=False. With ``filters = 1056 // 24 = 44`` the cell sequence is::
 Submodule names mirror the Keras ``block_id``s (``cells.stem_1``, ``cells.normal_0``,
 ``cells.reduce_4``, ...) and the Keras branch names (``left1``, ``right1``, ...) so that the
 state dict is readable and stable.
+
+:class:`NASNetA` takes Keras ``NASNet``'s configuration arguments with the Mobile values as
+defaults, so the tiny ``test-nasnet`` variant (``fkdbench.models.backbones``) runs this very
+code at a fraction of the size.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["NASNetAMobile", "nasnet_a_mobile"]
+__all__ = ["NASNetA", "nasnet_a_mobile"]
 
 # Keras uses BatchNormalization(momentum=0.9997, epsilon=1e-3). We keep its epsilon but
 # PyTorch's default momentum (0.1, i.e. Keras 0.9): at Keras's 0.9997 the running statistics
@@ -204,61 +208,82 @@ class ReductionCell(nn.Module):
         return torch.cat([x2, x3, x4, x5], dim=1)
 
 
-class NASNetAMobile(nn.Module):
-    """NASNet-A (4 @ 1056) without a classifier: ``forward`` returns pooled 1056-d features."""
+def _cell_plan(filters: int, num_blocks: int) -> list[tuple[str, bool, int]]:
+    """(block_id, is_reduction, filters) of every cell, in Keras order and Keras names."""
+    plan = [
+        ("stem_1", True, filters // _FILTER_MULTIPLIER**2),
+        ("stem_2", True, filters // _FILTER_MULTIPLIER),
+    ]
+    for stage in range(3):
+        stage_filters = filters * _FILTER_MULTIPLIER**stage
+        if stage > 0:
+            plan.append((f"reduce_{stage * num_blocks}", True, stage_filters))
+        # Keras numbers normal cells 0..3, then 5..8 and 9..12 (after reduce_4, reduce_8).
+        first_id = stage * num_blocks + (1 if stage > 0 else 0)
+        plan += [(f"normal_{first_id + i}", False, stage_filters) for i in range(num_blocks)]
+    return plan
+
+
+def _adjust_kind(first: bool, p_shape: tuple[int, int], x_level: int, filters: int) -> str:
+    """How a cell adjusts ``p`` (channels, level) to its input: Keras' ``_adjust_block`` tests.
+
+    The level counts stride-2 steps, so a different level means a different resolution.
+    """
+    p_channels, p_level = p_shape
+    if first:
+        return "none"  # Keras: p is None, so p = ip untouched
+    if p_level != x_level:
+        return "reduce"
+    return "project" if p_channels != filters else "none"
+
+
+class NASNetA(nn.Module):
+    """NASNet-A without a classifier: ``forward`` returns pooled ``penultimate_filters``-d
+    features.
+
+    The defaults are NASNet-A Mobile (4 @ 1056, Keras ``NASNetMobile``); the arguments are
+    Keras ``NASNet``'s, so a narrower, shallower copy (the ``test-nasnet`` variant) runs
+    the same code.
+    """
 
     num_features: int
 
-    def __init__(self, in_chans: int = 1) -> None:
+    def __init__(
+        self,
+        in_chans: int = 1,
+        *,
+        penultimate_filters: int = _PENULTIMATE_FILTERS,
+        num_blocks: int = _NUM_BLOCKS,
+        stem_block_filters: int = _STEM_FILTERS,
+    ) -> None:
         super().__init__()
-        filters = _PENULTIMATE_FILTERS // 24  # 44
-        mult = _FILTER_MULTIPLIER
-        self.num_features = _PENULTIMATE_FILTERS
+        # Keras' own check: every cell's filter count must divide evenly.
+        if penultimate_filters % (24 * _FILTER_MULTIPLIER**2) or num_blocks < 1:
+            raise ValueError(
+                f"NASNet-A needs penultimate_filters a multiple of 96 and num_blocks >= 1, "
+                f"got {penultimate_filters} and {num_blocks}"
+            )
+        self.num_features = penultimate_filters
 
-        # Keras: Conv2D(32, 3, strides=2, padding='valid', use_bias=False) + BN.
-        self.stem_conv = nn.Conv2d(in_chans, _STEM_FILTERS, 3, stride=2, padding=0, bias=False)
-        self.stem_bn = _bn(_STEM_FILTERS)
+        # Keras: Conv2D(stem_block_filters, 3, strides=2, padding='valid', use_bias=False) + BN.
+        self.stem_conv = nn.Conv2d(in_chans, stem_block_filters, 3, stride=2, padding=0, bias=False)
+        self.stem_bn = _bn(stem_block_filters)
 
-        # (block_id, is_reduction, filters) in Keras order.
-        plan: list[tuple[str, bool, int]] = [
-            ("stem_1", True, filters // mult**2),
-            ("stem_2", True, filters // mult),
-        ]
-        for stage in range(3):
-            stage_filters = filters * mult**stage
-            if stage > 0:
-                plan.append((f"reduce_{stage * _NUM_BLOCKS}", True, stage_filters))
-            # Keras numbers normal cells 0..3, then 5..8 and 9..12 (after reduce_4, reduce_8).
-            first_id = stage * _NUM_BLOCKS + (1 if stage > 0 else 0)
-            for i in range(_NUM_BLOCKS):
-                plan.append((f"normal_{first_id + i}", False, stage_filters))
-
-        # Track channels and resolution level (number of stride-2 steps) of the cell input x
-        # and of the previous cell's input p, to pick the adjust block exactly like Keras's
-        # shape tests in `_adjust_block`. skip_reduction=False means p after a reduction cell
-        # is that cell's input, which is what the plain (x, p) <- (cell(x, p), x) chain does.
-        x_chs, x_lvl = _STEM_FILTERS, 0
-        p_chs, p_lvl = _STEM_FILTERS, 0
+        # Track channels and level of the cell input x and of the previous cell's input p.
+        # skip_reduction=False means p after a reduction cell is that cell's input, which is
+        # what the plain (x, p) <- (cell(x, p), x) chain does.
+        x_shape = p_shape = (stem_block_filters, 0)
+        plan = _cell_plan(penultimate_filters // 24, num_blocks)
         cells: dict[str, nn.Module] = {}
-        for index, (name, is_reduction, cell_filters) in enumerate(plan):
-            if index == 0:
-                adjust = "none"  # Keras: p is None, so p = ip untouched
-            elif p_lvl != x_lvl:
-                adjust = "reduce"
-            elif p_chs != cell_filters:
-                adjust = "project"
-            else:
-                adjust = "none"
-            if is_reduction:
-                cells[name] = ReductionCell(x_chs, p_chs, cell_filters, adjust)
-                out_chs, out_lvl = 4 * cell_filters, x_lvl + 1
-            else:
-                cells[name] = NormalCell(x_chs, p_chs, cell_filters, adjust)
-                out_chs, out_lvl = 6 * cell_filters, x_lvl
-            p_chs, p_lvl = x_chs, x_lvl
-            x_chs, x_lvl = out_chs, out_lvl
+        for index, (name, is_reduction, filters) in enumerate(plan):
+            adjust = _adjust_kind(index == 0, p_shape, x_shape[1], filters)
+            cell_type = ReductionCell if is_reduction else NormalCell
+            cells[name] = cell_type(x_shape[0], p_shape[0], filters, adjust)
+            # Normal cells output 6 * filters channels, reduction cells 4 * filters at half size.
+            p_shape = x_shape
+            x_shape = (4 * filters, x_shape[1] + 1) if is_reduction else (6 * filters, x_shape[1])
         self.cells = nn.ModuleDict(cells)
-        assert x_chs == self.num_features
+        assert x_shape[0] == self.num_features
         self.act = nn.ReLU()
 
         self._init_weights()
@@ -282,7 +307,7 @@ class NASNetAMobile(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """Return the (N, 1056, h, w) feature map after the final ReLU."""
+        """Return the (N, num_features, h, w) feature map after the final ReLU."""
         x = self.stem_bn(self.stem_conv(x))
         prev = x  # Keras feeds the stem output as both inputs of the first cell
         for cell in self.cells.values():
@@ -290,10 +315,10 @@ class NASNetAMobile(nn.Module):
         return self.act(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return globally average-pooled features of shape (N, 1056)."""
+        """Return globally average-pooled features of shape (N, num_features)."""
         return self.forward_features(x).mean(dim=(2, 3))
 
 
-def nasnet_a_mobile(in_chans: int = 1) -> NASNetAMobile:
+def nasnet_a_mobile(in_chans: int = 1) -> NASNetA:
     """Build NASNet-A Mobile (Keras NASNetMobile, 4 @ 1056) without a classifier head."""
-    return NASNetAMobile(in_chans=in_chans)
+    return NASNetA(in_chans=in_chans)

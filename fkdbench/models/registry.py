@@ -3,6 +3,11 @@
 Model families register thin builders with :func:`register_model`; everything else (CLI,
 training matrix, benchmark) asks :func:`list_models` and builds with :func:`create_model`,
 the only public constructor. Nothing else lists architectures.
+
+Tiny ``test-*`` variants (timm's ``test_*`` models) are registered beside the full-size
+families so tests can build, train and export every family in a fraction of a second. They
+are not the papers' models: :func:`list_models` leaves them out unless ``include_tests=True``,
+so presets, ``bench --all``, the report and ``fkdbench models`` never see them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from fkdbench.models.base import DEFAULT_INPUT_SIZE, KeypointModel
 
 # builder(num_outputs: int, in_chans: int, **kwargs) -> KeypointModel
 Builder = Callable[..., nn.Module]
+
+# Names starting with this are tiny test variants (see the module docstring).
+TEST_PREFIX = "test-"
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,13 @@ class ArchInfo:
     paper_reference: str = ""
     # One line for listings.
     description: str = ""
+    # For a ``test-*`` variant: the full-size architecture it is a small copy of.
+    tiny_of: str | None = None
+
+    @property
+    def is_test(self) -> bool:
+        """True for a tiny ``test-*`` variant, which default listings leave out."""
+        return self.name.startswith(TEST_PREFIX)
 
 
 _REGISTRY: dict[str, ArchInfo] = {}
@@ -54,15 +69,25 @@ def register_model(name: str, **info: Any) -> Callable[[Builder], Builder]:
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ArchInfo(name=name, builder=builder, **info)
+        arch_info = ArchInfo(name=name, builder=builder, **info)
+        if arch_info.is_test != (arch_info.tiny_of is not None):
+            raise ValueError(
+                f"model {name!r}: tiny_of= is for {TEST_PREFIX}* names, and they need it"
+            )
+        _REGISTRY[name] = arch_info
         return builder
 
     return decorator
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching an fnmatch ``pattern``, sorted."""
-    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
+def list_models(pattern: str = "*", include_tests: bool = False) -> list[str]:
+    """Registered names matching an fnmatch ``pattern``, sorted; the tiny ``test-*``
+    variants only with ``include_tests=True``."""
+    return sorted(
+        name
+        for name, arch_info in _REGISTRY.items()
+        if fnmatch.fnmatchcase(name, pattern) and (include_tests or not arch_info.is_test)
+    )
 
 
 def get_arch_info(name: str) -> ArchInfo:
