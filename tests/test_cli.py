@@ -1,23 +1,38 @@
-"""The command line: help everywhere, version, one-line errors, non-zero exits."""
+"""The command line: help everywhere, choices from the registries, defaults from the
+library's dataclasses, one-line errors, non-zero exits, and the whole flow end to end."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from fkdbench import __version__
+from fkdbench.bench import BACKENDS, BenchOptions, read_records
 from fkdbench.cli import app
+from fkdbench.config import TrainConfig
+from fkdbench.data.prepare import SOURCES, PrepareOptions
+from fkdbench.data.schemes import SCHEMES
+from fkdbench.data.variants import VARIANTS
+from fkdbench.report import SECTIONS
+from fkdbench.tune import OBJECTIVES, TuneOptions
 
 runner = CliRunner()
+COMMANDS = typer.main.get_command(app).commands
 
 
-def _commands() -> list[str]:
-    import typer.main
-
-    group = typer.main.get_command(app)
-    return sorted(group.commands)
+def _option(command: str, name: str) -> Any:
+    """The parameter of ``--name`` in ``command`` (a Typer option)."""
+    for parameter in COMMANDS[command].params:
+        if f"--{name}" in parameter.opts:
+            return parameter
+    raise AssertionError(f"{command} has no --{name}")
 
 
 def test_version() -> None:
@@ -26,11 +41,96 @@ def test_version() -> None:
     assert __version__ in result.output
 
 
-@pytest.mark.parametrize("command", _commands())
+def test_every_step_of_the_flow_is_a_command() -> None:
+    assert {"prepare", "train", "export", "bench", "report", "reproduce"} <= set(COMMANDS)
+    assert {"models", "predict", "tune"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "registry"),
+    [
+        ("prepare", "source", SOURCES),
+        ("prepare", "scheme", tuple(SCHEMES)),
+        ("train", "variant", VARIANTS),
+        ("tune", "variant", VARIANTS),
+        ("tune", "objective", tuple(OBJECTIVES)),
+        ("bench", "backend", BACKENDS),
+    ],
+)
+def test_choices_are_the_registry(command: str, option: str, registry: tuple) -> None:
+    """A variant, backend or source added to its registry is a CLI choice, nothing else:
+    a wrong value is a usage error listing exactly the registry, in its order."""
+    result = runner.invoke(app, [command, f"--{option}", "bogus"])
+    assert result.exit_code == 2
+    listed = result.output.split("is not one of", 1)[1]
+    assert tuple(re.findall(r"'([^']+)'", listed)) == tuple(registry)
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "options_class", "field"),
+    [
+        ("prepare", "n-train", PrepareOptions, "n_train"),
+        ("prepare", "margin", PrepareOptions, "margin"),
+        ("prepare", "size", PrepareOptions, "image_size"),
+        ("train", "data", TrainConfig, "data_dir"),
+        ("train", "weights-mode", TrainConfig, "weights_mode"),
+        ("bench", "repeats", BenchOptions, "repeats"),
+        ("bench", "latency-samples", BenchOptions, "latency_samples"),
+        ("bench", "batch-size", BenchOptions, "batch_size"),
+        ("tune", "epochs", TuneOptions, "epochs_per_trial"),
+        ("tune", "max-params", TuneOptions, "max_params"),
+    ],
+)
+def test_defaults_are_the_dataclasses(
+    command: str, option: str, options_class: type, field: str
+) -> None:
+    default = _option(command, option).default
+    default = getattr(default, "value", default)  # an Enum choice
+    assert default == getattr(options_class(), field)
+
+
+def test_shared_options_say_the_same_everywhere() -> None:
+    """--threads, --force and --quiet are declared once: one help text wherever they appear."""
+    for name in ("threads", "force", "quiet"):
+        helps = {
+            parameter.help
+            for command in COMMANDS.values()
+            for parameter in command.params
+            if f"--{name}" in parameter.opts
+        }
+        assert len(helps) == 1, (name, helps)
+
+
+def test_unknown_choice_is_a_usage_error_naming_the_choices() -> None:
+    result = runner.invoke(app, ["train", "cnn-manual", "--variant", "bogus"])
+    assert result.exit_code == 2
+    assert "bogus" in result.output
+    for variant in VARIANTS:
+        assert variant in result.output
+
+
+def test_train_needs_arch_or_all_but_not_both(tiny_dataset: Path, tmp_path: Path) -> None:
+    common = ["--data", str(tiny_dataset), "--runs-dir", str(tmp_path), "--quiet"]
+    neither = runner.invoke(app, ["train", *common])
+    assert neither.exit_code == 1
+    assert "name an architecture" in neither.output
+    both = runner.invoke(app, ["train", "cnn-manual", "--all", *common])
+    assert both.exit_code == 1
+    assert "not both" in both.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_predict_needs_images_or_submission(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", str(tmp_path / "model.onnx")])
+    assert result.exit_code == 1
+    assert "name image files or folders" in result.output
 
 
 def test_prepare_small_synthetic(tmp_path: Path) -> None:
@@ -102,8 +202,6 @@ TINY_PRESET = {
 
 
 def _write_preset(path: Path) -> Path:
-    import json
-
     path.write_text(json.dumps(TINY_PRESET))
     return path
 
@@ -171,13 +269,6 @@ def test_train_missing_data_is_one_line(tmp_path: Path) -> None:
 def test_reproduce_end_to_end(tmp_path: Path) -> None:
     """The whole flow as a user runs it, on tiny data: prepare, train, export, bench,
     report; then the report's numbers are checked against the records they came from."""
-    import json
-
-    import pandas as pd
-
-    from fkdbench.bench import BACKENDS
-    from fkdbench.report import SECTIONS
-
     preset = _write_preset(tmp_path / "tiny.json")
     results = tmp_path / "results"
     arguments = [
@@ -225,7 +316,8 @@ def test_reproduce_end_to_end(tmp_path: Path) -> None:
         metrics = json.loads((tmp_path / "runs" / run / "metrics.json").read_text())
         assert accuracy.loc["cnn-manual", variant] == pytest.approx(metrics["test_rmse"], rel=1e-5)
         assert f"{metrics['test_rmse']:.3f}" in report
-    records = [json.loads(line) for line in (results / "bench.jsonl").read_text().splitlines()]
+    records = [record.flat() for record in read_records(results / "bench.jsonl")]
+    assert not any(record["error"] for record in records)
     assert sorted(r["backend"] for r in records) == sorted(BACKENDS * 2)
     timing = pd.read_csv(results / "timing.csv")
     for record in records:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from fkdbench.bench import read_records
 from fkdbench.cli import app
 from fkdbench.data.schemes import get_scheme
 
@@ -46,8 +47,9 @@ def test_dense_scheme_flow(tmp_path: Path, scheme: str) -> None:
         "bench", str(folder), "--backend", "onnxruntime", "--repeats", "1",
         "--latency-samples", "2", "--threads", "1", "--results", str(results / "bench.jsonl"),
     )  # fmt: skip
-    record = json.loads((results / "bench.jsonl").read_text().splitlines()[0])
-    assert record["test_auc"] == pytest.approx(metrics["test_auc"], abs=1e-3)
+    (record,) = read_records(results / "bench.jsonl")
+    assert record.error is None
+    assert record.scores.test_auc == pytest.approx(metrics["test_auc"], abs=1e-3)
     _invoke(
         "report", "--runs-dir", str(runs_dir), "--bench-file", str(results / "bench.jsonl"),
         "--out", str(results),

@@ -1,0 +1,105 @@
+"""``fkdbench bench`` (fkdbench.bench.bench_and_gate) and its regression gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fkdbench.bench import (
+    BenchOptions,
+    bench_and_gate,
+    bench_targets,
+    gate_report,
+    summary_table,
+)
+from fkdbench.cli.options import (
+    Backend,
+    DataOverrideOption,
+    QuietOption,
+    RunNamesArgument,
+    RunsDirOption,
+    ThreadsOption,
+    parameter_default,
+    values,
+)
+from fkdbench.cli.output import user_errors
+from fkdbench.progress import console
+
+# The defaults, read from the options dataclass (the one place they are set).
+_BENCH = BenchOptions()
+_TOLERANCE = parameter_default(bench_and_gate, "tolerance")
+
+
+def bench(
+    run_names: RunNamesArgument = None,
+    all_models: Annotated[
+        bool,
+        typer.Option("--all", help="Every finished run, plus every other architecture untrained."),
+    ] = False,
+    runs_dir: RunsDirOption = Path("runs"),
+    data: DataOverrideOption = None,
+    backend: Annotated[
+        list[Backend] | None, typer.Option(help="Backend to time; repeat for several [all].")
+    ] = None,
+    threads: ThreadsOption = _BENCH.threads,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per call when timing.")] = (
+        _BENCH.batch_size
+    ),
+    repeats: Annotated[int, typer.Option(min=1, help="Timed passes over the test split.")] = (
+        _BENCH.repeats
+    ),
+    warmup: Annotated[
+        int, typer.Option(min=0, help="Untimed passes first.")
+    ] = _BENCH.warmup_passes,
+    latency_samples: Annotated[int, typer.Option(min=1, help="Batch-1 calls timed.")] = (
+        _BENCH.latency_samples
+    ),
+    results: Annotated[Path, typer.Option(help="JSON-lines file records are appended to.")] = (
+        _BENCH.results
+    ),
+    skip_existing: Annotated[
+        bool, typer.Option(help="Skip run/backend pairs already in --results (same settings).")
+    ] = False,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Regression gate: compare with this baseline file.")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(min=0, help="Gate: allowed slow-down, 0.25 = 25%.")
+    ] = _TOLERANCE,
+    save_baseline: Annotated[
+        Path | None, typer.Option(help="Write this run's times as a baseline file.")
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Time models on CPU (seconds per 100 images, batch-1 latency) on every backend."""
+    with user_errors():
+        options = BenchOptions(
+            backends=values(backend) or _BENCH.backends,
+            threads=threads,
+            batch_size=batch_size,
+            warmup_passes=warmup,
+            repeats=repeats,
+            latency_samples=latency_samples,
+            data_dir=data,
+            results=results,
+            skip_existing=skip_existing,
+            quiet=quiet,
+        )
+        folders = bench_targets(runs_dir, run_names or [], all_models, data)
+        result = bench_and_gate(folders, options, baseline, tolerance, save_baseline)
+    if result.records:
+        typer.echo(summary_table(result.records).to_markdown(index=False, floatfmt=".4g"))
+    typer.echo(f"{len(result.records)} record(s) appended to {results}")
+    if save_baseline is not None:
+        typer.echo(f"baseline written to {save_baseline}")
+    if result.gate is not None:
+        for line in gate_report(result.gate):
+            typer.echo(line)
+    # A failed target is a row of the table and a record; the sweep went on, the exit says so.
+    failed = result.failure_summary()
+    if failed:
+        console.print(f"[red]error[/red]: {failed}", highlight=False, soft_wrap=True)
+    if failed or (result.gate is not None and not result.gate.passed):
+        raise typer.Exit(1)

@@ -1,0 +1,103 @@
+"""Every option the commands share, declared once as a Typer ``Annotated`` alias.
+
+Choices are ``str`` Enums built from the registries that own them (variants, schemes,
+sources, backends, ...), so a new variant or backend shows up in ``--help`` and is
+validated without touching the CLI. Defaults are read from the library's option
+dataclasses with :func:`default`, never restated here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fkdbench.bench import BACKENDS
+from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES
+from fkdbench.data.prepare import SOURCES
+from fkdbench.data.schemes import SCHEMES
+from fkdbench.data.variants import VARIANTS
+from fkdbench.export import EXPORTERS, INT8_ACTIVATIONS
+from fkdbench.report import FORMATS
+from fkdbench.tune import OBJECTIVES
+
+
+def default(options: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``options`` (the one place it is set)."""
+    for option in dataclasses.fields(options):
+        if option.name != name:
+            continue
+        if option.default is not dataclasses.MISSING:
+            return option.default
+        if option.default_factory is not dataclasses.MISSING:
+            return option.default_factory()
+        break
+    raise KeyError(f"{options.__name__} has no default for {name!r}")
+
+
+def parameter_default(function: Callable[..., Any], name: str) -> Any:
+    """The default of parameter ``name`` of a library function (the one place it is set)."""
+    parameter = inspect.signature(function).parameters[name]
+    if parameter.default is inspect.Parameter.empty:
+        raise KeyError(f"{function.__name__} has no default for {name!r}")
+    return parameter.default
+
+
+def choices(name: str, values: Iterable[str]) -> type[Enum]:
+    """A ``str`` Enum whose members are ``values``: Typer lists and checks them."""
+    return Enum(name, [(value, value) for value in values], type=str)
+
+
+def value(choice: Enum | str | None) -> Any:
+    """The plain string of a choice (Typer passes Enum members; Python callers strings)."""
+    return choice.value if isinstance(choice, Enum) else choice
+
+
+def values(chosen: Iterable[Enum | str] | None) -> tuple[str, ...] | None:
+    """Plain strings of a repeated choice; None when the option was not given."""
+    return tuple(value(choice) for choice in chosen) if chosen else None
+
+
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+ForceOption = Annotated[
+    bool, typer.Option(help="Redo work that is already done and up to date instead of reusing it.")
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="CPU threads for torch and ONNX Runtime [all cores]."),
+]
+DataOption = Annotated[Path, typer.Option(help="Prepared data folder (fkdbench prepare).")]
+DataOverrideOption = Annotated[
+    Path | None,
+    typer.Option("--data", help="Prepared data folder to score and time on [each run's own]."),
+]
+DataRootOption = Annotated[Path, typer.Option(help="Where data sets live.")]
+RunsDirOption = Annotated[Path, typer.Option(help="Where run folders live.")]
+RunNamesArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Run names (folders under --runs-dir) or run folders; or use --all."),
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same result.")]
+PresetOption = Annotated[str, typer.Option(help="quick | paper, or a preset JSON file.")]
+NTrainOption = Annotated[int, typer.Option(min=1, help="Synthetic labelled rows (training.csv).")]
+NTestOption = Annotated[int, typer.Option(min=0, help="Synthetic unlabelled rows (test.csv).")]
+
+
+# -- choices, from the registries that own them ----------------------------------------------
+Variant = choices("Variant", VARIANTS)
+Scheme = choices("Scheme", SCHEMES)
+Source = choices("Source", SOURCES)
+Backend = choices("Backend", BACKENDS)
+Exporter = choices("Exporter", EXPORTERS)
+Int8Activations = choices("Int8Activations", INT8_ACTIVATIONS)
+Objective = choices("Objective", OBJECTIVES)
+ReportFormat = choices("ReportFormat", FORMATS)
+Device = choices("Device", DEVICES)
+WeightsMode = choices("WeightsMode", PRETRAINED_WEIGHTS_MODES)
+
+VariantOption = Annotated[Variant, typer.Option(help="Data variant of the training split.")]

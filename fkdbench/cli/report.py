@@ -1,0 +1,45 @@
+"""``fkdbench report`` (fkdbench.report.build_report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fkdbench.cli.options import QuietOption, ReportFormat, RunsDirOption, values
+from fkdbench.cli.output import user_errors
+from fkdbench.report import FORMATS, build_report
+
+
+def report(
+    runs_dir: RunsDirOption = Path("runs"),
+    bench_file: Annotated[Path, typer.Option(help="Bench records (JSON lines).")] = Path(
+        "results/bench.jsonl"
+    ),
+    out: Annotated[Path, typer.Option(help="Where REPORT.md, the CSVs and figures/ go.")] = Path(
+        "results"
+    ),
+    report_format: Annotated[
+        list[ReportFormat] | None,
+        typer.Option("--format", help="Output to write; repeat for several [all]."),
+    ] = None,
+    from_records: Annotated[
+        bool,
+        typer.Option(help="Rebuild from --out/runs.jsonl instead of the run folders."),
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Write the papers' tables and figures, measured here, beside the papers' numbers."""
+    with user_errors():
+        result = build_report(
+            None if from_records else runs_dir,
+            bench_file,
+            out,
+            formats=values(report_format) or FORMATS,
+            quiet=quiet,
+        )
+    for path in result.paths:
+        typer.echo(str(path))
+    for name, reason in result.missing_figures.items():
+        typer.echo(f"figure {name} not drawn: {reason}")
