@@ -91,16 +91,27 @@ def reproduce(
             flow.count_bench_targets(len(targets))
             benched = bench(targets, options, on_done=flow.advance)
         with flow.step("report"):
-            report = build_report(runs_dir, options.results, results_dir, quiet=quiet)
+            report = _report_step(bool(targets), runs_dir, options.results, results_dir, quiet)
             flow.advance()
     return ReproduceResult(
         data_dir=prepared.data_dir,
         runs=trained,
-        report=report.markdown,
+        report=report,
         bench_records=len(benched.records),
         seconds=time.perf_counter() - started,
         step_seconds=flow.step_seconds,
     )
+
+
+def _report_step(
+    any_runs: bool, runs_dir: Path, bench_file: Path, results_dir: Path, quiet: bool
+) -> Path | None:
+    """REPORT.md, or None when no run finished and none was timed: a report of nothing
+    would replace the one in ``results_dir`` (the run lines say what failed)."""
+    if not any_runs:
+        say(f"report: skipped, no run finished; {results_dir} left as it was", quiet)
+        return None
+    return build_report(runs_dir, bench_file, results_dir, quiet=quiet).markdown
 
 
 def bench_settings(

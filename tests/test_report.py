@@ -222,8 +222,13 @@ def test_runs_only_without_a_bench_file(inputs: dict, tmp_path: Path) -> None:
 def test_bench_records_of_untrained_models_only(inputs: dict, tmp_path: Path) -> None:
     bench = tmp_path / "bench.jsonl"
     write_bench_file(bench, [_bench_record("cnn-manual--untrained", "torch", 0.4)])
+    # What `bench --all` leaves for an architecture nobody trained: its untrained folder.
+    untrained_only = tmp_path / "runs"
+    shutil.copytree(
+        inputs["runs"] / "cnn-manual--untrained", untrained_only / "cnn-manual--untrained"
+    )
     result = report.build_report(
-        tmp_path / "no-runs", bench, tmp_path / "out", formats=("md", "json"), quiet=True
+        untrained_only, bench, tmp_path / "out", formats=("md", "json"), quiet=True
     )
     markdown = result.markdown.read_text()
     assert _headings(markdown) == list(report.SECTIONS)

@@ -20,6 +20,7 @@ from report_factory import (
     SPEC_SOURCE,
     TUNE_RUNS,
     png,
+    write_run,
     write_tune_inputs,
 )
 
@@ -161,8 +162,9 @@ def test_rebuilt_from_records_gives_the_same_tuned_tables(
 
 
 def test_no_studies_and_no_tuned_runs_still_show_the_paper(tmp_path: Path) -> None:
+    write_run(tmp_path / "runs", "cnn-manual", "masked", None)  # a run, but not a tuned one
     result = report.build_report(
-        tmp_path / "no-runs", tmp_path / "absent.jsonl", tmp_path / "out", quiet=True
+        tmp_path / "runs", tmp_path / "absent.jsonl", tmp_path / "out", quiet=True
     )
     section = _section(result.markdown.read_text())
     assert "No tuning studies (`tune/`) and no trained `cnn-tuned` run: not run." in section

@@ -104,23 +104,37 @@ def build_tables(
     }
 
 
-def _load_runs_and_studies(
+def _read_runs(
     runs_dir: Path | None, out_dir: Path, run_records: Path | None, problems: list[str]
-) -> tuple[list[RunSummary], list[TuneSummary], Path]:
-    """From the run folders (snapshotting the studies into ``out_dir``), or with no
-    ``runs_dir`` from the records under ``out_dir``; also the folder runs are found in."""
+) -> list[RunSummary]:
+    """The runs of ``runs_dir``, or with no ``runs_dir`` the records under ``out_dir``.
+
+    A ``runs_dir`` that is missing or holds no run is refused before anything is written:
+    a typo'd ``--runs-dir`` must not replace a report (and its snapshot) with an empty one.
+    """
     if runs_dir is None:
-        run_summaries = read_run_records(run_records or out_dir / RUN_RECORDS_FILE)
-        tune_studies = load_tune_studies(
+        return read_run_records(run_records or out_dir / RUN_RECORDS_FILE)
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ReportError(f"{runs_dir}: no such runs folder (--runs-dir); nothing written")
+    run_summaries = load_runs(runs_dir, problems)
+    if not run_summaries:
+        unread = f", {len(problems)} could not be read ({problems[0]})" if problems else ""
+        raise ReportError(
+            f"{runs_dir}: no finished or untrained run folder{unread} (--runs-dir); nothing written"
+        )
+    return run_summaries
+
+
+def _tune_studies(runs_dir: Path | None, out_dir: Path, problems: list[str]) -> list[TuneSummary]:
+    """From the run folders, snapshotting their studies into ``out_dir`` (keeping the
+    copies already there of studies they do not hold); with no ``runs_dir``, the snapshot."""
+    if runs_dir is None:
+        return load_tune_studies(
             out_dir / runs.TUNE_DIR, problems, figures_dir=out_dir / FIGURES_DIR
         )
-        return run_summaries, tune_studies, out_dir
-    runs_dir = Path(runs_dir)
-    run_summaries = load_runs(runs_dir, problems)
-    tune_studies = snapshot_tune_studies(
-        load_tune_studies(runs_dir / runs.TUNE_DIR, problems), runs_dir / runs.TUNE_DIR, out_dir
-    )
-    return run_summaries, tune_studies, runs_dir
+    source = Path(runs_dir) / runs.TUNE_DIR
+    return snapshot_tune_studies(load_tune_studies(source, problems), source, out_dir, problems)
 
 
 def _latest_bench_records(
@@ -170,6 +184,12 @@ def _write_outputs(result: ReportResult, formats: Sequence[str]) -> None:
         write_text_atomic(result.json_file, render_json(result))
 
 
+def _check_formats(formats: Sequence[str]) -> None:
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown:
+        raise ReportError(f"unknown report format {unknown[0]!r}; known: {', '.join(FORMATS)}")
+
+
 def build_report(
     runs_dir: Path | None,
     bench_file: Path | None,
@@ -181,45 +201,42 @@ def build_report(
     """Read run folders and bench records; write REPORT.md (+ figures), CSVs and JSON.
 
     ``formats`` picks among ``md`` (REPORT.md and figures/*.png), ``csv`` (one file per
-    table) and ``json`` (report.json: every table and what is missing). Works with runs
-    only, bench records only, or both; whatever is absent is said to be absent.
+    table) and ``json`` (report.json: every table and what is missing); whatever is absent
+    is said to be absent. A ``runs_dir`` that is missing or holds no run (finished, or
+    untrained for timing) is a :class:`ReportError`, raised before anything is written.
 
     From ``runs_dir`` the runs' summaries are also written to ``out_dir/runs.jsonl``, and
-    the tuning studies (``runs_dir/tune/``) copied to ``out_dir/tune/`` with their figures.
+    the tuning studies (``runs_dir/tune/``) copied to ``out_dir/tune/`` with their figures;
+    copies already there of studies ``runs_dir`` does not hold are kept and reported (see
+    :func:`fkdbench.report.studies.snapshot_tune_studies`).
     With ``runs_dir=None`` both are read back from there (the runs from ``run_records``,
     default that file): the report is rebuilt from records alone, and the one figure that
     needs the models themselves (predictions) is kept as it is when present.
     """
-    unknown = [name for name in formats if name not in FORMATS]
-    if unknown:
-        raise ReportError(f"unknown report format {unknown[0]!r}; known: {', '.join(FORMATS)}")
+    _check_formats(formats)
     out_dir = Path(out_dir)
     problems: list[str] = []
-    run_summaries, tune_studies, runs_dir = _load_runs_and_studies(
-        runs_dir, out_dir, run_records, problems
-    )
-    records = _latest_bench_records(bench_file, run_summaries, quiet, problems)
+    # Every input is read before the first file (the snapshot) is written; the problems
+    # keep the order runs, studies, bench.
+    run_summaries = _read_runs(runs_dir, out_dir, run_records, problems)
+    bench_problems: list[str] = []
+    records = _latest_bench_records(bench_file, run_summaries, quiet, bench_problems)
+    tune_studies = _tune_studies(runs_dir, out_dir, problems)
+    problems += bench_problems
     tables = build_tables(run_summaries, records, tune_studies)
     figures: dict[str, Path] = {}
     missing: dict[str, str] = {}
     if "md" in formats:
-        figures, missing, partial = draw_figures(run_summaries, tables, runs_dir, out_dir, quiet)
-        problems.extend(partial)
+        # Rebuilt from records, the models are looked for beside the records.
+        models_dir = out_dir if runs_dir is None else Path(runs_dir)
+        figures, missing, partial = draw_figures(run_summaries, tables, models_dir, out_dir, quiet)
+        problems += partial
     result = ReportResult(
-        out_dir=out_dir,
-        markdown=None,
-        csv_files=[],
-        json_file=None,
-        figures=figures,
-        missing_figures=missing,
-        sections=list(SECTIONS),
-        tables=tables,
-        problems=problems,
-        tune_studies=tune_studies,
-        run_summaries=run_summaries,
-        bench_records=records,
+        out_dir=out_dir, markdown=None, csv_files=[], json_file=None, figures=figures,
+        missing_figures=missing, sections=list(SECTIONS), tables=tables, problems=problems,
+        tune_studies=tune_studies, run_summaries=run_summaries, bench_records=records,
         bench_file=bench_file,
-    )
+    )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     if run_records is None and any(run.folder is not None for run in run_summaries):
         write_run_records(run_summaries, out_dir / RUN_RECORDS_FILE)

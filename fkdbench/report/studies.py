@@ -6,13 +6,15 @@ them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fkdbench import runs
-from fkdbench.io import write_bytes_atomic
+from fkdbench.io import write_bytes_atomic, write_json_atomic
 from fkdbench.report.common import FIGURES_DIR, ReportError, number
 
 # Under the runs folder, one folder per study. What the snapshot copies: study.json is
@@ -218,8 +220,15 @@ def load_tune_studies(
     tune_dir = Path(tune_dir)
     if not tune_dir.is_dir():
         return []
+    folders = sorted(path.parent for path in tune_dir.glob(f"*/{runs.TUNE_STUDY_FILE}"))
+    return _read_studies(folders, problems, figures_dir)
+
+
+def _read_studies(
+    folders: Iterable[Path], problems: list[str], figures_dir: Path | None
+) -> list[TuneSummary]:
     found = []
-    for folder in sorted(path.parent for path in tune_dir.glob(f"*/{runs.TUNE_STUDY_FILE}")):
+    for folder in folders:
         try:
             found.append(_summary_from_study(folder, figures_dir))
         except ReportError as error:
@@ -230,6 +239,28 @@ def load_tune_studies(
 
 # -- the snapshot ---------------------------------------------------------------------------
 
+# Beside each study's copy: the study folder it was copied from, relative to the copy (so it
+# holds on another clone). A report removes only copies it made from the same runs folder:
+# a snapshot made elsewhere (the committed results/tune/ of a fresh clone) is never its to
+# delete.
+SNAPSHOT_SOURCE_FILE = "source.json"
+SNAPSHOT_FORMAT_VERSION = 1
+
+
+def _source_link(source: Path, target: Path) -> str:
+    return os.path.relpath(Path(source).resolve(), Path(target).resolve())
+
+
+def _copied_from(target: Path) -> str | None:
+    """Where the copy in ``target`` says it came from; None when it says nothing readable
+    (a copy made by hand, or by a report older than the marker: not this report's)."""
+    try:
+        record = json.loads((target / SNAPSHOT_SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    source = record.get("source") if isinstance(record, dict) else None
+    return source if isinstance(source, str) else None
+
 
 def _copy_study_files(study: TuneSummary, target: Path) -> None:
     """The study's TUNE_FILES into ``target``; a copy the study no longer has is removed."""
@@ -239,55 +270,98 @@ def _copy_study_files(study: TuneSummary, target: Path) -> None:
             write_bytes_atomic(target / name, source.read_bytes())
         else:
             (target / name).unlink(missing_ok=True)
+    marker = {
+        "format_version": SNAPSHOT_FORMAT_VERSION,
+        "source": _source_link(Path(study.folder), target),
+    }
+    write_json_atomic(target / SNAPSHOT_SOURCE_FILE, marker)
 
 
-def _remove_stale_studies(tune_dir: Path, current: set[str]) -> None:
-    """Empty the copies of studies not in ``current``, and their folders where that leaves
-    them empty."""
+def _remove_copy(folder: Path) -> None:
+    """Empty a stale copy of this report's making, and its folder where that leaves it empty."""
+    # Only the files a snapshot writes: anything else someone put there stays.
+    for name in (*TUNE_FILES, SNAPSHOT_SOURCE_FILE):
+        (folder / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _remove_figures(figures_dir: Path, study: str, names: Iterable[str]) -> None:
+    for name in names:
+        (figures_dir / tune_figure_file(study, name)).unlink(missing_ok=True)
+
+
+def _copy_study(
+    study: TuneSummary, tune_dir: Path, figures_dir: Path, in_place: bool
+) -> TuneSummary:
+    """One study's files and figures into the snapshot; a figure it no longer has goes."""
+    target = tune_dir / study.study
+    if not in_place:
+        _copy_study_files(study, target)
+    figures = {}
+    for name, source in study.figures.items():
+        path = figures_dir / tune_figure_file(study.study, name)
+        write_bytes_atomic(path, Path(source).read_bytes())
+        figures[name] = str(path)
+    _remove_figures(
+        figures_dir, study.study, (name for name in TUNE_FIGURES if name not in figures)
+    )
+    return replace(study, figures=figures, folder=target)
+
+
+def _other_copies(
+    source_dir: Path, tune_dir: Path, figures_dir: Path, problems: list[str]
+) -> list[TuneSummary]:
+    """The snapshot's studies that ``source_dir`` does not hold: a copy a report made from
+    there earlier, of a study since removed from beside the others, is removed with its
+    figures; any other copy is kept as it is and read back, so the report still shows it.
+
+    A ``source_dir`` with no study at all removes nothing: a fresh runs folder (a clone, a
+    retraining from scratch) has no tune/, which says nothing about the studies reported.
+    """
+    if not tune_dir.is_dir():
+        return []
+    in_source = {path.parent.name for path in source_dir.glob(f"*/{runs.TUNE_STUDY_FILE}")}
+    kept: list[Path] = []
     for folder in sorted(path for path in tune_dir.iterdir() if path.is_dir()):
-        if folder.name in current:
+        if folder.name in in_source:
             continue
-        # Only the files a snapshot writes: anything else someone put there stays.
-        for name in TUNE_FILES:
-            (folder / name).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
-def _remove_stale_figures(figures_dir: Path, kept: set[str]) -> None:
-    for path in figures_dir.glob("tune-*.png"):
-        if path.name not in kept:
-            path.unlink()
+        made_here = _copied_from(folder) == _source_link(source_dir / folder.name, folder)
+        if in_source and made_here:
+            _remove_copy(folder)
+            _remove_figures(figures_dir, folder.name, TUNE_FIGURES)
+        elif (folder / runs.TUNE_STUDY_FILE).is_file():
+            kept.append(folder)
+    return _read_studies(kept, problems, figures_dir)
 
 
 def snapshot_tune_studies(
-    studies: Sequence[TuneSummary], source_dir: Path, out_dir: Path
+    studies: Sequence[TuneSummary],
+    source_dir: Path,
+    out_dir: Path,
+    problems: list[str] | None = None,
 ) -> list[TuneSummary]:
     """Copy each study's files to ``out_dir/tune/<study>/`` and its figures to
     ``out_dir/figures/tune-<study>-<name>.png``: the records a report rebuilt without the run
-    folders reads. Copies of studies (and figures) no longer in ``source_dir`` are removed,
-    so the snapshot is these studies and nothing else. Returns the studies as copied.
+    folders reads. Returns the studies of the snapshot, by name: these, as copied, and the
+    copies already there of studies ``source_dir`` does not hold.
+
+    Nothing a report did not make is deleted: a copy made earlier from ``source_dir`` whose
+    study is gone from there (while others are not) is removed with its figures, but a copy
+    made from elsewhere (the committed snapshot of a fresh clone), or any copy when
+    ``source_dir`` holds no study, is kept and reported. Copies that cannot be read are
+    described in ``problems``.
     """
+    source_dir = Path(source_dir)
     tune_dir = Path(out_dir) / runs.TUNE_DIR
     figures_dir = Path(out_dir) / FIGURES_DIR
     # Reporting into the runs folder itself: the study files are already in place, and
-    # nothing there is a stale copy to delete.
-    in_place = Path(source_dir).resolve() == tune_dir.resolve()
-    copied: list[TuneSummary] = []
-    for study in studies:
-        target = tune_dir / study.study
-        if not in_place:
-            _copy_study_files(study, target)
-        figures = {}
-        for name, source in study.figures.items():
-            path = figures_dir / tune_figure_file(study.study, name)
-            write_bytes_atomic(path, Path(source).read_bytes())
-            figures[name] = str(path)
-        copied.append(replace(study, figures=figures, folder=target))
-    if tune_dir.is_dir() and not in_place:
-        _remove_stale_studies(tune_dir, {study.study for study in studies})
-    if figures_dir.is_dir():
-        _remove_stale_figures(
-            figures_dir, {Path(p).name for s in copied for p in s.figures.values()}
+    # nothing there is a copy.
+    in_place = source_dir.resolve() == tune_dir.resolve()
+    copied = [_copy_study(study, tune_dir, figures_dir, in_place) for study in studies]
+    if not in_place:
+        others = _other_copies(
+            source_dir, tune_dir, figures_dir, [] if problems is None else problems
         )
-    return copied
+        copied += others
+    return sorted(copied, key=lambda study: study.study)
