@@ -8,6 +8,7 @@ old content or the new, never a mix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -29,21 +30,66 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+# The write failures a user fixes by freeing space or choosing a writable folder: they
+# become one line naming the file (WriteError) instead of a traceback.
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT})
+# torch.save writes through its own C++ stream, so a full disk reaches Python as a
+# RuntimeError from inline_container.cc rather than an OSError; these words mark it.
+_TORCH_WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "file write failed")
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, read-only file system); the message names
+    the file and says that its previous content, if any, is unchanged."""
+
+
+def write_error(path: Path, error: BaseException) -> WriteError | None:
+    """The one-line :class:`WriteError` for a storage failure writing ``path``, else None."""
+    if isinstance(error, WriteError):
+        return error
+    if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+        code, reason = error.errno, os.strerror(error.errno)
+    elif isinstance(error, RuntimeError) and any(w in str(error) for w in _TORCH_WRITE_FAILURES):
+        code, reason = errno.EIO, "the write failed (disk full or read-only?)"
+    else:
+        return None
+    # One argument keeps the message free of OSError's "[Errno N]" prefix; errno stays set.
+    problem = WriteError(
+        f"{path}: cannot write: {reason}; nothing was lost (its previous content, if any, "
+        "is unchanged)"
+    )
+    problem.errno = code
+    return problem
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    A storage failure (ENOSPC, EROFS, torch.save's wrapped one) raises :class:`WriteError`
+    naming ``path``; the temporary file is removed and ``path`` keeps its old content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temporary_path = Path(temporary)
-    # mkstemp makes the file private (0600); give it the permissions of a normal file.
-    os.chmod(temporary_path, 0o666 & ~_UMASK)
+    temporary_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+        os.close(handle)
+        temporary_path = Path(temporary)
+        # mkstemp makes the file private (0600); give it the permissions of a normal file.
+        os.chmod(temporary_path, 0o666 & ~_UMASK)
         yield temporary_path
         os.replace(temporary_path, path)
+    except (OSError, RuntimeError) as error:
+        converted = write_error(path, error)
+        if converted is None:
+            raise
+        raise converted from None
     finally:
-        temporary_path.unlink(missing_ok=True)
+        if temporary_path is not None:
+            temporary_path.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -74,25 +120,38 @@ def append_jsonl_atomic(path: Path, records: list[dict]) -> None:
 def atomic_directory(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; on success it replaces ``target``.
 
-    On any error (or Ctrl-C) the temporary folder is removed and ``target`` is untouched.
+    On any error (or Ctrl-C) the temporary folder is removed and ``target`` is untouched;
+    a storage failure (ENOSPC, EROFS) raises :class:`WriteError` naming ``target``.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    os.chmod(staging, 0o777 & ~_UMASK)
+    staging: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        )
+        os.chmod(staging, 0o777 & ~_UMASK)
         yield staging
-        if target.exists():
-            # Move the old folder aside first so that the swap leaves no window with neither.
-            retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, retired)
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
+        _swap_in(staging, target)
+    except (OSError, RuntimeError) as error:
+        converted = write_error(target, error)
+        if converted is None:
+            raise
+        raise converted from None
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    if target.exists():
+        # Move the old folder aside first so that the swap leaves no window with neither.
+        retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, retired)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, target)
 
 
 def read_json(

@@ -11,6 +11,8 @@ weights) owns one folder ``<runs_dir>/<run name>/``::
                   (:func:`metrics_record`)
     last.pt       resume state, written after every epoch while the run is unfinished
                   (``fkdbench.train.state.save_resume_state``)
+    train.lock    while a ``train`` process owns the folder: its pid and host
+                  (:func:`hold_run`)
 
 Checkpoints are self-describing in the nanoGPT sense, split across two files:
 ``config.json`` says what to build, ``model.pt`` holds the weights, and
@@ -22,10 +24,15 @@ half of one, and every checkpoint is read with ``torch.load(weights_only=True)``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
 import math
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,7 @@ MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 RESUME_FILE = "last.pt"
+LOCK_FILE = "train.lock"
 
 # How a model's weights started: random init, or a pretrained backbone kept fixed / trained.
 WEIGHTS_MODES = ("scratch", "frozen", "finetuned")
@@ -76,6 +84,141 @@ def tuned_best_file(runs_dir: Path, variant: str) -> Path:
 
 class CheckpointError(ValueError):
     """A checkpoint or run file is missing or unreadable; the message names the file."""
+
+
+class RunBusy(ValueError):
+    """Another process owns the run folder (its lock names the pid and host)."""
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds a run folder's lock."""
+
+    pid: int
+    host: str
+
+    def alive(self) -> bool | None:
+        """Whether the owner still runs: None when it is on another host (cannot tell)."""
+        if self.host != socket.gethostname():
+            return None
+        if self.pid == os.getpid():
+            # Not this process (it takes a run's lock once): one that had the same pid
+            # before, e.g. in a restarted container, where pids start again from 1.
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # another user's live process
+        return True
+
+
+def _me() -> LockOwner:
+    return LockOwner(os.getpid(), socket.gethostname())
+
+
+def _read_lock(path: Path) -> LockOwner | None:
+    """The lock's owner; None when the file is gone or does not say (being written)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return LockOwner(int(record["pid"]), str(record["host"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return LockOwner(-1, "?")
+
+
+def _create_lock(path: Path) -> bool:
+    """Create the lock with O_EXCL (only one process can); False when it exists."""
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise io.write_error(path, error) or error from None
+    me = _me()
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as lock:
+            json.dump({"pid": me.pid, "host": me.host}, lock)
+    except OSError as error:
+        path.unlink(missing_ok=True)  # an empty lock would name no owner
+        raise io.write_error(path, error) or error from None
+    return True
+
+
+def _take_over(path: Path, stale: LockOwner) -> bool:
+    """Remove a dead owner's lock, unless another process replaced it meanwhile."""
+    aside = path.with_name(f".{path.name}.stale-{os.getpid()}")
+    try:
+        os.rename(path, aside)  # atomic: of two processes taking over, one moves it
+    except FileNotFoundError:
+        return False
+    moved = _read_lock(aside)
+    if moved != stale:
+        # A live process created the lock after we read the stale one: put it back.
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    aside.unlink(missing_ok=True)
+    return moved == stale
+
+
+def acquire_run_lock(folder: Path, name: str) -> LockOwner | None:
+    """Take the run folder's lock; returns the dead owner whose stale lock was taken over.
+
+    A lock held by a live process (or one on another host, whose pid cannot be checked)
+    raises :class:`RunBusy` naming the run, the pid and the host.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise io.write_error(folder, error) or error from None
+    path = folder / LOCK_FILE
+    taken_over = None
+    for _ in range(3):
+        if _create_lock(path):
+            return taken_over
+        owner = _read_lock(path)
+        if owner is None:
+            continue  # released between our two calls: try again
+        if owner.pid < 0:
+            raise RunBusy(
+                f"{name}: {path} names no pid and host; remove it if no train runs on this run"
+            )
+        if owner.alive() is not False:
+            raise RunBusy(
+                f"{name}: in use by pid {owner.pid} on {owner.host} ({path}); wait for it, "
+                "or remove the lock if that process is gone"
+            )
+        if _take_over(path, owner):
+            taken_over = owner
+    raise RunBusy(f"{name}: could not take {path}; another process keeps taking it")
+
+
+def release_run_lock(folder: Path) -> None:
+    """Remove the run folder's lock if this process holds it."""
+    path = Path(folder) / LOCK_FILE
+    if _read_lock(path) == _me():
+        # Never hide the error that ended the run: a lock left (read-only disk) is stale
+        # once this process exits, and the next train takes it over.
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def hold_run(folder: Path, name: str) -> Iterator[LockOwner | None]:
+    """Own the run folder for the block (see :func:`acquire_run_lock`); the lock goes on
+    any exit, Ctrl-C included. A folder this call created and left empty is removed."""
+    folder = Path(folder)
+    created = not folder.exists()
+    stale = acquire_run_lock(folder, name)
+    try:
+        yield stale
+    finally:
+        release_run_lock(folder)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
 
 
 def run_name(arch: str, variant: str, weights_mode: str = "scratch") -> str:

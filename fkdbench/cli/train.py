@@ -35,7 +35,10 @@ def train(
     ] = None,
     variant: VariantOption = Variant[_TRAIN.variant],
     all_runs: Annotated[
-        bool, typer.Option("--all", help="Train every run of --preset; finished runs skip.")
+        bool,
+        typer.Option(
+            "--all", help="Train every run of --preset; finished runs with the same settings skip."
+        ),
     ] = False,
     preset: PresetOption = "quick",
     data: DataOption = _TRAIN.data_dir,

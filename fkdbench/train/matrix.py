@@ -27,11 +27,13 @@ def train_matrix(
     on_run_end: Callable[[RunResult], None] | None = None,
     **overrides: Any,
 ) -> list[RunResult]:
-    """Train every run of a preset in turn; finished runs are skipped unless ``force``.
+    """Train every run of a preset in turn; finished runs are skipped unless ``force``
+    (only when their recorded settings and data match: otherwise they are failed rows).
 
     ``on_run_end`` is called with each run's result (``reproduce`` advances its display).
 
-    A run that fails (diverged, bad weights, a model that will not build, ...) becomes a
+    A run that fails (diverged, bad weights, a model that will not build, a finished run
+    with other settings, a run folder another process holds, ...) becomes a
     result row with ``status="failed"`` and its error line, and the matrix goes on.
     Ctrl-C stops the matrix (the current run stays resumable). Missing data fails at once,
     before any run, since every run would fail the same way.

@@ -1,8 +1,10 @@
 """One training run, in stages that read top to bottom like nanoGPT's ``train.py``.
 
-:func:`train_run`: open the run folder (skip a finished run), seed, load the data, build
-the model, write ``config.json``, plan the phases, resume or start, train them epoch by
-epoch, score the test split with the best epoch's weights and write ``metrics.json``.
+:func:`train_run`: check the settings, take the run folder's lock (skip a finished run
+whose recorded settings and data match, refuse one whose do not), seed, load the data,
+build the model, plan the phases, resume or start, write ``config.json``, train the phases
+epoch by epoch, score the test split with the best epoch's weights and write
+``metrics.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 
 from fkdbench import runs
 from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES, TrainConfig
+from fkdbench.data.splits import read_manifest
 from fkdbench.data.variants import VARIANTS
 from fkdbench.io import plain, sha256_file, write_json_atomic
 from fkdbench.models import (
@@ -35,38 +38,66 @@ from fkdbench.train.loop import Progress, optimisation_record
 from fkdbench.train.phases import EpochHook, RunLoop, plan_phases, run_phases, start_or_resume
 from fkdbench.train.result import RunError, RunResult
 from fkdbench.train.scoring import predict_pixels, score_test_split
-from fkdbench.train.state import cpu_state_dict, settings_fingerprint, write_history
+from fkdbench.train.state import (
+    check_finished_settings,
+    cpu_state_dict,
+    settings_fingerprint,
+    write_history,
+)
 
 
 def train_run(config: TrainConfig, on_epoch_end: EpochHook | None = None) -> RunResult:
-    """Train one run to its end, resuming it if it was interrupted; skip it if finished.
+    """Train one run to its end, resuming it if it was interrupted; skip it if finished
+    with the same settings and data.
 
     ``on_epoch_end`` is called with each history row after that epoch's state is saved
     (a hook for tests and callers; an exception from it interrupts the run like Ctrl-C).
-    Every error is a ``ValueError`` with one line naming the run or the file:
-    :class:`RunError` for bad settings, ``DataError`` for bad data,
-    :class:`runs.CheckpointError` for unreadable checkpoints and :class:`TrainingDiverged`
-    when the loss stops being finite.
+    Every error is a ``ValueError`` or ``OSError`` with one line naming the run or the file:
+    :class:`RunError` for bad settings (or a finished run with other ones), ``DataError``
+    for bad data, :class:`runs.CheckpointError` for unreadable checkpoints,
+    :class:`runs.RunBusy` when another process owns the run folder,
+    :class:`TrainingDiverged` when the loss stops being finite and ``io.WriteError`` when
+    a file cannot be written (disk full, read-only).
     """
     started = time.monotonic()
     run = _open_run_folder(config)
-    if run.finished:
-        say(f"{run.name}: already finished, skipped (force to train again)", config.quiet)
-        return run.result("skipped", started, metrics=runs.read_metrics(run.folder))
+    # One process owns the folder; nothing in it is written before the lock is held.
+    with runs.hold_run(run.folder, run.name) as stale:
+        if stale is not None:
+            console.print(
+                f"[bold yellow]warning:[/] {run.name}: took over the lock of pid {stale.pid} "
+                f"on {stale.host}, which is no longer running"
+            )
+        if run.finished:
+            check_finished_settings(run.folder, run.name, _finished_run_settings(config, run))
+            say(f"{run.name}: already finished, skipped (force to train again)", config.quiet)
+            return run.result("skipped", started, metrics=runs.read_metrics(run.folder))
+        return _train(config, run, started, on_epoch_end)
 
+
+def _train(
+    config: TrainConfig, run: Run, started: float, on_epoch_end: EpochHook | None
+) -> RunResult:
+    """Every check (data, model, weights, a resume state's settings) passes before the
+    first write: a refused run leaves its folder as it was."""
     device, generator = _seed_torch(config)
     data = load_training_data(config, run.name, device)
     built = _build_model(config, run, data, device)
     settings = settings_fingerprint(config, built.kwargs, run.weights_mode, built.weights)
-    _write_config(config, run, data, built, settings["manifest_sha256"])
 
     frozen = run.weights_mode == "frozen"
     trainables, phases = plan_phases(
         config, data, built.model, run.pretrain_epochs, frozen, generator, device
     )
+    if config.force:
+        # Unfinished first: a crash from here on leaves a resumable run, never a finished
+        # one with stale metrics.
+        (run.folder / runs.METRICS_FILE).unlink(missing_ok=True)
+        (run.folder / runs.RESUME_FILE).unlink(missing_ok=True)
     progress = start_or_resume(
         run.folder, settings, trainables, phases[0].name, run.name, config.quiet
     )
+    _write_config(config, run, data, built, settings["manifest_sha256"])
     loop = RunLoop(config, run.name, run.folder, settings, trainables, progress, on_epoch_end)
     run_phases(loop, phases)
 
@@ -89,7 +120,7 @@ class Run:
     weights_mode: str  # scratch | frozen | finetuned
     arch_info: ArchInfo
     pretrain_epochs: int  # autoencoder epochs before the keypoint phase (0: none)
-    finished: bool  # finished before this call, and not forced: nothing to do
+    finished: bool  # finished before this call, and not forced: skipped if settings match
 
     def result(self, status: str, started: float, **fields: Any) -> RunResult:
         return RunResult(
@@ -105,9 +136,7 @@ class Run:
 
 
 def _open_run_folder(config: TrainConfig) -> Run:
-    """Check the settings, name the run and find its folder. With ``force``, a finished
-    run is unfinished first: a crash from here on leaves a resumable run, never a finished
-    one with stale metrics."""
+    """Check the settings, name the run and find its folder (writing nothing)."""
     arch_info = _check_choices(config)
     weights_mode = _weights_mode(config, arch_info)
     name = runs.run_name(config.arch, config.variant, weights_mode)
@@ -122,17 +151,23 @@ def _open_run_folder(config: TrainConfig) -> Run:
         pretrain_epochs=config.ae_pretrain_epochs if arch_info.pretrain == "autoencoder" else 0,
         finished=runs.is_finished(folder) and not config.force,
     )
-    if run.finished:
-        return run
-    if config.force:
-        (folder / runs.METRICS_FILE).unlink(missing_ok=True)
-        (folder / runs.RESUME_FILE).unlink(missing_ok=True)
-    if arch_info.has_backbone and config.weights is None:
+    if not run.finished and arch_info.has_backbone and config.weights is None:
         console.print(
             f"[bold yellow]warning:[/] {name}: no weights file given; training "
             f"{config.arch} from SCRATCH (reported as weights_mode 'scratch')"
         )
     return run
+
+
+def _finished_run_settings(config: TrainConfig, run: Run) -> dict[str, Any]:
+    """The settings fingerprint this config would train, without loading the data: the
+    model's kwargs need only the image size, which the manifest records."""
+    manifest = read_manifest(config.data_dir)  # DataError naming it when missing
+    recorded = runs.read_config(run.folder).get("data", {})
+    image_size = int(manifest.get("image_size") or recorded.get("image_size") or 0)
+    kwargs, _ = _model_kwargs(config, image_size)
+    weights = None if run.weights_mode == "scratch" else {"sha256": sha256_file(config.weights)}
+    return settings_fingerprint(config, kwargs, run.weights_mode, weights)
 
 
 def _check_choices(config: TrainConfig) -> ArchInfo:
@@ -202,18 +237,23 @@ def _build_model(
     config: TrainConfig, run: Run, data: TrainingData, device: torch.device
 ) -> BuiltModel:
     """The model, with its pretrained backbone if any, starting at the mean shape."""
-    chosen_kwargs, spec_source = runs.choose_spec(
-        config.model_kwargs, config.arch, config.variant, config.runs_dir
-    )
+    kwargs, spec_source = _model_kwargs(config, data.image_size)
     if spec_source:
         say(f"{run.name}: spec from {spec_source}", config.quiet)
-    kwargs = runs.resolve_model_kwargs(chosen_kwargs, config.arch, data.image_size)
     model = create_model(config.arch, num_outputs=data.scheme.num_outputs, in_chans=1, **kwargs)
     weights = _load_weights(model, config, run.weights_mode)
     # Start from the mean shape of the training labels (a resume overwrites this anyway).
     model.start_at_shape(torch.from_numpy(data.mean_shape_coordinates()))
     model.to(device)
     return BuiltModel(model, kwargs, spec_source, weights)
+
+
+def _model_kwargs(config: TrainConfig, image_size: int) -> tuple[dict[str, Any], str | None]:
+    """The complete ``create_model`` kwargs of the run, and where its spec came from."""
+    chosen_kwargs, spec_source = runs.choose_spec(
+        config.model_kwargs, config.arch, config.variant, config.runs_dir
+    )
+    return runs.resolve_model_kwargs(chosen_kwargs, config.arch, image_size), spec_source
 
 
 def _load_weights(

@@ -19,6 +19,7 @@ from fkdbench import runs
 from fkdbench.config import FREE_ON_RESUME, TrainConfig
 from fkdbench.data.splits import MANIFEST_NAME
 from fkdbench.io import plain, sha256_file, write_text_atomic
+from fkdbench.models import get_arch_info, list_models
 from fkdbench.train.loop import Progress
 from fkdbench.train.result import RunError
 
@@ -54,17 +55,91 @@ def settings_fingerprint(
     weights_mode: str,
     weights_record: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The settings a resumed run must share with the interrupted one (plain Python)."""
-    settings = {
-        key: value
-        for key, value in plain(dataclasses.asdict(config)).items()
-        if key not in FREE_ON_RESUME
-    }
-    settings["weights"] = weights_record["sha256"] if weights_record else None
+    """The settings a resumed or skipped run must share with the first one (plain Python)."""
+    return _fingerprint(
+        plain(dataclasses.asdict(config)),
+        model_kwargs,
+        weights_mode,
+        weights_record["sha256"] if weights_record else None,
+        sha256_file(Path(config.data_dir) / MANIFEST_NAME),
+    )
+
+
+def recorded_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`settings_fingerprint` of a run, rebuilt from its ``config.json``."""
+    # A field added to TrainConfig after the run was trained had its default then.
+    train_fields = {**plain(dataclasses.asdict(TrainConfig())), **record.get("train", {})}
+    weights = record.get("weights")
+    return _fingerprint(
+        train_fields,
+        record.get("model", {}).get("kwargs", {}),
+        record.get("weights_mode"),
+        weights.get("sha256") if isinstance(weights, dict) else None,
+        record.get("data", {}).get("manifest_sha256"),
+    )
+
+
+def _fingerprint(
+    train_fields: dict[str, Any],
+    model_kwargs: dict[str, Any],
+    weights_mode: str | None,
+    weights_sha256: str | None,
+    manifest_sha256: str | None,
+) -> dict[str, Any]:
+    """The one definition of a run's settings, whether from a config or from config.json."""
+    settings = {key: value for key, value in train_fields.items() if key not in FREE_ON_RESUME}
+    settings["weights"] = weights_sha256
     settings["model_kwargs"] = json.dumps(model_kwargs, sort_keys=True)
     settings["weights_mode"] = weights_mode
-    settings["manifest_sha256"] = sha256_file(Path(config.data_dir) / MANIFEST_NAME)
+    settings["manifest_sha256"] = manifest_sha256
     return settings
+
+
+def setting_differences(saved: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """``"<setting> <old> -> <new>"`` for each difference that changes what the run
+    computes, the data's checksum first."""
+    keys = set(settings) | set(saved)
+    keys -= _unused_settings(settings)
+    keys = sorted(keys, key=lambda key: (key != "manifest_sha256", key))
+    return [
+        f"{_SETTING_LABELS.get(key, key)} {_short(saved.get(key))} -> {_short(settings.get(key))}"
+        for key in keys
+        if settings.get(key) != saved.get(key)
+    ]
+
+
+def _unused_settings(settings: dict[str, Any]) -> set[str]:
+    """Settings the run's architecture and variant never read: a difference in them is
+    none (a preset's ae_pretrain_epochs does not make a cnn-manual run stale)."""
+    unused = set()
+    arch = settings.get("arch")
+    if arch in list_models(include_tests=True) and get_arch_info(arch).pretrain != "autoencoder":
+        unused.add("ae_pretrain_epochs")
+    if settings.get("variant") != "aug":
+        unused.add("augment_copies")
+    return unused
+
+
+_SETTING_LABELS = {
+    "manifest_sha256": "data (manifest.json sha256)",
+    "weights": "weights file sha256",
+}
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """A setting for a one-line message: checksums and specs are cut, not printed whole."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_finished_settings(folder: Path, name: str, settings: dict[str, Any]) -> None:
+    """Refuse to skip a finished run whose config.json records other settings or data."""
+    differences = setting_differences(recorded_settings(runs.read_config(folder)), settings)
+    if differences:
+        raise RunError(
+            f"{name}: finished with other settings ({differences[0]}); train with --force to "
+            "replace it, or use another --runs-dir"
+        )
 
 
 def save_resume_state(
@@ -113,14 +188,10 @@ def restore_resume_state(path: Path, settings: dict[str, Any], trainables: Train
 
 
 def _check_same_settings(path: Path, settings: dict[str, Any], saved: dict[str, Any]) -> None:
-    keys = set(settings) | set(saved)
-    changed = sorted(key for key in keys if settings.get(key) != saved.get(key))
-    if changed:
-        details = ", ".join(
-            f"{key} {saved.get(key)!r} -> {settings.get(key)!r}" for key in changed[:3]
-        )
+    differences = setting_differences(saved, settings)
+    if differences:
         raise RunError(
-            f"{path}: an unfinished run with other settings ({details}); "
+            f"{path}: an unfinished run with other settings ({', '.join(differences[:3])}); "
             "train with force to start it again"
         )
 
