@@ -84,6 +84,9 @@ class ExportRecord:
     parity_images: int
     onnx_bytes: int
     model_sha256: str
+    # The graphs' own checksums: a reused export must still be these bytes.
+    onnx_sha256: str
+    int8_sha256: str | None
     int8: bool
     int8_bytes: int | None
     int8_calibration_images: int | None
@@ -318,21 +321,67 @@ def _checked_weights(folder: Path) -> str:
     return sha256_file(model_path)
 
 
-def _current_export(
+def _graph_problem(folder: Path, name: str, recorded: Any) -> str | None:
+    """Why ``folder/name`` is not the graph ``export.json`` recorded, or None when it is."""
+    path = folder / name
+    if not path.is_file():
+        return f"{name} is missing"
+    if not isinstance(recorded, str):
+        return f"{EXPORT_RECORD_FILE} records no sha256 of {name} (an older export)"
+    if sha256_file(path) != recorded:
+        return f"{name} is not the file {EXPORT_RECORD_FILE} recorded (its sha256 differs)"
+    return None
+
+
+def stale_export_reason(
     folder: Path, model_sha: str, int8: bool, int8_activations: str
-) -> ExportRecord | None:
-    """The export on disk when it still describes these weights and the files asked for."""
+) -> str | None:
+    """Why the export on disk cannot be reused for these weights and files (None: it can).
+
+    Reused only when ``export.json`` describes these weights and every graph asked for is,
+    byte for byte, the one it recorded: a file replaced, truncated or corrupted since is
+    exported again rather than trusted with the old parity and scores."""
     existing = read_export_record(folder)
-    current = (
-        existing is not None
-        and existing.get("model_sha256") == model_sha
-        and existing.get("int8_activations") in (None, int8_activations)
-        and (folder / ONNX_FILE).is_file()
-        and (not int8 or (folder / INT8_FILE).is_file())
+    if existing is None:
+        return f"no {EXPORT_RECORD_FILE}"
+    if existing.get("model_sha256") != model_sha:
+        return f"{runs.MODEL_FILE} changed since the export"
+    if int8 and existing.get("int8_activations") not in (None, int8_activations):
+        return f"INT8 activations {existing.get('int8_activations')} asked as {int8_activations}"
+    problem = _graph_problem(folder, ONNX_FILE, existing.get("onnx_sha256"))
+    if problem is None and int8:
+        problem = _graph_problem(folder, INT8_FILE, existing.get("int8_sha256"))
+    return problem
+
+
+def _current_export(
+    folder: Path, model_sha: str, int8: bool, int8_activations: str, quiet: bool
+) -> ExportRecord | None:
+    """The export on disk when it can be reused; otherwise None, with one line saying why
+    when there was an export to reuse."""
+    reason = stale_export_reason(folder, model_sha, int8, int8_activations)
+    if reason is None:
+        existing = read_export_record(folder) or {}
+        fields = ExportRecord.__dataclass_fields__
+        return ExportRecord(**{key: existing.get(key) for key in fields})
+    if (folder / EXPORT_RECORD_FILE).is_file():
+        say(f"{folder.name}: exporting again: {reason}", quiet)
+    return None
+
+
+def _refuse_interrupted(folder: Path) -> None:
+    """An interrupted run is refused rather than exported: its ``model.pt`` is the best
+    epoch so far, neither the result nor the random initialisation that "untrained"
+    (``runs.create_untrained_run``, config ``trained: false``) means, and it has no test
+    scores; ``export.json``'s ``trained`` and everything that reads it know only those
+    two states. Training resumes from ``last.pt``, and replaces ``model.pt`` anyway."""
+    config = runs.read_config(folder)
+    if runs.is_finished(folder) or (isinstance(config, dict) and config.get("trained") is False):
+        return
+    raise ExportError(
+        f"{folder}: training was interrupted (partly trained: no {runs.METRICS_FILE}); "
+        "finish it first (`fkdbench train` resumes it), then export"
     )
-    if not current:
-        return None
-    return ExportRecord(**{key: existing.get(key) for key in ExportRecord.__dataclass_fields__})
 
 
 def _score_graph(
@@ -418,18 +467,25 @@ def export_run(
     int8_activations: str = DEFAULT_INT8_ACTIVATIONS,
     force: bool = False,
     quiet: bool = False,
+    *,
+    note_stale: bool | None = None,
 ) -> ExportRecord:
     """Export one run folder (trained, or untrained from :func:`runs.create_untrained_run`).
 
     Writes ``model.onnx``, ``model.int8.onnx`` (unless ``int8`` is false) and
-    ``export.json``. An export whose ``export.json`` matches the current ``model.pt`` is
-    reused unless ``force``. ``data_dir`` defaults to the run's own data set; its test
+    ``export.json``. An export whose ``export.json`` matches the current ``model.pt`` and
+    whose graphs are the files it recorded (sha256) is reused unless ``force``; otherwise
+    one line says why it is made again (``note_stale``, default ``not quiet``). An
+    interrupted run is refused
+    (:func:`_refuse_interrupted`). ``data_dir`` defaults to the run's own data set; its test
     split scores the graphs and its training split calibrates INT8.
     """
     started = time.perf_counter()
     folder = Path(folder)
     model_sha = _checked_weights(folder)
-    existing = None if force else _current_export(folder, model_sha, int8, int8_activations)
+    _refuse_interrupted(folder)
+    silent = quiet if note_stale is None else not note_stale
+    existing = None if force else _current_export(folder, model_sha, int8, int8_activations, silent)
     if existing is not None:
         say(f"{folder.name}: already exported, skipped (force to export again)", quiet)
         return existing
@@ -483,6 +539,8 @@ def _export_record(
         parity_images=graphs.parity_images,
         onnx_bytes=(folder / ONNX_FILE).stat().st_size,
         model_sha256=model_sha,
+        onnx_sha256=sha256_file(folder / ONNX_FILE),
+        int8_sha256=sha256_file(folder / INT8_FILE) if int8 else None,
         int8=int8,
         int8_bytes=(folder / INT8_FILE).stat().st_size if int8 else None,
         int8_calibration_images=graphs.int8_calibration_images,
@@ -551,6 +609,8 @@ def export_all(
                     int8_activations=int8_activations,
                     force=force,
                     quiet=True,
+                    # Reuse is summed up by the caller; a re-export's reason is said here.
+                    note_stale=not quiet,
                 )
             )
             progress.advance(task)

@@ -3,19 +3,32 @@
 The model is an exported ONNX graph (``model.onnx``, ``model.int8.onnx``), a run folder
 (its ``model.onnx`` when exported, else its checkpoint), or a checkpoint ``model.pt`` with
 its ``config.json`` beside it. Images of any size and colour are read with Pillow and
-converted to gray.
+converted to gray (:func:`gray_image`): EXIF orientation is applied first (keypoints are in
+the image as it is displayed), 16-bit gray is scaled rather than clipped, palette and CMYK
+go through RGB, and transparency is composited on black. Black because the crop policy
+pads with zeros: a transparent pixel then means what the area beyond the image's edge
+means, "nothing there", and an RGBA face gives the keypoints of the same face on black.
 
 Crop policy: there is no face detector here, so each image is taken as a face crop the way
 the training data are: the image is padded to a square (centred, zeros outside) and
 resized to the model's input size. Predictions are mapped back through the same box, so
 the CSV holds coordinates in the *original* image's pixels (pixel centre convention: the
 centre of column ``i`` is ``x = i``). Faces much smaller than the image need cropping first.
+A keypoint predicted beyond the image's edge is clipped onto it, counted in the CSV's
+``clipped`` column and warned about. Images whose shorter side is under
+:func:`min_image_side` pixels are refused: upscaled that much, a face's eyes and mouth are a
+pixel or two across and there is nothing to locate.
+
+Nothing is written unless the whole call succeeds: every image is read and predicted
+first, then ``overlays/`` is built in a temporary folder that replaces the old one and
+``keypoints.csv`` is renamed into place.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,9 +43,9 @@ from fkdbench.data import landmarks
 from fkdbench.data.kaggle import LOOKUP_NAME, TEST_NAME, read_lookup_csv, read_test_csv
 from fkdbench.data.schemes import SCHEMES
 from fkdbench.export import ONNX_FILE, PixelKeypoints
-from fkdbench.io import write_bytes_atomic, write_text_atomic
+from fkdbench.io import atomic_directory, write_bytes_atomic, write_text_atomic
 from fkdbench.onnxrt import images_as_float, onnx_predict, open_session
-from fkdbench.progress import make_progress
+from fkdbench.progress import make_progress, say
 
 KEYPOINTS_FILE = "keypoints.csv"
 OVERLAY_DIR = "overlays"
@@ -66,8 +79,7 @@ def load_predictor(model: Path, threads: int | None = None) -> KeypointPredictor
         return load_predictor(onnx if onnx.is_file() else model / runs.MODEL_FILE, threads)
     if not model.is_file():
         raise PredictError(f"{model}: no such model file or run folder")
-    config_path = model.parent / runs.CONFIG_FILE
-    config = runs.read_config(model.parent) if config_path.is_file() else None
+    config = _run_config(model.parent)
     if model.suffix == ".onnx":
         session = open_session(model, threads)
         shape = session.get_inputs()[0].shape
@@ -98,6 +110,25 @@ def load_predictor(model: Path, threads: int | None = None) -> KeypointPredictor
         tuple(config["model"]["keypoints"]),
         run,
     )
+
+
+_MODEL_KEYS = ("input_size", "in_chans", "keypoints")
+
+
+def _run_config(folder: Path) -> dict | None:
+    """The ``config.json`` beside a model, None when there is none; PredictError naming it
+    when it cannot say what the model takes and predicts."""
+    path = folder / runs.CONFIG_FILE
+    if not path.is_file():
+        return None
+    config = runs.read_config(folder)
+    section = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(section, dict):
+        raise PredictError(f"{path}: no 'model' section (not a config.json fkdbench wrote)")
+    missing = [key for key in _MODEL_KEYS if key not in section]
+    if missing:
+        raise PredictError(f"{path}: its 'model' section lacks {', '.join(missing)}")
+    return config
 
 
 def _keypoint_names(config: dict | None, model: Path, session: Any) -> tuple[str, ...]:
@@ -144,18 +175,71 @@ def whole_image_crop(width: int, height: int, size: int) -> np.ndarray:
 def crop_to_model(image: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
     """A Pillow image -> (uint8 gray (size, size), its crop) by the module's crop policy."""
     crop = whole_image_crop(image.width, image.height, size)
-    resized = landmarks.crop_image(image.convert("L"), crop, size)
+    resized = landmarks.crop_image(gray_image(image), crop, size)
     return np.asarray(resized, dtype=np.uint8), crop
 
 
-def _open_image(path: Path) -> Any:
-    from PIL import Image, UnidentifiedImageError
+# Integer modes whose full scale is 16 bits: Pillow's convert("L") clips them at 255, which
+# turns every 16-bit photo white. Pillow opens a 16-bit PNG as "I;16" (older ones as "I").
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+
+
+def gray_image(image: Any) -> Any:
+    """The image as 8-bit gray ("L"), whatever its mode (see the module's docstring)."""
+    from PIL import Image
+
+    if image.mode == "L":
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        scaled = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)  # 65535 -> 255
+        return Image.fromarray(scaled, mode="L")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+        gray = np.asarray(Image.fromarray(rgba[..., :3].astype(np.uint8)).convert("L"))
+        # Composited on black: value * alpha (why black: the module's docstring).
+        blended = np.rint(gray.astype(np.float64) * rgba[..., 3] / 255.0).astype(np.uint8)
+        return Image.fromarray(blended, mode="L")
+    if image.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
+        return image.convert("RGB").convert("L")
+    return image.convert("L")
+
+
+def min_image_side(input_size: int) -> int:
+    """The shortest image side predicted on: a third of the model's input (32 px for 96).
+
+    Smaller images are upscaled more than 3x, and a face's eyes and mouth become a pixel
+    or two across: the model would return keypoints that mean nothing."""
+    return max(8, input_size // 3)
+
+
+def _open_image(path: Path, input_size: int) -> Any:
+    """The image at ``path`` as displayed (EXIF orientation applied); PredictError naming
+    the file when it is unreadable, a decompression bomb or too small."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError) as error:
+        image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as error:
+        # Pillow refuses before decoding; its message holds the size ("(N pixels)").
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(found.group(1)):,} pixels, " if found else ""
+        raise PredictError(
+            f"{path}: refused: {size}more than {2 * Image.MAX_IMAGE_PIXELS:,} "
+            "(Pillow's decompression-bomb limit); shrink or crop it first"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise PredictError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+    least = min_image_side(input_size)
+    if min(image.width, image.height) < least:
+        raise PredictError(
+            f"{path}: {image.width}x{image.height} pixels is too small: each side needs at "
+            f"least {least} (a third of the model's {input_size}-pixel input; smaller, a "
+            "face's eyes and mouth are a pixel or two across)"
+        )
     return image
 
 
@@ -166,13 +250,15 @@ class PredictResult:
     images: int
     skipped: list[str]
     seconds: float
+    # One line per image with keypoints clipped onto its edge (also printed on stderr).
+    warnings: list[str] = field(default_factory=list)
 
 
-def _open_or_skip(path: Path, skip_bad_images: bool, skipped: list[str]) -> Any:
-    """The image at ``path``; None (and the reason in ``skipped``) for an unreadable one
+def _open_or_skip(path: Path, input_size: int, skip_bad_images: bool, skipped: list[str]) -> Any:
+    """The image at ``path``; None (and the reason in ``skipped``) for an unusable one
     when ``skip_bad_images``, else the PredictError."""
     try:
-        return _open_image(path)
+        return _open_image(path, input_size)
     except PredictError as error:
         if not skip_bad_images:
             raise
@@ -187,21 +273,33 @@ def _predict_points(predictor: KeypointPredictor, image: Any) -> np.ndarray:
     return landmarks.to_original(pixels, crop)
 
 
-def _predict_row(
-    predictor: KeypointPredictor,
-    path: Path,
-    image: Any,
-    overlay_dir: Path | None,
-    written: list[Path],
-) -> list[str]:
-    """One CSV row of an image's keypoints; with ``overlay_dir``, its overlay PNG too."""
-    points = _predict_points(predictor, image)
-    if overlay_dir is not None:
-        target = overlay_dir / f"{len(written):05d}-{path.stem}.png"
-        write_bytes_atomic(target, _overlay_png(image, points))
-        written.append(target)
-    values = [f"{value:.3f}" for value in points.reshape(-1)]
-    return [str(path), str(image.width), str(image.height), *values]
+def clip_to_image(points: np.ndarray, width: int, height: int) -> tuple[np.ndarray, int]:
+    """``points`` (K, 2) clipped to the image's pixel edges (-0.5 .. side - 0.5), and how
+    many of them had to move."""
+    low = np.array([-0.5, -0.5])
+    high = np.array([width - 0.5, height - 0.5])
+    clipped = np.clip(points, low, high)
+    return clipped, int(np.count_nonzero(np.any(clipped != points, axis=1)))
+
+
+@dataclass
+class _Prediction:
+    """One image's keypoints, kept until every image has been predicted."""
+
+    path: Path
+    width: int
+    height: int
+    points: np.ndarray
+    clipped: int
+
+    def row(self) -> list[str]:
+        values = [f"{value:.3f}" for value in self.points.reshape(-1)]
+        return [str(self.path), str(self.width), str(self.height), *values, str(self.clipped)]
+
+
+def _predict_one(predictor: KeypointPredictor, path: Path, image: Any) -> _Prediction:
+    points, clipped = clip_to_image(_predict_points(predictor, image), image.width, image.height)
+    return _Prediction(path, image.width, image.height, points, clipped)
 
 
 def _csv_text(header: list[str], rows: list[list[str]]) -> str:
@@ -210,6 +308,34 @@ def _csv_text(header: list[str], rows: list[list[str]]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return text.getvalue()
+
+
+def _clipping_warning(prediction: _Prediction, total: int) -> str:
+    return (
+        f"{prediction.path}: {prediction.clipped} of {total} keypoints fell outside the "
+        f"{prediction.width}x{prediction.height} image and were clipped to its edge (is the "
+        "face the whole image? crop it first)"
+    )
+
+
+def _write_outputs(
+    predictions: list[_Prediction], header: list[str], out_dir: Path, input_size: int | None
+) -> tuple[Path, list[Path]]:
+    """``overlays/`` (built aside, then swapped in whole; none when ``input_size``, the
+    model's, is None) and then ``keypoints.csv``: a failure here leaves the previous
+    outputs as they were."""
+    written: list[Path] = []
+    if input_size is not None:
+        with atomic_directory(out_dir / OVERLAY_DIR) as folder:
+            for index, prediction in enumerate(predictions):
+                # Read again rather than kept: a thousand photos do not fit in memory.
+                image = _open_image(prediction.path, input_size)
+                name = f"{index:05d}-{prediction.path.stem}.png"
+                write_bytes_atomic(folder / name, _overlay_png(image, prediction.points))
+                written.append(out_dir / OVERLAY_DIR / name)
+    csv_path = out_dir / KEYPOINTS_FILE
+    write_text_atomic(csv_path, _csv_text(header, [p.row() for p in predictions]))
+    return csv_path, written
 
 
 def predict_images(
@@ -221,38 +347,48 @@ def predict_images(
     skip_bad_images: bool = False,
     quiet: bool = False,
 ) -> PredictResult:
-    """Predict keypoints for every image; write ``keypoints.csv`` (original-image pixels)
-    and, with ``overlays``, one PNG per image with the points drawn."""
+    """Predict keypoints for every image; write ``keypoints.csv`` (original-image pixels,
+    and ``clipped``: how many points were moved onto the image's edge) and, with
+    ``overlays``, one PNG per image with the points drawn. Nothing is written unless every
+    image (but the skipped ones) was predicted."""
     started = time.perf_counter()
     predictor = load_predictor(model, threads)
     paths = find_images(inputs)
-    out_dir = Path(out_dir)
-    rows: list[list[str]] = []
-    written: list[Path] = []
+    predictions: list[_Prediction] = []
     skipped: list[str] = []
     header = ["image", "width", "height"] + [
         f"{name}_{axis}" for name in predictor.keypoint_names for axis in ("x", "y")
     ]
-    overlay_dir = out_dir / OVERLAY_DIR if overlays else None
     with make_progress(quiet) as progress:
         task = progress.add_task("predict", total=len(paths))
         for path in paths:
-            image = _open_or_skip(path, skip_bad_images, skipped)
+            image = _open_or_skip(path, predictor.input_size, skip_bad_images, skipped)
             if image is not None:
-                rows.append(_predict_row(predictor, path, image, overlay_dir, written))
+                predictions.append(_predict_one(predictor, path, image))
             progress.advance(task)
-    if not rows:
+    if not predictions:
         raise PredictError("no image could be read: " + "; ".join(skipped[:3]))
-    csv_path = out_dir / KEYPOINTS_FILE
-    write_text_atomic(csv_path, _csv_text(header, rows))
-    return PredictResult(csv_path, written, len(rows), skipped, time.perf_counter() - started)
+    overlay_size = predictor.input_size if overlays else None
+    header.append("clipped")
+    csv_path, written = _write_outputs(predictions, header, Path(out_dir), overlay_size)
+    total = len(predictor.keypoint_names)
+    warnings = [_clipping_warning(item, total) for item in predictions if item.clipped]
+    for line in warnings:
+        # Not a progress line: printed even with quiet.
+        say(f"warning: {line}")
+    elapsed = time.perf_counter() - started
+    return PredictResult(csv_path, written, len(predictions), skipped, elapsed, warnings)
 
 
 def _overlay_png(image: Any, points: np.ndarray) -> bytes:
     """The image (RGB) with each keypoint as a small red disc, as PNG bytes."""
     from PIL import ImageDraw
 
-    canvas = image.convert("RGB")
+    # Drawn on what the model saw when Pillow's own RGB would be wrong (16-bit, alpha).
+    plain_colour = image.mode in ("RGB", "L", "1", "P", "CMYK", "YCbCr") and (
+        "transparency" not in image.info
+    )
+    canvas = image.convert("RGB") if plain_colour else gray_image(image).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     radius = max(1.0, max(canvas.size) / 150)
     for x, y in points:

@@ -92,6 +92,7 @@ def _new_progress(quiet: bool) -> Progress:
 
 
 def say(message: str, quiet: bool = False) -> None:
-    """One status line on stderr unless quiet."""
+    """One status line on stderr unless quiet, never wrapped (rich wraps at the terminal's
+    width, 80 columns when it is not one, which would split a line meant to be grepped)."""
     if not quiet:
-        console.print(message)
+        console.print(message, soft_wrap=True, highlight=False)
