@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from fkdbench import bench, export, runs
 from fkdbench.bench import BenchOptions, Calibration, read_records, record_from_json, sweep
 from fkdbench.cli import app
+from fkdbench.io import sha256_file
 
 RUN = "cnn-manual--none"
 STEP = 0.0625  # fake_clock's step: each timed pass or call lasts exactly this long
@@ -133,6 +134,10 @@ def test_skip_existing_measures_only_what_is_new(runs_dir: Path, tmp_path: Path)
     assert [(r.identity.backend, r.failed) for r in retried.records] == [("torch", False)]
 
 
+def _model_sha(folder: Path) -> str:
+    return sha256_file(folder / runs.MODEL_FILE)
+
+
 def test_failed_targets_become_records_and_the_sweep_goes_on(
     runs_dir: Path, tmp_path: Path
 ) -> None:
@@ -141,26 +146,33 @@ def test_failed_targets_become_records_and_the_sweep_goes_on(
     (unreadable / runs.CONFIG_FILE).write_text("{not json")
     corrupt = runs_dir / "corrupt--onnx"
     shutil.copytree(runs_dir / RUN, corrupt)
-    # A corrupt model.onnx that no export.json vouches for.
+    # A model.onnx that is not the graph export.json recorded is exported again, not timed.
     (corrupt / export.ONNX_FILE).write_bytes(b"garbage")
+    interrupted = runs_dir / "interrupted--run"
+    shutil.copytree(runs_dir / RUN, interrupted)
+    # Partly trained weights are not exported: its ONNX backend fails, torch still times.
+    (interrupted / runs.METRICS_FILE).unlink()
     options = _options(tmp_path, backends=("torch", "onnxruntime"))
 
-    result = _bench([unreadable, corrupt, runs_dir / RUN], options)
+    result = _bench([unreadable, corrupt, interrupted, runs_dir / RUN], options)
 
     outcome = [(r.identity.run_name, r.identity.backend, r.failed) for r in result.records]
     assert outcome == [
         ("broken--config", "torch", True),
         ("broken--config", "onnxruntime", True),
-        (RUN, "torch", False),  # the corrupt copy: torch needs no ONNX file
+        (RUN, "torch", False),
+        (RUN, "onnxruntime", False),  # the corrupt copy, exported again
+        (RUN, "torch", False),  # the interrupted copy: torch needs no ONNX file
         (RUN, "onnxruntime", True),
         (RUN, "torch", False),
         (RUN, "onnxruntime", False),
     ]
-    assert result.failure_summary() == "3 of 6 targets failed"
+    assert result.failure_summary() == "3 of 8 targets failed"
     assert "config.json" in result.records[0].error and result.records[0].model is None
-    assert "model.onnx: not a loadable ONNX model" in result.records[3].error
+    assert "training was interrupted" in result.records[5].error
     assert all("\n" not in record.error for record in result.failures)
-    assert result.records[3].model is not None  # the run was read; only its graph failed
+    assert result.records[5].model is not None  # the run was read; only its export failed
+    assert export.stale_export_reason(corrupt, _model_sha(corrupt), False, "uint8") is None
     # Every target is on file, the failures with their errors.
     on_file = read_records(options.results)
     assert on_file == result.records
@@ -258,16 +270,15 @@ def test_cli_failed_target_is_recorded_and_exits_1(runs_dir: Path, tmp_path: Pat
     assert missing.exit_code == 1 and "no such run" in missing.output
     assert "Traceback" not in missing.output
 
-    # A corrupt model.onnx that no export.json vouches for: recorded, then exit 1.
-    (runs_dir / RUN / export.ONNX_FILE).write_bytes(b"garbage")
-    (runs_dir / RUN / export.EXPORT_RECORD_FILE).unlink(missing_ok=True)
-    corrupt = _cli_bench(runs_dir, results)
-    assert corrupt.exit_code == 1, corrupt.output
-    assert "model.onnx: not a loadable ONNX model" in corrupt.output
-    assert "1 of 1 targets failed" in corrupt.output
-    assert "Traceback" not in corrupt.output
+    # An interrupted run cannot be exported: its ONNX target is recorded, then exit 1.
+    (runs_dir / RUN / runs.METRICS_FILE).unlink()
+    interrupted = _cli_bench(runs_dir, results)
+    assert interrupted.exit_code == 1, interrupted.output
+    assert "training was interrupted" in interrupted.output
+    assert "1 of 1 targets failed" in interrupted.output
+    assert "Traceback" not in interrupted.output
     [record] = read_records(results)
-    assert record.failed and "not a loadable ONNX model" in record.error
+    assert record.failed and "training was interrupted" in record.error
 
     no_baseline = _cli_bench(runs_dir, results, "--baseline", str(tmp_path / "missing.json"))
     assert no_baseline.exit_code == 1 and "no such baseline" in no_baseline.output

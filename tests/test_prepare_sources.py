@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
+from hypothesis_profiles import FUZZ
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -141,9 +142,6 @@ def test_synthetic_dense_schemes(tmp_path: Path, scheme: str) -> None:
 
 
 # -- fuzzing the landmark readers: a valid set or one DataError line naming the file ------
-# No example database: the fuzz tests must not write .hypothesis/ into the checkout.
-FUZZ = settings(max_examples=120, deadline=None, database=None)
-_INSIDE = st.floats(0, 47).map(lambda value: f"{value:.2f}")  # on the 48x40 image
 # Finite, so a reader must take them: far off the image, huge, subnormal.
 _FAR = st.one_of(
     st.sampled_from(["1e308", "-1e308", "5e-324", "1e6", "-3e4", "2e9", "47.0000001"]),
@@ -165,7 +163,12 @@ def _usual(draw, usual, *others):
 def _numbers(draw, count: int) -> list[str]:
     """``count`` coordinate texts: mostly all on the image, else a few far off it, all
     at one spot, or one junk."""
-    cells = draw(st.lists(_INSIDE, min_size=count, max_size=count))
+    # The on-image values from one drawn seed: 200 separate draws (a WFLW line) made
+    # Hypothesis' bookkeeping, not the reader, the cost of the fuzzing; the cases that
+    # matter (far, one spot, junk) are still drawn, and shrink, one by one.
+    seed = draw(st.integers(0, 2**32 - 1))
+    values = np.random.default_rng(seed).uniform(0, 47, count)  # on the 48x40 image
+    cells = [f"{value:.2f}" for value in values]
     kind = draw(st.sampled_from(["inside"] * 4 + ["far"] * 2 + ["spot", "junk"]))
     if kind == "far":
         for _ in range(draw(st.integers(1, 3))):
@@ -202,7 +205,7 @@ _NAMES = st.integers(0, 7).flatmap(lambda n: st.text(max_size=6) if n == 0 else 
 def _encoded(draw, text: str) -> bytes:
     if draw(st.integers(0, 7)) == 0:
         return draw(st.binary(max_size=200))
-    encoding = _usual(draw, "utf-8", "utf-16", "latin-1")
+    encoding = _usual(draw, "utf-8", "utf-8-sig", "utf-16", "latin-1")
     return text.encode(encoding, "replace")
 
 

@@ -20,7 +20,7 @@ def _write(path: Path, document: dict) -> Path:
 
 
 def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
-    assert list_presets() == ["paper", "quick"]
+    assert list_presets() == ["paper", "quick", "smoke"]
     quick, paper = load_preset("quick"), load_preset("paper")
     for preset in (quick, paper):
         configs = preset.configs(tmp_path / "data", tmp_path / "runs")
@@ -34,6 +34,19 @@ def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
     assert pairs == {(arch, variant) for arch in list_models() for variant in VARIANTS}
     # A per-run cap keeps quick quick.
     assert all(config.max_minutes for config in quick.configs(tmp_path, tmp_path))
+
+
+def test_smoke_preset_is_small(tmp_path: Path) -> None:
+    """CI runs it before the tests (.ci/run): a few tiny runs, no untrained timing."""
+    smoke = load_preset("smoke")
+    configs = smoke.configs(tmp_path / "data", tmp_path / "runs")
+    assert 1 <= len(configs) <= 3
+    assert all(config.epochs <= 3 and config.max_train_rows <= 300 for config in configs)
+    assert all(config.max_minutes and config.max_minutes <= 1.5 for config in configs)
+    assert smoke.bench["time_untrained"] is False and smoke.bench["repeats"] <= 3
+    ci_script = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert "reproduce --preset smoke" in ci_script
+    assert ci_script.index("reproduce --preset smoke") < ci_script.index("uv run pytest")
 
 
 def test_configs_take_defaults_then_the_run_entry_then_overrides(tmp_path: Path) -> None:

@@ -87,7 +87,26 @@ def load_baseline(path: Path) -> dict[str, Any]:
     baseline = read_json(path, BenchError, "no such baseline (write one with --save-baseline)")
     if not isinstance(baseline, dict) or not isinstance(baseline.get("entries"), dict):
         raise BenchError(f"{path}: not a fkdbench baseline (no 'entries')")
+    for key, entry in baseline["entries"].items():
+        _check_entry(path, key, entry)
     return baseline
+
+
+# The numbers check_baseline reads from each entry.
+_ENTRY_NUMBERS = ("normalised_time", "seconds_per_100_images")
+
+
+def _check_entry(path: Path, key: str, entry: Any) -> None:
+    """An entry the gate can compare with: positive, finite times (a hand-edited or
+    damaged baseline fails here, naming the entry, not inside the comparison)."""
+    if not isinstance(entry, dict):
+        raise BenchError(f"{path}: entry {key[:60]!r} is not an object")
+    for name in _ENTRY_NUMBERS:
+        value = entry.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BenchError(f"{path}: entry {key[:60]!r}: {name} is not a number")
+        if not 0 < value < float("inf"):
+            raise BenchError(f"{path}: entry {key[:60]!r}: {name} must be a positive number")
 
 
 def check_baseline(

@@ -9,6 +9,8 @@ the command line can exit non-zero at the end.
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,7 +51,7 @@ from fkdbench.export import INT8_FILE, ONNX_FILE, export_run, read_export_record
 from fkdbench.io import sha256_file
 from fkdbench.metrics import FAILURE_THRESHOLD, landmark_metrics, rmse
 from fkdbench.models import count_parameters, list_models
-from fkdbench.onnxrt import images_as_float, open_session
+from fkdbench.onnxrt import images_as_float
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import available_cores, environment_record
 
@@ -110,26 +112,18 @@ class _Context:
 
 
 def _ensure_exported(folder: Path, options: BenchOptions) -> None:
-    """Export (or refresh) the ONNX files the chosen backends need."""
-    record = read_export_record(folder)
-    wants_int8 = "onnxruntime-int8" in options.backends
-    current = (
-        record is not None
-        and record.get("model_sha256") == sha256_file(folder / runs.MODEL_FILE)
-        and (folder / ONNX_FILE).is_file()
-        and (not wants_int8 or (folder / INT8_FILE).is_file())
+    """Export, or reuse, the ONNX files the chosen backends need, by the same rule as
+    ``fkdbench export``: reused only while the weights, the INT8 settings and each graph's
+    sha256 are what ``export.json`` recorded; a replaced or corrupt graph is made again,
+    with a line saying why, rather than timed."""
+    export_run(
+        folder,
+        options.data_dir,
+        int8="onnxruntime-int8" in options.backends,
+        int8_activations=options.int8_activations,
+        quiet=True,
+        note_stale=not options.quiet,
     )
-    if not current:
-        if (folder / ONNX_FILE).is_file() and record is None:
-            # A model.onnx that export.json does not vouch for may be anything: check it.
-            open_session(folder / ONNX_FILE, threads=1)
-        export_run(
-            folder,
-            options.data_dir,
-            int8=wants_int8,
-            int8_activations=options.int8_activations,
-            quiet=True,
-        )
 
 
 def _load_target(folder: Path, options: BenchOptions) -> _Target:
@@ -417,6 +411,7 @@ def bench(
     ``calibration`` to reuse one). ``on_done`` is called with each folder once measured
     (``reproduce``'s display).
     """
+    check_writable(options.results, "results file")
     if calibration is None:
         calibration = measure_machine_peak(options.threads or available_cores(), clock=clock)
     threads = calibration.threads
@@ -435,6 +430,30 @@ def bench(
             progress.advance(task)
             on_done(folder)
     return BenchResult(written, calibration)
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail in a second, not after the timing: ``path`` must be a file fkdbench can read
+    and replace (it is rewritten atomically, so its folder must take a new file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"{path}: the {what} is a folder")
+    blocker = next((part for part in path.parents if part.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise BenchError(
+            f"{path}: cannot write the {what} ({blocker} is a file); nothing was timed"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(handle)
+        os.unlink(probe)
+        if path.exists():
+            with open(path, "rb"):
+                pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise BenchError(f"{path}: cannot write the {what} ({reason}); nothing was timed") from None
 
 
 def _bench_pending(
@@ -477,6 +496,8 @@ def bench_and_gate(
     baseline_data = load_baseline(baseline) if baseline is not None else None
     if tolerance < 0:
         raise BenchError(f"tolerance must be >= 0, got {tolerance}")
+    if save_baseline_to is not None:
+        check_writable(save_baseline_to, "baseline file")
     result = bench(folders, options)
     if save_baseline_to is not None:
         save_baseline(result.records, save_baseline_to)

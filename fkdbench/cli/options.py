@@ -23,6 +23,7 @@ from fkdbench.data.prepare import SOURCES
 from fkdbench.data.schemes import SCHEMES
 from fkdbench.data.variants import VARIANTS
 from fkdbench.export import EXPORTERS, INT8_ACTIVATIONS
+from fkdbench.presets import list_presets
 from fkdbench.report import FORMATS
 from fkdbench.tune import OBJECTIVES
 
@@ -83,7 +84,9 @@ RunNamesArgument = Annotated[
     typer.Argument(help="Run names (folders under --runs-dir) or run folders; or use --all."),
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same result.")]
-PresetOption = Annotated[str, typer.Option(help="quick | paper, or a preset JSON file.")]
+PresetOption = Annotated[
+    str, typer.Option(help=f"{' | '.join(list_presets())}, or a preset JSON file.")
+]
 NTrainOption = Annotated[int, typer.Option(min=1, help="Synthetic labelled rows (training.csv).")]
 NTestOption = Annotated[int, typer.Option(min=0, help="Synthetic unlabelled rows (test.csv).")]
 

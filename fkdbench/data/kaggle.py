@@ -35,6 +35,9 @@ LOOKUP_HEADER = ("RowId", "ImageId", "FeatureName", "Location")
 KAGGLE_IMAGE_SIZE = 96
 # Kaggle rows hold 9216 values of ~3 characters: far past the csv module's default limit.
 csv.field_size_limit(2**24)
+# UTF-8, with or without the byte-order mark that spreadsheet exports put first (without
+# "-sig" the mark sticks to the first column's name, which then looks missing).
+CSV_ENCODING = "utf-8-sig"
 
 _PIXEL_TEXT = [str(value) for value in range(256)]
 
@@ -208,12 +211,13 @@ def _open_member(folder_or_zip: Path, member: str) -> _CsvSource | None:
     """Find ``member`` as a plain file, inside ``<stem>.zip``, or inside a zip given as
     the path itself; None when absent."""
     path = Path(folder_or_zip)
-    if path.is_file() and zipfile.is_zipfile(path):
+    if path.is_file():
+        _check_zip_path(path)
         archive_path = path
     else:
         plain = path / member
         if plain.is_file():
-            return _CsvSource(str(plain), open(plain, newline=""))
+            return _CsvSource(str(plain), open(plain, newline="", encoding=CSV_ENCODING))
         archive_path = path / (Path(member).stem + ".zip")
         if not archive_path.is_file():
             return None
@@ -223,13 +227,25 @@ def _open_member(folder_or_zip: Path, member: str) -> _CsvSource | None:
         raise DataError(f"{archive_path}: not a readable zip file") from None
 
 
+def _check_zip_path(path: Path) -> None:
+    """A file given as the path must be a zip: say what it is and what was expected."""
+    if zipfile.is_zipfile(path):
+        return
+    if path.suffix.lower() == ".zip":
+        raise DataError(f"{path}: not a readable zip file (damaged, or not a zip at all)")
+    raise DataError(
+        f"{path}: is a file, not a folder or a zip; expected a folder holding "
+        f"{TRAINING_NAME} (or training.zip), or one zip holding them"
+    )
+
+
 def _member_of(archive_path: Path, member: str) -> _CsvSource | None:
     """``member`` inside the zip, or inside the zip of the same stem inside it (the
     competition's all-in-one zip holds training.zip etc.); None when absent."""
     archive = zipfile.ZipFile(archive_path)
     names = {Path(name).name: name for name in archive.namelist()}
     if member in names:
-        stream = io.TextIOWrapper(archive.open(names[member]), newline="")
+        stream = io.TextIOWrapper(archive.open(names[member]), encoding=CSV_ENCODING, newline="")
         return _CsvSource(f"{archive_path}:{member}", stream)
     nested = Path(member).stem + ".zip"
     if nested not in names:
@@ -238,7 +254,7 @@ def _member_of(archive_path: Path, member: str) -> _CsvSource | None:
     inner_names = {Path(name).name: name for name in inner.namelist()}
     if member not in inner_names:
         return None
-    stream = io.TextIOWrapper(inner.open(inner_names[member]), newline="")
+    stream = io.TextIOWrapper(inner.open(inner_names[member]), encoding=CSV_ENCODING, newline="")
     return _CsvSource(f"{archive_path}:{nested}:{member}", stream)
 
 

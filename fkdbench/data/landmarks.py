@@ -86,6 +86,9 @@ DEFAULT_SIZE = 96
 DEFAULT_MARGIN = 0.25
 # The largest crop side, in multiples of the image's larger side (see the crop policy).
 MAX_CROP_FACTOR = 4
+# UTF-8, with or without a leading byte-order mark (spreadsheet and Windows exports put
+# one first; read as plain UTF-8 it sticks to the first cell).
+TEXT_ENCODING = "utf-8-sig"
 
 
 class LandmarkError(DataError):
@@ -365,7 +368,7 @@ def _check_options(size: int, margin: float) -> None:
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding=TEXT_ENCODING) as handle:
             yield from enumerate(handle, start=1)
     except FileNotFoundError:
         raise LandmarkError(f"{path}: file not found") from None
@@ -454,7 +457,7 @@ class _PtsError(_RecordError):
 def _parse_pts(path: Path, scheme: str) -> np.ndarray:
     needed = _num_points(scheme)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding=TEXT_ENCODING).splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise _PtsError(None, f"cannot read: {_one_line(error)}") from None
     numbered = [(i, text.strip()) for i, text in enumerate(lines, start=1) if text.strip()]
@@ -602,7 +605,7 @@ def _parse_csv_points(cells: list[str], scheme: str, needed: int) -> np.ndarray:
 
 def _csv_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding=TEXT_ENCODING) as handle:
             reader = csv.reader(handle)
             line = 0
             while True:

@@ -21,7 +21,11 @@ from. Adding a source is adding a row (and, for a new file format, a reader in
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -60,6 +64,12 @@ GENERATOR = "fkdbench.data.synthetic"
 # Kaggle's sizes: 7049 labelled training images, 1783 unlabelled test images.
 KAGGLE_LABELLED_ROWS = 7049
 KAGGLE_UNLABELLED_ROWS = 1783
+# Written first into a data set's temporary folder: which process fills it, so that a later
+# prepare can tell a folder left by a killed one (removed) from one still being written.
+OWNER_FILE = ".prepare-owner.json"
+# A temporary folder without an owner file (made by an older fkdbench, or a process killed
+# between creating it and claiming it) counts as abandoned after this long.
+UNOWNED_STALE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -565,6 +575,51 @@ def _provenance(options: PrepareOptions, seconds: float, bad_rows: list) -> dict
     }
 
 
+def _owner_alive(folder: Path) -> tuple[bool, str]:
+    """Whether the process that made the temporary ``folder`` may still be running, and
+    who it is (for the message)."""
+    try:
+        owner = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            age = time.time() - folder.stat().st_mtime
+        except OSError:
+            return False, "a vanished process"
+        return age < UNOWNED_STALE_SECONDS, "an unknown process"
+    who = f"pid {pid} on {host}"
+    if host != socket.gethostname():
+        return True, who  # another machine's process cannot be checked from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False, who
+    except OSError:  # PermissionError: it exists, as another user
+        return True, who
+    return True, who
+
+
+def _clear_stale_staging(options: PrepareOptions) -> None:
+    """Remove the temporary folders that killed prepares left beside ``data/<name>``;
+    name the ones that may still be in use."""
+    target = options.data_dir
+    if not target.parent.is_dir():
+        return
+    pattern = str(target.parent / f".{glob.escape(target.name)}.*.tmp")
+    for folder in sorted(map(Path, glob.glob(pattern))):
+        alive, who = _owner_alive(folder)
+        if alive:
+            say(f"{folder}: left alone, {who} may still be preparing it", options.quiet)
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        say(f"removed {folder}: left by {who}, which is no longer running", options.quiet)
+
+
+def _claim(staging: Path) -> None:
+    record = {"pid": os.getpid(), "host": socket.gethostname()}
+    (staging / OWNER_FILE).write_text(json.dumps(record), encoding="utf-8")
+
+
 def prepare(options: PrepareOptions) -> PrepareResult:
     """Prepare ``data/<name>`` from the chosen source; see the module docstring."""
     _validate(options)
@@ -573,7 +628,9 @@ def prepare(options: PrepareOptions) -> PrepareResult:
     existing = _already_prepared(options)
     if existing is not None:
         return existing
+    _clear_stale_staging(options)
     with atomic_directory(options.data_dir) as staging, make_progress(options.quiet) as progress:
+        _claim(staging)
         data = source_reader(options.source).read(options, staging, scheme, progress)
         indices = split_indices(
             data.keypoints, options.seed, options.val_fraction, options.test_fraction
@@ -583,6 +640,7 @@ def prepare(options: PrepareOptions) -> PrepareResult:
         write_json_atomic(staging / MANIFEST_NAME, manifest)
         provenance = _provenance(options, time.perf_counter() - started, data.bad_rows)
         write_json_atomic(staging / "provenance.json", provenance)
+        (staging / OWNER_FILE).unlink()  # the finished data set holds only its own files
     preview = None
     if options.preview:
         train = data.images[indices["train"]], data.keypoints[indices["train"]]

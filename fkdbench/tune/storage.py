@@ -32,9 +32,13 @@ def shown_url(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage(url: str, create_folder: bool | None = None) -> optuna.storages.RDBStorage:
     """An Optuna storage for ``url``, connected; a bad or unreachable URL raises
-    :class:`TuneError` with one line naming it."""
+    :class:`TuneError` with one line naming it.
+
+    An SQLite file's folder is created only when ``create_folder`` (None: when it is the
+    default layout's ``<runs>/tune/``); any other missing folder is refused, since a typo
+    would otherwise grow a tree of folders and a study nobody finds."""
     shown = shown_url(url)
     try:
         parsed = make_url(url)
@@ -43,6 +47,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             f"--storage {shown}: not a database URL "
             "(e.g. sqlite:///runs/tune/study.db or postgresql://user@host/db)"
         ) from None
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite_folder(parsed, shown, create_folder)
     engine_kwargs = _engine_kwargs(parsed)
     try:
         return _connect_retrying(url, engine_kwargs)
@@ -68,11 +74,33 @@ def _connect_retrying(url: str, engine_kwargs: dict[str, Any]) -> optuna.storage
     return _connect(url, engine_kwargs)
 
 
+def _sqlite_folder(parsed: URL, shown: str, create_folder: bool | None) -> None:
+    """Check (or, for the default layout, make) the folder of an SQLite file; raises
+    TuneError naming --storage."""
+    if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return
+    folder = Path(parsed.database).parent
+    if create_folder is None:
+        create_folder = folder.name == runs.TUNE_DIR
+    blocker = next((part for part in (folder, *folder.parents) if part.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise TuneError(f"--storage {shown}: {blocker} is a file, not a folder")
+    if folder.is_dir():
+        return
+    if not create_folder:
+        raise TuneError(
+            f"--storage {shown}: the folder {folder} does not exist (create it first, "
+            f"or leave --storage out for <runs-dir>/{runs.TUNE_DIR}/)"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TuneError(f"--storage {shown}: cannot create {folder} ({error.strerror})") from None
+
+
 def _engine_kwargs(parsed: URL) -> dict[str, Any]:
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Several local workers share one file: wait for its lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif parsed.get_backend_name() == "postgresql":

@@ -39,7 +39,8 @@ def study_settings(options: TuneOptions, manifest_sha256: str, image_size: int) 
 
 def open_study(options: TuneOptions, settings: dict[str, Any]) -> optuna.Study:
     """Create the study, or join it when its settings are the same as ours."""
-    storage = open_storage(options.storage_url)
+    # Only the default location (<runs>/tune/) is created; a typo in --storage is refused.
+    storage = open_storage(options.storage_url, create_folder=options.storage is None)
     directions = ["minimize"] * len(OBJECTIVES[options.objective])
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=options.startup_trials, n_warmup_steps=options.prune_warmup_epochs - 1

@@ -1,0 +1,34 @@
+"""The Hypothesis settings of the fuzz tests, by profile: ``dev`` (the default: a quick
+100 inputs per reader, so local runs stay fast) or ``ci`` (2,000 per reader, the issue-14
+goal), chosen by the ``FKDBENCH_HYPOTHESIS_PROFILE`` environment variable (``.ci/run``
+sets ``ci``).
+
+The profiles are registered but not loaded, so that only the fuzz tests that use
+:data:`FUZZ` change size; no example database, so they never write ``.hypothesis/`` into
+the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+PROFILE_VARIABLE = "FKDBENCH_HYPOTHESIS_PROFILE"
+PROFILE_EXAMPLES = {"dev": 100, "ci": 2000}
+# Writing a file per input is slow next to Hypothesis' own budget; that is the point.
+_COMMON = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+for _name, _examples in PROFILE_EXAMPLES.items():
+    settings.register_profile(f"fkdbench-{_name}", max_examples=_examples, **_COMMON)
+
+PROFILE = os.environ.get(PROFILE_VARIABLE, "dev")
+if PROFILE not in PROFILE_EXAMPLES:
+    raise ValueError(
+        f"{PROFILE_VARIABLE}={PROFILE!r}: unknown profile; known: {', '.join(PROFILE_EXAMPLES)}"
+    )
+# The decorator of every fuzz test: @FUZZ above @given.
+FUZZ = settings.get_profile(f"fkdbench-{PROFILE}")
