@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 
 from fkdbench.config import TrainConfig
 from fkdbench.data.prepare import PrepareOptions, prepare
+from fkdbench.export import export_run
 
 SHARED_REAL_FACES = Path(__file__).resolve().parents[2] / "shared/data/real-faces-kaggle15"
 
@@ -70,3 +72,14 @@ def trained_runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -
     )
     assert result.status == "finished", result.error
     return runs_dir
+
+
+@pytest.fixture(scope="module")
+def exported_run(trained_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``trained_runs``' cnn-manual run, exported to FP32 ONNX (TorchScript, the
+    faster exporter), one per test module, so a module may change it."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("exported") / "cnn-manual--none"
+    shutil.copytree(trained_runs / "cnn-manual--none", folder)
+    export_run(folder, exporter="torchscript", int8=False, quiet=True)
+    return folder

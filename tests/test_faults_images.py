@@ -12,29 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from fkdbench import predict
 from fkdbench.cli import app
 from fkdbench.data.splits import load_split
-from fkdbench.export import export_run
 from fkdbench.onnxrt import images_as_float
 from fkdbench.predict import PredictError, min_image_side, predict_images
 
 RUN = "cnn-manual--none"
 Model = Callable[[np.ndarray], np.ndarray]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def exported_run(trained_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("faults-images") / RUN
-    shutil.copytree(trained_runs / RUN, folder)
-    export_run(folder, exporter="torchscript", int8=False, quiet=True)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -16,7 +14,6 @@ from fkdbench.cli import app
 from fkdbench.data import kaggle
 from fkdbench.data.landmarks import to_original
 from fkdbench.data.splits import load_split
-from fkdbench.export import export_run
 from fkdbench.onnxrt import images_as_float
 from fkdbench.predict import (
     PredictError,
@@ -28,15 +25,6 @@ from fkdbench.predict import (
 
 RUN = "cnn-manual--none"
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def exported_run(trained_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("predict") / RUN
-    shutil.copytree(trained_runs / RUN, folder)
-    export_run(folder, exporter="torchscript", int8=False, quiet=True)
-    return folder
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
