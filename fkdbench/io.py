@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +193,56 @@ def plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+@dataclass(frozen=True)
+class ProcessOwner:
+    """The process that owns a file or folder while it writes it (a run's lock, a
+    prepare's temporary folder): its pid and host, so that another process can tell a
+    live owner from one that died and left the file behind."""
+
+    pid: int
+    host: str
+
+    @classmethod
+    def current(cls) -> ProcessOwner:
+        return cls(os.getpid(), socket.gethostname())
+
+    def alive(self) -> bool | None:
+        """Whether the owner still runs: None when it is on another host (cannot tell)."""
+        if self.host != socket.gethostname():
+            return None
+        if self.pid == os.getpid():
+            # Not this process (it owns a file once, and checks before it does): one that
+            # had the same pid before, e.g. in a restarted container, where pids restart.
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # another user's live process
+        return True
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
+
+# What an owner file that names nobody (being written, or damaged) reads as.
+UNKNOWN_OWNER = ProcessOwner(-1, "?")
+
+
+def owner_json(owner: ProcessOwner) -> str:
+    return json.dumps({"pid": owner.pid, "host": owner.host})
+
+
+def read_owner(path: Path) -> ProcessOwner | None:
+    """The owner recorded in ``path`` (written with :func:`owner_json`); None when the
+    file is gone, :data:`UNKNOWN_OWNER` when it names no pid and host."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        return ProcessOwner(int(record["pid"]), str(record["host"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return UNKNOWN_OWNER

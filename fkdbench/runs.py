@@ -30,9 +30,7 @@ import inspect
 import json
 import math
 import os
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,43 +88,8 @@ class RunBusy(ValueError):
     """Another process owns the run folder (its lock names the pid and host)."""
 
 
-@dataclass(frozen=True)
-class LockOwner:
-    """Who holds a run folder's lock."""
-
-    pid: int
-    host: str
-
-    def alive(self) -> bool | None:
-        """Whether the owner still runs: None when it is on another host (cannot tell)."""
-        if self.host != socket.gethostname():
-            return None
-        if self.pid == os.getpid():
-            # Not this process (it takes a run's lock once): one that had the same pid
-            # before, e.g. in a restarted container, where pids start again from 1.
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # another user's live process
-        return True
-
-
-def _me() -> LockOwner:
-    return LockOwner(os.getpid(), socket.gethostname())
-
-
-def _read_lock(path: Path) -> LockOwner | None:
-    """The lock's owner; None when the file is gone or does not say (being written)."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return LockOwner(int(record["pid"]), str(record["host"]))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return LockOwner(-1, "?")
+# Who holds a run folder's lock (the name the run lock's callers know it by).
+LockOwner = io.ProcessOwner
 
 
 def _create_lock(path: Path) -> bool:
@@ -137,10 +100,9 @@ def _create_lock(path: Path) -> bool:
         return False
     except OSError as error:
         raise io.write_error(path, error) or error from None
-    me = _me()
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as lock:
-            json.dump({"pid": me.pid, "host": me.host}, lock)
+            lock.write(io.owner_json(LockOwner.current()))
     except OSError as error:
         path.unlink(missing_ok=True)  # an empty lock would name no owner
         raise io.write_error(path, error) or error from None
@@ -154,7 +116,7 @@ def _take_over(path: Path, stale: LockOwner) -> bool:
         os.rename(path, aside)  # atomic: of two processes taking over, one moves it
     except FileNotFoundError:
         return False
-    moved = _read_lock(aside)
+    moved = io.read_owner(aside)
     if moved != stale:
         # A live process created the lock after we read the stale one: put it back.
         with contextlib.suppress(OSError):
@@ -178,16 +140,16 @@ def acquire_run_lock(folder: Path, name: str) -> LockOwner | None:
     for _ in range(3):
         if _create_lock(path):
             return taken_over
-        owner = _read_lock(path)
+        owner = io.read_owner(path)
         if owner is None:
             continue  # released between our two calls: try again
-        if owner.pid < 0:
+        if owner == io.UNKNOWN_OWNER:
             raise RunBusy(
                 f"{name}: {path} names no pid and host; remove it if no train runs on this run"
             )
         if owner.alive() is not False:
             raise RunBusy(
-                f"{name}: in use by pid {owner.pid} on {owner.host} ({path}); wait for it, "
+                f"{name}: in use by {owner} ({path}); wait for it, "
                 "or remove the lock if that process is gone"
             )
         if _take_over(path, owner):
@@ -198,7 +160,7 @@ def acquire_run_lock(folder: Path, name: str) -> LockOwner | None:
 def release_run_lock(folder: Path) -> None:
     """Remove the run folder's lock if this process holds it."""
     path = Path(folder) / LOCK_FILE
-    if _read_lock(path) == _me():
+    if io.read_owner(path) == LockOwner.current():
         # Never hide the error that ended the run: a lock left (read-only disk) is stale
         # once this process exits, and the next train takes it over.
         with contextlib.suppress(OSError):

@@ -151,9 +151,12 @@ def test_prepare_removes_temporary_folders_of_dead_processes(
     empty.mkdir()
     old = time.time() - 3600
     os.utime(empty, (old, old))
-    alive = root / ".synthetic.live9012.tmp"  # claimed by a running process: this one
+    # Claimed by a running process: this one's parent. (This process's own pid on a
+    # leftover folder means a dead process that had the pid before, as in a restarted
+    # container: io.ProcessOwner.alive.)
+    alive = root / ".synthetic.live9012.tmp"
     alive.mkdir()
-    (alive / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": owner["host"]}))
+    (alive / OWNER_FILE).write_text(json.dumps({"pid": os.getppid(), "host": owner["host"]}))
     options = PrepareOptions(data_root=root, n_train=20, n_test=0, image_size=32, workers=1)
     prepare(options)
     said = " ".join(capsys.readouterr().err.split())

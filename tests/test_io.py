@@ -7,7 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fkdbench import io
 from fkdbench.io import (
     append_jsonl_atomic,
     atomic_directory,
@@ -314,3 +318,21 @@ def test_plain_makes_values_json_and_weights_only_safe() -> None:
 @given(value=JSON_VALUES)
 def test_plain_leaves_json_values_alone(value: object) -> None:
     assert plain(value) == value
+
+
+def test_an_owner_reads_back_and_knows_who_is_alive(tmp_path: Path) -> None:
+    path = tmp_path / "owner.json"
+    assert io.read_owner(path) is None  # gone
+    path.write_text(io.owner_json(io.ProcessOwner(os.getppid(), socket.gethostname())))
+    parent = io.read_owner(path)
+    assert parent == io.ProcessOwner(os.getppid(), socket.gethostname())
+    assert parent.alive() is True and str(parent) == f"pid {os.getppid()} on {parent.host}"
+    # A pid that is free now: start a process, wait for it to end.
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert io.ProcessOwner(ended.pid, socket.gethostname()).alive() is False
+    # This process's own pid on a leftover file: a dead process that had the pid before.
+    assert io.ProcessOwner.current().alive() is False
+    assert io.ProcessOwner(os.getppid(), "another-host").alive() is None  # cannot tell
+    path.write_text('{"pid": "x"')  # being written, or damaged
+    assert io.read_owner(path) == io.UNKNOWN_OWNER

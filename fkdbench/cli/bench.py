@@ -15,6 +15,7 @@ from fkdbench.bench import (
     summary_table,
 )
 from fkdbench.cli.options import (
+    RUNS_DIR,
     Backend,
     DataOverrideOption,
     QuietOption,
@@ -38,7 +39,7 @@ def bench(
         bool,
         typer.Option("--all", help="Every finished run, plus every other architecture untrained."),
     ] = False,
-    runs_dir: RunsDirOption = Path("runs"),
+    runs_dir: RunsDirOption = RUNS_DIR,
     data: DataOverrideOption = None,
     backend: Annotated[
         list[Backend] | None, typer.Option(help="Backend to time; repeat for several [all].")

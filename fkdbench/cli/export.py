@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fkdbench.cli.options import (
+    RUNS_DIR,
     DataOverrideOption,
     Exporter,
     ForceOption,
@@ -28,7 +28,7 @@ _EXPORTER = parameter_default(export_all, "exporter")
 def export(
     run_names: RunNamesArgument = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every finished run.")] = False,
-    runs_dir: RunsDirOption = Path("runs"),
+    runs_dir: RunsDirOption = RUNS_DIR,
     data: DataOverrideOption = None,
     exporter: Annotated[
         Exporter, typer.Option(help="auto tries dynamo, then TorchScript.")

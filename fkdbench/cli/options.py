@@ -2,13 +2,13 @@
 
 Choices are ``str`` Enums built from the registries that own them (variants, schemes,
 sources, backends, ...), so a new variant or backend shows up in ``--help`` and is
-validated without touching the CLI. Defaults are read from the library's option
-dataclasses with :func:`default`, never restated here.
+validated without touching the CLI. Defaults are read from the library: a command module
+makes one instance of its options dataclass (``_BENCH = BenchOptions()``) and takes its
+fields, or asks :func:`parameter_default` of a library function; none is restated here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable, Iterable
 from enum import Enum
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from fkdbench.bench import BACKENDS
-from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES
+from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES, TrainConfig
 from fkdbench.data.prepare import SOURCES
 from fkdbench.data.schemes import SCHEMES
 from fkdbench.data.variants import VARIANTS
@@ -26,19 +26,6 @@ from fkdbench.export import EXPORTERS, INT8_ACTIVATIONS
 from fkdbench.presets import list_presets
 from fkdbench.report import FORMATS
 from fkdbench.tune import OBJECTIVES
-
-
-def default(options: type, name: str) -> Any:
-    """The default of field ``name`` of the dataclass ``options`` (the one place it is set)."""
-    for option in dataclasses.fields(options):
-        if option.name != name:
-            continue
-        if option.default is not dataclasses.MISSING:
-            return option.default
-        if option.default_factory is not dataclasses.MISSING:
-            return option.default_factory()
-        break
-    raise KeyError(f"{options.__name__} has no default for {name!r}")
 
 
 def parameter_default(function: Callable[..., Any], name: str) -> Any:
@@ -79,6 +66,8 @@ DataOverrideOption = Annotated[
 ]
 DataRootOption = Annotated[Path, typer.Option(help="Where data sets live.")]
 RunsDirOption = Annotated[Path, typer.Option(help="Where run folders live.")]
+# Where run folders live unless --runs-dir says otherwise (TrainConfig's default).
+RUNS_DIR = TrainConfig().runs_dir
 RunNamesArgument = Annotated[
     list[str] | None,
     typer.Argument(help="Run names (folders under --runs-dir) or run folders; or use --all."),

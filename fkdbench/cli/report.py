@@ -7,18 +7,19 @@ from typing import Annotated
 
 import typer
 
-from fkdbench.cli.options import QuietOption, ReportFormat, RunsDirOption, values
+from fkdbench.bench import DEFAULT_RESULTS
+from fkdbench.cli.options import RUNS_DIR, QuietOption, ReportFormat, RunsDirOption, values
 from fkdbench.cli.output import user_errors
 from fkdbench.report import FORMATS, build_report
 
 
 def report(
-    runs_dir: RunsDirOption = Path("runs"),
-    bench_file: Annotated[Path, typer.Option(help="Bench records (JSON lines).")] = Path(
-        "results/bench.jsonl"
+    runs_dir: RunsDirOption = RUNS_DIR,
+    bench_file: Annotated[Path, typer.Option(help="Bench records (JSON lines).")] = (
+        DEFAULT_RESULTS
     ),
-    out: Annotated[Path, typer.Option(help="Where REPORT.md, the CSVs and figures/ go.")] = Path(
-        "results"
+    out: Annotated[Path, typer.Option(help="Where REPORT.md, the CSVs and figures/ go.")] = (
+        DEFAULT_RESULTS.parent
     ),
     report_format: Annotated[
         list[ReportFormat] | None,

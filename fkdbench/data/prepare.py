@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -50,7 +48,15 @@ from fkdbench.data.splits import (
 )
 from fkdbench.data.synthetic_dense import DENSE_LAYOUTS
 from fkdbench.data.synthetic_geometry import PoseRanges
-from fkdbench.io import atomic_directory, sha256_file, write_json_atomic
+from fkdbench.io import (
+    UNKNOWN_OWNER,
+    ProcessOwner,
+    atomic_directory,
+    owner_json,
+    read_owner,
+    sha256_file,
+    write_json_atomic,
+)
 from fkdbench.metrics import mean_shape_rmse
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import environment_record
@@ -577,26 +583,16 @@ def _provenance(options: PrepareOptions, seconds: float, bad_rows: list) -> dict
 
 def _owner_alive(folder: Path) -> tuple[bool, str]:
     """Whether the process that made the temporary ``folder`` may still be running, and
-    who it is (for the message)."""
-    try:
-        owner = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
-        pid, host = int(owner["pid"]), str(owner["host"])
-    except (OSError, ValueError, KeyError, TypeError):
+    who it is (for the message). A folder naming no owner is in use while it is young."""
+    owner = read_owner(folder / OWNER_FILE)
+    if owner is None or owner == UNKNOWN_OWNER:
         try:
             age = time.time() - folder.stat().st_mtime
         except OSError:
             return False, "a vanished process"
         return age < UNOWNED_STALE_SECONDS, "an unknown process"
-    who = f"pid {pid} on {host}"
-    if host != socket.gethostname():
-        return True, who  # another machine's process cannot be checked from here
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False, who
-    except OSError:  # PermissionError: it exists, as another user
-        return True, who
-    return True, who
+    # Another host's process cannot be checked from here (None): leave it alone.
+    return owner.alive() is not False, str(owner)
 
 
 def _clear_stale_staging(options: PrepareOptions) -> None:
@@ -616,8 +612,7 @@ def _clear_stale_staging(options: PrepareOptions) -> None:
 
 
 def _claim(staging: Path) -> None:
-    record = {"pid": os.getpid(), "host": socket.gethostname()}
-    (staging / OWNER_FILE).write_text(json.dumps(record), encoding="utf-8")
+    (staging / OWNER_FILE).write_text(owner_json(ProcessOwner.current()), encoding="utf-8")
 
 
 def prepare(options: PrepareOptions) -> PrepareResult:
