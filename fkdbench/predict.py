@@ -112,23 +112,12 @@ def load_predictor(model: Path, threads: int | None = None) -> KeypointPredictor
     )
 
 
-_MODEL_KEYS = ("input_size", "in_chans", "keypoints")
-
-
 def _run_config(folder: Path) -> dict | None:
-    """The ``config.json`` beside a model, None when there is none; PredictError naming it
+    """The ``config.json`` beside a model, None when there is none; one line naming it
     when it cannot say what the model takes and predicts."""
-    path = folder / runs.CONFIG_FILE
-    if not path.is_file():
+    if not (folder / runs.CONFIG_FILE).is_file():
         return None
-    config = runs.read_config(folder)
-    section = config.get("model") if isinstance(config, dict) else None
-    if not isinstance(section, dict):
-        raise PredictError(f"{path}: no 'model' section (not a config.json fkdbench wrote)")
-    missing = [key for key in _MODEL_KEYS if key not in section]
-    if missing:
-        raise PredictError(f"{path}: its 'model' section lacks {', '.join(missing)}")
-    return config
+    return runs.read_model_config(folder)
 
 
 def _keypoint_names(config: dict | None, model: Path, session: Any) -> tuple[str, ...]:

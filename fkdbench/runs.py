@@ -267,6 +267,24 @@ def read_config(folder: Path) -> dict[str, Any]:
     return read_json(Path(folder) / CONFIG_FILE)
 
 
+# What config.json's "model" section must hold to rebuild the model and read its output.
+MODEL_KEYS = ("arch", "num_outputs", "in_chans", "input_size", "keypoints")
+
+
+def read_model_config(folder: Path) -> dict[str, Any]:
+    """The run's ``config.json``, checked to hold a ``model`` section with
+    :data:`MODEL_KEYS`; :class:`CheckpointError` naming the file otherwise."""
+    path = Path(folder) / CONFIG_FILE
+    config = read_config(folder)
+    section = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(section, dict):
+        raise CheckpointError(f"{path}: no 'model' section (not a config.json fkdbench wrote)")
+    missing = [key for key in MODEL_KEYS if key not in section]
+    if missing:
+        raise CheckpointError(f"{path}: its 'model' section lacks {', '.join(missing)}")
+    return config
+
+
 def read_metrics(folder: Path) -> dict[str, Any]:
     """The run's ``metrics.json`` (present only once the run is finished)."""
     return read_json(Path(folder) / METRICS_FILE)
@@ -490,9 +508,7 @@ def load_model(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
     Returns ``(model, config)`` where ``config`` is the whole ``config.json``.
     """
     folder = Path(folder)
-    config = read_config(folder)
-    if "model" not in config:
-        raise CheckpointError(f"{folder / CONFIG_FILE}: no 'model' section")
+    config = read_model_config(folder)
     model = build_model(config["model"])
     weights_path = folder / MODEL_FILE
     state_dict = load_checkpoint(weights_path)

@@ -90,6 +90,9 @@ def test_bad_run_files_raise_checkpoint_error_naming_the_file(tmp_path: Path) ->
     (folder / runs.CONFIG_FILE).write_text("{}")
     with pytest.raises(runs.CheckpointError, match="no 'model' section"):
         runs.load_model(folder)
+    (folder / runs.CONFIG_FILE).write_text('{"model": {"arch": "cnn-manual", "in_chans": 1}}')
+    with pytest.raises(runs.CheckpointError, match="section lacks num_outputs, input_size"):
+        runs.load_model(folder)
 
 
 def test_checkpoints_refuse_pickled_objects(tmp_path: Path) -> None:
