@@ -67,6 +67,13 @@ def prepare(
     skip_bad_rows: Annotated[
         bool, typer.Option(help="Drop malformed rows and report them instead of stopping.")
     ] = False,
+    groups: Annotated[
+        Path | None,
+        typer.Option(
+            help="kaggle, csv: a row,group CSV naming the group (person) of each source row "
+            "(0-based); the split is then by group, no group in two splits."
+        ),
+    ] = None,
     preview: Annotated[
         Path | None, typer.Option(help="Also save a PNG grid of samples with keypoints.")
     ] = None,
@@ -92,6 +99,7 @@ def prepare(
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         skip_bad_rows=skip_bad_rows,
+        groups=groups,
         preview=preview,
         workers=workers,
         force=force,
@@ -106,7 +114,9 @@ def prepare(
 def _echo_prepared(result: PrepareResult) -> None:
     manifest = result.manifest
     counts = manifest["counts"]
-    splits = ", ".join(f"{split} {info['rows']}" for split, info in counts["splits"].items())
+    splits = ", ".join(_split_text(split, info) for split, info in counts["splits"].items())
+    if "split" in manifest:
+        splits += f"; split {manifest['split']['rule']}"
     typer.echo(
         f"prepared {result.data_dir} in {result.seconds:.1f} s: "
         f"{counts['labelled_rows']} labelled ({splits}), "
@@ -121,3 +131,8 @@ def _echo_prepared(result: PrepareResult) -> None:
         )
     if result.preview:
         typer.echo(f"preview: {result.preview}")
+
+
+def _split_text(split: str, info: dict) -> str:
+    groups = f" in {info['groups']} groups" if "groups" in info else ""
+    return f"{split} {info['rows']}{groups}"

@@ -38,10 +38,14 @@ from fkdbench.data.preview import draw_preview
 from fkdbench.data.schemes import KAGGLE15, KeypointScheme, get_scheme
 from fkdbench.data.splits import (
     DATA_FORMAT_VERSION,
+    GROUP_SPLIT_RULE,
     MANIFEST_NAME,
     SPLITS,
     DataError,
+    GroupTable,
     SplitArrays,
+    group_split_indices,
+    read_groups,
     read_manifest,
     save_split,
     split_path,
@@ -109,6 +113,9 @@ class PrepareOptions:
     test_fraction: float = 0.15
     # Drop malformed rows (and report them) instead of stopping at the first.
     skip_bad_rows: bool = False
+    # A ``row,group`` CSV naming the group (person) of each source row: split by group,
+    # no group in two splits (sources with a row order only; see SourceReader.row_order).
+    groups: Path | None = None
     # Also save a PNG grid of training samples with keypoints drawn.
     preview: Path | None = None
     # Worker processes for drawing faces (default: all cores); never changes the output.
@@ -150,6 +157,10 @@ class PrepareOptions:
         if not reader.draws_faces:
             record.pop("n_train")
             record.pop("n_test")
+        if self.groups is not None:  # its checksum too: an edited file is another split
+            groups = Path(self.groups)
+            digest = sha256_file(groups) if groups.is_file() else None
+            record["groups"] = {"path": str(groups), "sha256": digest}
         return record
 
     @property
@@ -197,6 +208,9 @@ class SourceData:
 ReadSource = Callable[[PrepareOptions, Path, KeypointScheme, Progress], SourceData]
 # raw_files(options, staging): sha256 of the files the faces came from, by name.
 RawFiles = Callable[[PrepareOptions, Path], dict[str, str]]
+# row_order(data): each face's 0-based row in the source and how many rows the source has
+# (bad rows included), the numbering of a groups file.
+RowOrder = Callable[[SourceData], tuple[np.ndarray, int]]
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,8 @@ class SourceReader:
     needs_images: bool = False
     # Crops faces out of larger images (--margin and --images are part of the data).
     crops: bool = False
+    # How its faces are numbered in a groups file; None: it has no row order (no --groups).
+    row_order: RowOrder | None = None
 
 
 def source_reader(source: str) -> SourceReader:
@@ -245,6 +261,14 @@ def _validate(options: PrepareOptions) -> None:
         raise ValueError(f"--size must be at least 32 pixels, got {options.image_size}")
     if not (0 < options.val_fraction < 0.5 and 0 < options.test_fraction < 0.5):
         raise ValueError("--val-fraction and --test-fraction must lie in (0, 0.5)")
+    if options.groups is not None and reader.row_order is None:
+        ordered = ", ".join(name for name, row in SOURCE_READERS.items() if row.row_order)
+        raise ValueError(
+            f"--groups needs a source with a row order ({ordered}); "
+            f"--source {options.source} has none"
+        )
+    if options.groups is not None and not Path(options.groups).is_file():
+        raise DataError(f"{options.groups}: no such groups file")
 
 
 def split_indices(
@@ -414,6 +438,32 @@ def _read_cropped(
     )
 
 
+def _data_rows(data: SourceData) -> tuple[np.ndarray, int]:
+    """Kaggle: ``row_ids`` are already the 0-based data rows, bad ones counted."""
+    return data.row_ids, len(data.row_ids) + len(data.skipped)
+
+
+def _line_rows(data: SourceData) -> tuple[np.ndarray, int]:
+    """Landmark CSV: ``row_ids`` are line numbers; a face's row is its rank among the
+    lines that held a record, read or skipped (blank lines and the header hold none)."""
+    lines = np.union1d(data.row_ids, [record.line for record in data.skipped])
+    return np.searchsorted(lines, data.row_ids).astype(np.int64), len(lines)
+
+
+def _split(
+    options: PrepareOptions, data: SourceData, groups: GroupTable | None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The split indices, and each face's group (None: split by row). Faces are matched
+    to the groups file by their source row, so rows dropped by --skip-bad-rows shift
+    nothing."""
+    seeded_fractions = options.seed, options.val_fraction, options.test_fraction
+    if groups is None:
+        return split_indices(data.keypoints, *seeded_fractions), None
+    face_rows, row_count = source_reader(options.source).row_order(data)
+    face_groups = groups.of_faces(face_rows, row_count)
+    return group_split_indices(face_groups, *seeded_fractions), face_groups
+
+
 def _generated_files(options: PrepareOptions, staging: Path) -> dict[str, str]:
     """The raw files the synthetic source wrote (none for the dense schemes)."""
     raw = staging / "raw"
@@ -448,6 +498,7 @@ SOURCE_READERS: dict[str, SourceReader] = {
         partial(_files_read, suffixes=(".csv", ".zip")),
         path_help="folder with training.csv/.zip (or one zip)",
         scheme="kaggle15",
+        row_order=_data_rows,
     ),
     "wflw": SourceReader(
         partial(_read_cropped, _wflw_faces),
@@ -470,6 +521,7 @@ SOURCE_READERS: dict[str, SourceReader] = {
         path_help="the landmark CSV",
         needs_images=True,
         crops=True,
+        row_order=_line_rows,
     ),
 }
 # The --source choices, in the order of the table.
@@ -489,11 +541,13 @@ def _already_prepared(options: PrepareOptions) -> PrepareResult | None:
     if not (data_dir / MANIFEST_NAME).is_file() or options.force:
         return None
     manifest = read_manifest(data_dir)
-    if manifest.get("options") == json.loads(json.dumps(options.identity())):
+    wanted, made = json.loads(json.dumps(options.identity())), manifest.get("options") or {}
+    if made == wanted:
         say(f"{data_dir} is already prepared with these options (--force to redo)", options.quiet)
         return PrepareResult(data_dir, manifest, 0.0, skipped_existing=True)
+    differ = ", ".join(sorted(key for key in {*wanted, *made} if wanted.get(key) != made.get(key)))
     raise DataError(
-        f"{data_dir}: exists with other options; use --force to replace it "
+        f"{data_dir}: exists with other options ({differ}); use --force to replace it "
         "or --name to prepare beside it"
     )
 
@@ -503,9 +557,13 @@ def _complete_rows(keypoints: np.ndarray) -> int:
 
 
 def _write_splits(
-    staging: Path, data: SourceData, indices: dict[str, np.ndarray]
+    staging: Path,
+    data: SourceData,
+    indices: dict[str, np.ndarray],
+    face_groups: np.ndarray | None = None,
 ) -> tuple[dict[str, str], dict[str, dict]]:
-    """Save the split files (and unlabelled.npz); returns their checksums and counts."""
+    """Save the split files (and unlabelled.npz); returns their checksums and counts
+    (with the groups in each split when split by group)."""
     files, counts = {}, {}
     for split, rows in indices.items():
         arrays = SplitArrays(
@@ -517,6 +575,8 @@ def _write_splits(
         save_split(split_path(staging, split), arrays)
         files[f"{split}.npz"] = sha256_file(split_path(staging, split))
         counts[split] = {"rows": len(rows), "complete_rows": _complete_rows(arrays.keypoints)}
+        if face_groups is not None:
+            counts[split]["groups"] = len(np.unique(face_groups[rows]))
     unlabelled = data.unlabelled
     if unlabelled is not None and len(unlabelled.images):
         with open(staging / "unlabelled.npz", "wb") as handle:
@@ -550,6 +610,8 @@ def _manifest(
         "image_size": options.image_size,
         "seed": options.seed,
         "options": options.identity(),
+        # Only for a split by group (the groups file is in "options"): no key, by row.
+        **_split_facts(split_counts),
         "counts": {
             "labelled_rows": len(data.images),
             "unlabelled_rows": 0 if data.unlabelled is None else len(data.unlabelled.images),
@@ -567,6 +629,13 @@ def _manifest(
         "checksums": {"raw": raw_files, "splits": split_files},
         **data.facts,
     }
+
+
+def _split_facts(split_counts: dict[str, dict]) -> dict:
+    if "groups" not in split_counts["train"]:
+        return {}
+    total = sum(counts["groups"] for counts in split_counts.values())
+    return {"split": {"rule": GROUP_SPLIT_RULE, "groups": total}}
 
 
 def _provenance(options: PrepareOptions, seconds: float, bad_rows: list) -> dict:
@@ -623,14 +692,13 @@ def prepare(options: PrepareOptions) -> PrepareResult:
     existing = _already_prepared(options)
     if existing is not None:
         return existing
+    groups = read_groups(options.groups) if options.groups is not None else None
     _clear_stale_staging(options)
     with atomic_directory(options.data_dir) as staging, make_progress(options.quiet) as progress:
         _claim(staging)
         data = source_reader(options.source).read(options, staging, scheme, progress)
-        indices = split_indices(
-            data.keypoints, options.seed, options.val_fraction, options.test_fraction
-        )
-        splits = _write_splits(staging, data, indices)
+        indices, face_groups = _split(options, data, groups)
+        splits = _write_splits(staging, data, indices, face_groups)
         manifest = _manifest(options, staging, scheme, data, indices, splits)
         write_json_atomic(staging / MANIFEST_NAME, manifest)
         provenance = _provenance(options, time.perf_counter() - started, data.bad_rows)
