@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fkdbench import runs
-from fkdbench.provenance import available_cores
+from fkdbench.provenance import available_cores, check_threads
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "keypoints"
@@ -45,6 +45,7 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     """
     import onnxruntime as ort  # heavy; imported when a session is first needed
 
+    check_threads(threads)
     path = Path(path)
     if not path.is_file():
         raise OnnxModelError(f"{path}: no such ONNX model (run `fkdbench export` first)")

@@ -46,6 +46,7 @@ from fkdbench.export import ONNX_FILE, PixelKeypoints
 from fkdbench.io import atomic_directory, write_bytes_atomic, write_text_atomic
 from fkdbench.onnxrt import images_as_float, onnx_predict, open_session
 from fkdbench.progress import make_progress, say
+from fkdbench.provenance import check_threads
 
 KEYPOINTS_FILE = "keypoints.csv"
 OVERLAY_DIR = "overlays"
@@ -74,6 +75,7 @@ class KeypointPredictor:
 def load_predictor(model: Path, threads: int | None = None) -> KeypointPredictor:
     """Open ``model`` (ONNX file, run folder or checkpoint); one-line errors name the file."""
     model = Path(model)
+    check_threads(threads)
     if model.is_dir():
         onnx = model / ONNX_FILE
         return load_predictor(onnx if onnx.is_file() else model / runs.MODEL_FILE, threads)

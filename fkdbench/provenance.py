@@ -75,6 +75,27 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+class ThreadsError(ValueError):
+    """A thread count outside 1 .. the cores this process may use."""
+
+
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` itself when it is None (every core) or within 1 .. :func:`available_cores`.
+
+    More threads than cores only oversubscribe them: a timing taken so is not the model's
+    (999 threads once recorded a time 450x too slow), and 0 means nothing to torch.
+    """
+    if threads is None:
+        return None
+    cores = available_cores()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+        raise ThreadsError(
+            f"threads must be between 1 and {cores} (the cores this process may use), "
+            f"got {threads!r}"
+        )
+    return threads
+
+
 def parse_cpuinfo(text: str) -> tuple[str | None, set[str]]:
     """The CPU model (``model name``, None if absent) and the first processor's ``flags``
     from the text of Linux's ``/proc/cpuinfo``."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fkdbench import runs
+from fkdbench.provenance import check_threads
 from fkdbench.tune.space import SearchSpace
 
 ARCH = "cnn-tuned"
@@ -86,6 +87,7 @@ class TuneOptions:
                 raise TuneError(f"{name} must be at least {minimum}, got {value}")
         if self.max_params is not None and self.max_params < 1:
             raise TuneError(f"max_params must be at least 1, got {self.max_params}")
+        check_threads(self.threads)
 
     @property
     def study_name(self) -> str:
