@@ -7,6 +7,7 @@ one another.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     # Seeds initialisation, shuffling, augmentation and the ``aug`` variant's copies.
     seed: int = 0
-    # Wall-clock cap on the whole run (both phases), minutes; None for no cap.
+    # Name the run folder ``...--s<seed>`` (one of several seeds, :func:`seeded_configs`);
+    # False keeps the plain name, so single-seed runs keep the folders they always had.
+    seed_in_name: bool = False
+    # A safety stop, never a budget: wall-clock cap on the whole run (both phases), minutes;
+    # None for no cap. A run it stops is "time-limited", and never a finished result, since
+    # where it stops depends on how fast and how busy the machine is.
     max_minutes: float | None = None
     # "auto" (CUDA when available), "cpu" or "cuda".
     device: str = "auto"
@@ -79,9 +85,26 @@ class TrainConfig:
 FREE_ON_RESUME = (
     "runs_dir",
     "data_dir",
+    "seed_in_name",
     "max_minutes",
     "device",
     "num_threads",
     "quiet",
     "force",
 )
+
+
+def seeded_configs(config: TrainConfig, seeds: int) -> list[TrainConfig]:
+    """``config`` trained with ``seeds`` seeds: ``seed, seed + 1, ..., seed + seeds - 1``.
+
+    One seed keeps ``config`` as it is (and its run name); more each name their run
+    ``...--s<seed>``, so the seeds of a run sit side by side in the runs folder.
+    """
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    if seeds == 1:
+        return [config]
+    return [
+        dataclasses.replace(config, seed=config.seed + offset, seed_in_name=True)
+        for offset in range(seeds)
+    ]

@@ -40,6 +40,18 @@ def rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(squared.mean()))
 
 
+def per_sample_squared_errors(
+    predicted: np.ndarray, truth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: the sum of squared errors over its labelled coordinates (N,) float64,
+    and how many coordinates those are (N,) int; :func:`rmse` is
+    ``sqrt(sums.sum() / counts.sum())``. The raw material of bootstrap intervals and
+    paired tests over test faces."""
+    labelled = _labelled(truth)
+    squared = np.where(labelled[..., None], (predicted - truth) ** 2, 0.0)
+    return squared.sum(axis=(1, 2)).astype(np.float64), 2 * labelled.sum(axis=1)
+
+
 def per_keypoint_rmse(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """RMSE per keypoint (K,), over the samples where that keypoint is labelled."""
     labelled = _labelled(truth)

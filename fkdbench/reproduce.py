@@ -1,4 +1,5 @@
-"""``fkdbench reproduce``: the whole flow on the embedded default, one command.
+"""``fkdbench reproduce``: the whole flow on the embedded default (or on a data set
+already prepared, ``data_dir``), one command.
 
 ``prepare -> train --all -> export --all -> bench --all -> report``, under one progress
 display with an ETA over the whole flow. Every step is resumable: prepared data, finished
@@ -24,6 +25,7 @@ from fkdbench.data.prepare import (
     PrepareOptions,
     prepare,
 )
+from fkdbench.data.splits import read_manifest
 from fkdbench.export import export_all
 from fkdbench.models import list_models
 from fkdbench.presets import Preset, load_preset
@@ -32,6 +34,10 @@ from fkdbench.report import build_report
 from fkdbench.train import RunResult, train_matrix
 
 STEPS = ("prepare", "train", "export", "bench", "report")
+# The results of the same matrix on real faces (``reproduce --data <real faces>
+# --results-dir results/real-faces``): the main report compares its ranking with theirs.
+REAL_FACES_RESULTS = Path("real-faces")
+RUN_RECORDS_FILE = "runs.jsonl"
 
 
 @dataclass
@@ -55,11 +61,16 @@ def reproduce(
     force: bool = False,
     quiet: bool = False,
     bench_overrides: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
+    seeds: int | None = None,
 ) -> ReproduceResult:
     """Prepare the synthetic default, train every run of ``preset``, export, bench, report.
 
     ``n_train``/``n_test`` shrink the data set (tests, trials); a data set prepared with
-    other sizes is an error rather than silently reused. ``bench_overrides`` replaces the
+    other sizes is an error rather than silently reused. ``data_dir``: a data folder
+    already prepared (e.g. real faces split by person) to use instead of the synthetic
+    default (``data_root``, ``seed``, ``n_train`` and ``n_test`` then do not apply).
+    ``seeds``: seeds per run (None: the preset's). ``bench_overrides`` replaces the
     preset's bench settings (:class:`fkdbench.bench.BenchOptions` fields).
     """
     started = time.perf_counter()
@@ -70,31 +81,32 @@ def reproduce(
         data_root=data_root, seed=seed, n_train=n_train, n_test=n_test, quiet=quiet
     )
     with flow_progress(quiet) as display:
-        flow = _Flow(display, quiet, runs_to_train=len(preset_data.runs))
+        flow = _Flow(display, quiet, runs_to_train=preset_data.run_count(seeds))
         with flow.step("prepare"):
-            prepared = prepare(prepare_options)
+            prepared_dir = _prepared_data(prepare_options, data_dir, quiet)
             flow.advance()
         with flow.step("train"):
             trained = train_matrix(
                 preset_data,
-                data_dir=prepared.data_dir,
+                data_dir=prepared_dir,
                 runs_dir=runs_dir,
                 force=force,
                 quiet=quiet,
                 on_run_end=flow.advance,
+                seeds=seeds,
             )
         with flow.step("export"):
             finished = finished_folders(trained)
             export_all(finished, force=force, quiet=quiet, on_done=flow.advance)
         with flow.step("bench"):
-            targets = _bench_step_targets(time_untrained, runs_dir, prepared.data_dir, finished)
+            targets = _bench_step_targets(time_untrained, runs_dir, prepared_dir, finished)
             flow.count_bench_targets(len(targets))
             benched = bench(targets, options, on_done=flow.advance)
         with flow.step("report"):
             report = _report_step(bool(targets), runs_dir, options.results, results_dir, quiet)
             flow.advance()
     return ReproduceResult(
-        data_dir=prepared.data_dir,
+        data_dir=prepared_dir,
         runs=trained,
         report=report,
         bench_records=len(benched.records),
@@ -103,15 +115,37 @@ def reproduce(
     )
 
 
+def _prepared_data(options: PrepareOptions, data_dir: Path | None, quiet: bool) -> Path:
+    """The data folder to train on: ``data_dir`` when given (checked to be prepared:
+    ``DataError`` naming its manifest otherwise), else the synthetic default, prepared."""
+    if data_dir is None:
+        return prepare(options).data_dir
+    read_manifest(data_dir)
+    say(f"prepare: using the data prepared in {data_dir}", quiet)
+    return Path(data_dir)
+
+
 def _report_step(
     any_runs: bool, runs_dir: Path, bench_file: Path, results_dir: Path, quiet: bool
 ) -> Path | None:
     """REPORT.md, or None when no run finished and none was timed: a report of nothing
-    would replace the one in ``results_dir`` (the run lines say what failed)."""
+    would replace the one in ``results_dir`` (the run lines say what failed).
+
+    When ``<results_dir>/real-faces/runs.jsonl`` holds the same matrix trained on real
+    faces, the report compares the two rankings (``compare_with``)."""
     if not any_runs:
         say(f"report: skipped, no run finished; {results_dir} left as it was", quiet)
         return None
-    return build_report(runs_dir, bench_file, results_dir, quiet=quiet).markdown
+    comparison = _real_faces_records(results_dir)
+    extra = {} if comparison is None else {"compare_with": comparison}
+    return build_report(runs_dir, bench_file, results_dir, quiet=quiet, **extra).markdown
+
+
+def _real_faces_records(results_dir: Path) -> Path | None:
+    """The real-faces run records under ``results_dir``; None when there are none (so a
+    reproduce into ``results/real-faces`` itself compares with nothing)."""
+    records = Path(results_dir) / REAL_FACES_RESULTS / RUN_RECORDS_FILE
+    return records if records.is_file() else None
 
 
 def bench_settings(

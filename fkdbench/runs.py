@@ -7,8 +7,12 @@ weights) owns one folder ``<runs_dir>/<run name>/``::
                   (:func:`config_record`, :func:`model_record`, :func:`data_record`)
     model.pt      the best epoch's weights: a plain state dict (``weights_only`` safe)
     history.csv   one row per epoch and phase (``fkdbench.train.state.HISTORY_COLUMNS``)
+    training.json what the run cost on this machine: seconds, images per second and
+                  the environment (:func:`training_record`); written just before
+                  metrics.json, which stays free of anything machine-dependent
     metrics.json  the test scores; its presence marks the run finished
-                  (:func:`metrics_record`)
+                  (:func:`metrics_record`); the same config and seed give the same bytes
+                  on any machine, fast, slow or busy
     last.pt       resume state, written after every epoch while the run is unfinished
                   (``fkdbench.train.state.save_resume_state``)
     train.lock    while a ``train`` process owns the folder: its pid and host
@@ -25,12 +29,13 @@ half of one, and every checkpoint is read with ``torch.load(weights_only=True)``
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import inspect
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +52,27 @@ from fkdbench.models.cnn import DEFAULT_SPEC_PATH, resolve_spec, variant_spec_pa
 from fkdbench.provenance import environment_record
 
 # Bumped whenever the layout or the fields of the run files change.
-RUN_FORMAT_VERSION = 1
+# 2: metrics.json gains seed, convergence and test_per_face; training_seconds and
+#    environment move to training.json; stop reason "time-limit" became "time-limited".
+RUN_FORMAT_VERSION = 2
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+TRAINING_FILE = "training.json"
 RESUME_FILE = "last.pt"
 LOCK_FILE = "train.lock"
 
 # How a model's weights started: random init, or a pretrained backbone kept fixed / trained.
 WEIGHTS_MODES = ("scratch", "frozen", "finetuned")
+
+# Why a run's keypoint phase ended (metrics.json's stop_reason). Only "time-limited" (the
+# max_minutes safety stop) depends on the machine: such a run is not a finished result.
+TIME_LIMITED = "time-limited"
+STOP_REASONS = ("completed", "early-stopped", TIME_LIMITED)
+# Stop reasons older runs recorded, by the name they have now.
+_OLD_STOP_REASONS = {"time-limit": "time-limited"}
 
 # ``fkdbench tune`` keeps its studies in ``<runs_dir>/tune/<study>/``; the study named
 # ``cnn-tuned-<variant>`` is the one ``train cnn-tuned --variant <variant>`` takes its spec from.
@@ -183,23 +198,40 @@ def hold_run(folder: Path, name: str) -> Iterator[LockOwner | None]:
                 folder.rmdir()  # only succeeds when empty
 
 
-def run_name(arch: str, variant: str, weights_mode: str = "scratch") -> str:
-    """``<arch>--<variant>``, plus ``--frozen`` / ``--finetuned`` for pretrained weights.
+def run_name(
+    arch: str, variant: str, weights_mode: str = "scratch", seed: int | None = None
+) -> str:
+    """``<arch>--<variant>``, plus ``--frozen`` / ``--finetuned`` for pretrained weights,
+    plus ``--s<seed>`` for one of several seeds of a run (``seed`` not None).
 
     Scratch runs carry no suffix so that the architectures without a backbone (whose
-    runs are always from scratch) keep the short name the design names them by.
+    runs are always from scratch) keep the short name the design names them by; a run
+    trained with one seed keeps the name it had before seeds were counted.
     """
     if weights_mode not in WEIGHTS_MODES:
         raise ValueError(
             f"unknown weights mode {weights_mode!r}; known: {', '.join(WEIGHTS_MODES)}"
         )
     name = f"{arch}--{variant}"
-    return name if weights_mode == "scratch" else f"{name}--{weights_mode}"
+    name = name if weights_mode == "scratch" else f"{name}--{weights_mode}"
+    return name if seed is None else f"{name}--s{seed}"
 
 
-def run_dir(runs_dir: Path, arch: str, variant: str, weights_mode: str = "scratch") -> Path:
+def run_dir(
+    runs_dir: Path,
+    arch: str,
+    variant: str,
+    weights_mode: str = "scratch",
+    seed: int | None = None,
+) -> Path:
     """The folder of one run under ``runs_dir``."""
-    return Path(runs_dir) / run_name(arch, variant, weights_mode)
+    return Path(runs_dir) / run_name(arch, variant, weights_mode, seed)
+
+
+def config_run_name(config: TrainConfig, weights_mode: str) -> str:
+    """The run name ``config`` trains under (its seed named when ``seed_in_name``)."""
+    seed = config.seed if config.seed_in_name else None
+    return run_name(config.arch, config.variant, weights_mode, seed)
 
 
 def is_finished(folder: Path) -> bool:
@@ -288,6 +320,75 @@ def read_model_config(folder: Path) -> dict[str, Any]:
 def read_metrics(folder: Path) -> dict[str, Any]:
     """The run's ``metrics.json`` (present only once the run is finished)."""
     return read_json(Path(folder) / METRICS_FILE)
+
+
+def stop_reason_of(metrics: dict[str, Any]) -> str | None:
+    """metrics.json's ``stop_reason`` under its current name (one of :data:`STOP_REASONS`;
+    a format-1 run's "time-limit" is "time-limited")."""
+    return current_stop_reason(metrics.get("stop_reason"))
+
+
+def current_stop_reason(reason: str | None) -> str | None:
+    """A stop reason under its current name (an older file's "time-limit" too)."""
+    return _OLD_STOP_REASONS.get(reason, reason) if reason is not None else None
+
+
+# What a run that predates convergence judging (format 1) says about it.
+_NOT_JUDGED = {
+    "converged": False,
+    "rule": "not judged",
+    "detail": "unknown: trained before fkdbench judged convergence (run format 1)",
+}
+
+
+def convergence_of(metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's ``convergence`` (``converged``, ``rule``, ``detail``: see
+    ``fkdbench.train.convergence``); a format-1 run's is unknown, so not converged."""
+    recorded = metrics.get("convergence")
+    return dict(recorded) if isinstance(recorded, dict) else dict(_NOT_JUDGED)
+
+
+def read_training(folder: Path) -> dict[str, Any]:
+    """What the run cost on its machine (``training.json``: ``training_seconds``,
+    ``images_per_second``, ``environment``).
+
+    A format-1 run has no training.json: its metrics.json held the seconds and the
+    environment, and its history.csv the images per second.
+    """
+    folder = Path(folder)
+    if (folder / TRAINING_FILE).is_file():
+        return read_json(folder / TRAINING_FILE)
+    metrics = read_metrics(folder)
+    return {
+        "format_version": metrics.get("format_version", 1),
+        "run_name": metrics.get("run_name", folder.name),
+        "training_seconds": metrics.get("training_seconds"),
+        "images_per_second": mean_images_per_second(_history_rows(folder / HISTORY_FILE)),
+        "environment": metrics.get("environment") or {},
+    }
+
+
+def _history_rows(path: Path) -> list[dict[str, Any]]:
+    """history.csv's rows as strings; none when it is missing or unreadable."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+
+
+def mean_images_per_second(history: Sequence[dict[str, Any]]) -> float | None:
+    """The mean training throughput over the keypoint phase's epochs (history rows, as
+    written or as read back from history.csv); None without any."""
+    values = []
+    for row in history:
+        try:
+            value = float(row.get("images_per_second") or "nan")
+        except (TypeError, ValueError):
+            continue
+        if row.get("phase") == "keypoints" and math.isfinite(value):
+            values.append(value)
+    return sum(values) / len(values) if values else None
 
 
 def resolve_model_kwargs(
@@ -451,17 +552,21 @@ def metrics_record(
     epochs_run: int,
     pretrain_epochs_run: int,
     stop_reason: str,
-    training_seconds: float,
+    convergence: dict[str, Any],
+    seed: int,
     parameters: ParamCounts,
     model_file: Path,
     train_rows: int,
     val_rows: int,
     test_rows: int,
 ) -> dict[str, Any]:
-    """``metrics.json``: the run's identity, its test ``scores`` (``test_rmse``, ``test_nme``,
-    ..., ``mean_shape_rmse``; JSON-ready), how training went, the model's size, the rows
-    used and the machine. Written last: it marks the run
-    finished."""
+    """``metrics.json``: the run's identity and seed, its test ``scores`` (``test_rmse``,
+    ``test_nme``, ..., ``mean_shape_rmse``, ``test_per_face``; JSON-ready), how training
+    went (``stop_reason``, one of :data:`STOP_REASONS`; ``convergence``), the model's size
+    and the rows used. Nothing in it depends on the machine (that is
+    :func:`training_record`'s). Written last: it marks the run finished."""
+    if stop_reason not in STOP_REASONS:
+        raise ValueError(f"unknown stop reason {stop_reason!r}; known: {STOP_REASONS}")
     return {
         "format_version": RUN_FORMAT_VERSION,
         "run_name": run_name,
@@ -469,13 +574,14 @@ def metrics_record(
         "variant": variant,
         "weights_mode": weights_mode,
         "pretrain": get_arch_info(arch).pretrain,
+        "seed": seed,
         **scores,
         "best_val_rmse": finite_or_none(best_val_rmse),
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
         "pretrain_epochs_run": pretrain_epochs_run,
         "stop_reason": stop_reason,
-        "training_seconds": training_seconds,
+        "convergence": convergence,
         "parameters": {
             "pytorch": int(parameters.pytorch),
             "keras": int(parameters.keras),
@@ -483,8 +589,33 @@ def metrics_record(
         },
         "model_file_bytes": Path(model_file).stat().st_size,
         "rows": {"train": train_rows, "val": val_rows, "test": test_rows},
-        "environment": environment_record(),
     }
+
+
+def training_record(
+    *, run_name: str, training_seconds: float, history: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """``training.json``: what the run cost on this machine, kept out of metrics.json so
+    that one stays the same on any machine: seconds training and validating (across
+    resumes), the keypoint phase's mean images per second, and the environment with
+    its load average (a busy machine explains a slow run)."""
+    environment = environment_record()
+    environment.setdefault("load_average", _load_average())
+    return {
+        "format_version": RUN_FORMAT_VERSION,
+        "run_name": run_name,
+        "training_seconds": training_seconds,
+        "images_per_second": mean_images_per_second(history),
+        "environment": environment,
+    }
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages; None where the system has none."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def finite_or_none(value: float | None) -> float | None:

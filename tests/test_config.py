@@ -6,8 +6,10 @@ import ast
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 import fkdbench.config
-from fkdbench.config import FREE_ON_RESUME, TrainConfig
+from fkdbench.config import FREE_ON_RESUME, TrainConfig, seeded_configs
 
 
 def test_config_imports_nothing_of_fkdbench() -> None:
@@ -49,3 +51,17 @@ def test_fields_free_on_resume_are_fields_that_change_no_result() -> None:
     # What the run computes depends on these: a resume must refuse to change them.
     for computed in ("arch", "variant", "epochs", "batch_size", "lr", "seed", "model_kwargs"):
         assert computed not in FREE_ON_RESUME
+
+
+def test_seeded_configs_count_up_from_the_seed() -> None:
+    base = TrainConfig(arch="cnn-manual", seed=10)
+    assert seeded_configs(base, 1) == [base] and not base.seed_in_name
+    seeded = seeded_configs(base, 3)
+    assert [(c.seed, c.seed_in_name, c.arch) for c in seeded] == [
+        (10, True, "cnn-manual"),
+        (11, True, "cnn-manual"),
+        (12, True, "cnn-manual"),
+    ]
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="seeds must be an integer >= 1"):
+            seeded_configs(base, bad)

@@ -24,15 +24,16 @@ def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
     quick, paper = load_preset("quick"), load_preset("paper")
     for preset in (quick, paper):
         configs = preset.configs(tmp_path / "data", tmp_path / "runs")
-        assert len(configs) == len(preset.runs)
+        assert len(configs) == preset.run_count() == len(preset.runs) * preset.seeds
         assert all(isinstance(config, TrainConfig) for config in configs)
         assert all(config.runs_dir == tmp_path / "runs" for config in configs)
         assert all(config.data_dir == tmp_path / "data" for config in configs)
-    assert quick.archs() == set(list_models()) == paper.archs()
+    # quick leaves out what cannot converge in its budget (timed untrained instead).
+    assert quick.archs() <= set(list_models()) == paper.archs()
     assert quick.variants() == set(VARIANTS) == paper.variants()
     pairs = {(entry["arch"], entry["variant"]) for entry in paper.runs}
     assert pairs == {(arch, variant) for arch in list_models() for variant in VARIANTS}
-    # A per-run cap keeps quick quick.
+    # A per-run safety stop keeps a stuck run from holding quick up.
     assert all(config.max_minutes for config in quick.configs(tmp_path, tmp_path))
 
 
@@ -131,3 +132,42 @@ def test_bench_settings_are_kept(tmp_path: Path) -> None:
     )
     assert preset.bench == {"repeats": 2, "time_untrained": False}
     assert preset.name == "b"  # named after its file when it names no other
+
+
+def test_seeds_expand_every_run_into_named_seeds(tmp_path: Path) -> None:
+    document = {
+        "name": "s",
+        "seeds": 3,
+        "defaults": {"seed": 5},
+        "runs": [{"arch": "cnn-manual", "variant": "none"}],
+    }
+    preset = load_preset(_write(tmp_path / "s.json", document))
+    assert preset.seeds == 3 and preset.run_count() == 3 and preset.run_count(2) == 2
+    configs = preset.configs(tmp_path, tmp_path)
+    assert [(config.seed, config.seed_in_name) for config in configs] == [
+        (5, True),
+        (6, True),
+        (7, True),
+    ]
+    # One seed (the default) keeps the plain run name.
+    single = preset.configs(tmp_path, tmp_path, seeds=1)
+    assert [(config.seed, config.seed_in_name) for config in single] == [(5, False)]
+    assert load_preset("smoke").seeds == 1
+
+
+@pytest.mark.parametrize("seeds", [0, -1, 1.5, True, "2"])
+def test_bad_seeds_name_the_preset(tmp_path: Path, seeds: object) -> None:
+    path = _write(
+        tmp_path / "bad.json", {"seeds": seeds, "runs": [{"arch": "cnn-manual", "variant": "none"}]}
+    )
+    with pytest.raises(PresetError, match=r"bad\.json: 'seeds' must be an integer >= 1"):
+        load_preset(path)
+
+
+def test_seed_in_name_is_not_a_preset_field(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "bad.json",
+        {"runs": [{"arch": "cnn-manual", "variant": "none", "seed_in_name": True}]},
+    )
+    with pytest.raises(PresetError, match="unknown keys"):
+        load_preset(path)

@@ -42,8 +42,8 @@ def test_steps_run_in_order_on_what_the_last_one_made(
         calls.append(("prepare", (options.n_train, options.n_test, options.seed)))
         return SimpleNamespace(data_dir=data_dir)
 
-    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end):
-        calls.append(("train", (preset.name, data_dir)))
+    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end, seeds):
+        calls.append(("train", (preset.name, data_dir, seeds)))
         results = [_result(runs_dir, "none", "finished"), _result(runs_dir, "masked", "failed")]
         for result in results:
             on_run_end(result)
@@ -75,7 +75,7 @@ def test_steps_run_in_order_on_what_the_last_one_made(
 
     assert [name for name, _ in calls] == list(STEPS)
     assert calls[0][1] == (60, 6, 0)
-    assert calls[1][1] == ("two", data_dir)
+    assert calls[1][1] == ("two", data_dir, None)
     # The failed run is neither exported nor benched; untrained architectures are not
     # timed when the preset says so.
     assert calls[2][1] == ["cnn-manual--none"]
@@ -104,3 +104,55 @@ def test_finished_folders_leave_out_failed_and_unfinished_runs(tmp_path: Path) -
     (unfinished.run_dir / runs.METRICS_FILE).unlink()
     failed = _result(tmp_path, "masked", "failed")
     assert finished_folders([done, skipped, unfinished, failed]) == [done.run_dir, skipped.run_dir]
+
+
+def test_a_prepared_data_set_replaces_the_synthetic_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--data: nothing is prepared; --seeds reaches the matrix; a real-faces run-records
+    file under the results folder is handed to the report to compare rankings with."""
+    calls: dict[str, object] = {}
+    prepared = tmp_path / "real"
+    prepared.mkdir()
+    (prepared / "manifest.json").write_text(json.dumps({"image_size": 96}))
+    results_dir = tmp_path / "results"
+    (results_dir / "real-faces").mkdir(parents=True)
+    (results_dir / "real-faces" / "runs.jsonl").write_text("")
+
+    def no_prepare(options):
+        raise AssertionError("prepare must not run with a prepared data_dir")
+
+    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end, seeds):
+        calls["train"] = (data_dir, seeds)
+        return [_result(runs_dir, "none", "finished")]
+
+    def fake_report(runs_dir, bench_file, out_dir, quiet, compare_with=None):
+        calls["compare_with"] = compare_with
+        return SimpleNamespace(markdown=out_dir / "REPORT.md")
+
+    monkeypatch.setattr(reproduce_module, "prepare", no_prepare)
+    monkeypatch.setattr(reproduce_module, "train_matrix", fake_train)
+    monkeypatch.setattr(reproduce_module, "export_all", lambda *a, **k: None)
+    monkeypatch.setattr(reproduce_module, "bench", lambda *a, **k: SimpleNamespace(records=[]))
+    monkeypatch.setattr(reproduce_module, "build_report", fake_report)
+    preset = _preset(tmp_path, {"time_untrained": False})
+    result = reproduce(
+        preset, runs_dir=tmp_path / "runs", results_dir=results_dir, data_dir=prepared,
+        seeds=3, quiet=True,
+    )  # fmt: skip
+    assert result.data_dir == prepared and calls["train"] == (prepared, 3)
+    assert calls["compare_with"] == results_dir / "real-faces" / "runs.jsonl"
+    # The real-faces report itself compares with nothing.
+    reproduce(
+        preset, runs_dir=tmp_path / "runs-real", results_dir=results_dir / "real-faces",
+        data_dir=prepared, quiet=True,
+    )  # fmt: skip
+    assert calls["compare_with"] is None
+
+
+def test_a_data_dir_that_is_not_prepared_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"manifest\.json: no manifest"):
+        reproduce(
+            _preset(tmp_path, {}), runs_dir=tmp_path / "runs", results_dir=tmp_path / "r",
+            data_dir=tmp_path / "nothing", quiet=True,
+        )  # fmt: skip

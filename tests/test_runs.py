@@ -44,6 +44,14 @@ def test_run_names_say_arch_variant_and_weights() -> None:
     with pytest.raises(ValueError, match="unknown weights mode 'warm'"):
         runs.run_name("resnet50", "aug", "warm")
     assert runs.untrained_run_name("ae-cnn") == "ae-cnn--untrained"
+    # One of several seeds names its seed; a single-seed run keeps the plain name.
+    assert runs.run_name("resnet50", "aug", "frozen", seed=3) == "resnet50--aug--frozen--s3"
+    assert runs.run_dir(Path("r"), "cnn-manual", "none", seed=0) == Path("r/cnn-manual--none--s0")
+    seeded = TrainConfig(arch="cnn-manual", variant="knn", seed=7, seed_in_name=True)
+    assert runs.config_run_name(seeded, "scratch") == "cnn-manual--knn--s7"
+    assert runs.config_run_name(TrainConfig(arch="cnn-manual", seed=7), "scratch") == (
+        "cnn-manual--none"
+    )
     assert runs.tuned_best_file(Path("r"), "knn") == Path("r/tune/cnn-tuned-knn/best.json")
 
 
@@ -168,7 +176,7 @@ def test_metrics_record_layout(tmp_path: Path) -> None:
     model = create_model("cnn-manual", num_outputs=30, in_chans=1)
     model_file = tmp_path / runs.MODEL_FILE
     runs.save_checkpoint(model_file, model.state_dict())
-    record = runs.metrics_record(
+    arguments = dict(
         run_name="cnn-manual--none",
         arch="cnn-manual",
         variant="none",
@@ -179,20 +187,72 @@ def test_metrics_record_layout(tmp_path: Path) -> None:
         epochs_run=3,
         pretrain_epochs_run=0,
         stop_reason="completed",
-        training_seconds=1.25,
+        convergence={"converged": True, "rule": "r", "detail": "d"},
+        seed=4,
         parameters=count_parameters(model),
         model_file=model_file,
         train_rows=20,
         val_rows=4,
         test_rows=5,
     )
+    record = runs.metrics_record(**arguments)
     assert record["test_rmse"] == 1.5 and record["mean_shape_rmse"] == 2.0
     assert record["best_val_rmse"] is None, "JSON has no NaN"
     assert record["pretrain"] is None and record["format_version"] == runs.RUN_FORMAT_VERSION
     assert record["model_file_bytes"] == model_file.stat().st_size
     assert record["parameters"]["pytorch"] == count_parameters(model).pytorch
     assert record["rows"] == {"train": 20, "val": 4, "test": 5}
-    assert "cpu_model" in record["environment"]
+    assert record["seed"] == 4 and record["convergence"]["converged"] is True
+    # Nothing that depends on the machine: that is training.json's.
+    assert not {"environment", "training_seconds"} & set(record)
+    with pytest.raises(ValueError, match="unknown stop reason 'time-limit'"):
+        runs.metrics_record(**{**arguments, "stop_reason": "time-limit"})
+
+
+def test_training_record_holds_what_depends_on_the_machine() -> None:
+    history = [
+        {"phase": "pretrain", "images_per_second": 1000.0},
+        {"phase": "keypoints", "images_per_second": 10.0},
+        {"phase": "keypoints", "images_per_second": 30.0},
+    ]
+    record = runs.training_record(run_name="a--none", training_seconds=2.5, history=history)
+    assert record["format_version"] == runs.RUN_FORMAT_VERSION and record["run_name"] == "a--none"
+    assert record["training_seconds"] == 2.5
+    assert record["images_per_second"] == 20.0, "the keypoint phase's mean"
+    assert "cpu_model" in record["environment"] and "load_average" in record["environment"]
+    assert runs.mean_images_per_second([]) is None
+
+
+def test_old_runs_are_read_under_the_current_layout(tmp_path: Path) -> None:
+    """A format-1 run: seconds and environment in metrics.json, "time-limit", no
+    convergence, no training.json."""
+    folder = tmp_path / "cnn-manual--none"
+    folder.mkdir()
+    old = {
+        "format_version": 1,
+        "run_name": folder.name,
+        "stop_reason": "time-limit",
+        "training_seconds": 12.5,
+        "environment": {"cpu_model": "Old CPU"},
+    }
+    (folder / runs.METRICS_FILE).write_text(json.dumps(old))
+    (folder / runs.HISTORY_FILE).write_text(
+        "epoch,phase,train_loss,val_rmse,lr,seconds,images_per_second\n"
+        "1,keypoints,0.5,3.0,0.001,1.0,40.0\n2,keypoints,0.4,2.0,0.001,1.0,60.0\n"
+    )
+    training = runs.read_training(folder)
+    assert training["training_seconds"] == 12.5 and training["images_per_second"] == 50.0
+    assert training["environment"] == {"cpu_model": "Old CPU"}
+    assert runs.stop_reason_of(old) == "time-limited"
+    assert runs.stop_reason_of({"stop_reason": "completed"}) == "completed"
+    assert runs.stop_reason_of({}) is None
+    convergence = runs.convergence_of(old)
+    assert convergence["converged"] is False and convergence["detail"].startswith("unknown")
+    recorded = {"converged": True, "rule": "r", "detail": "d"}
+    assert runs.convergence_of({"convergence": recorded}) == recorded
+    # A new run's training.json wins over anything in metrics.json.
+    (folder / runs.TRAINING_FILE).write_text(json.dumps({"training_seconds": 1.0}))
+    assert runs.read_training(folder)["training_seconds"] == 1.0
 
 
 def test_finite_or_none() -> None:

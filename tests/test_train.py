@@ -129,11 +129,19 @@ def test_short_run_writes_every_output(data_dir: Path, tmp_path: Path) -> None:
         "best_epoch",
         "epochs_run",
         "stop_reason",
-        "training_seconds",
+        "convergence",
+        "seed",
+        "test_per_face",
         "parameters",
-        "environment",
     ):
         assert key in metrics, key
+    # What depends on the machine lives in training.json, written before metrics.json.
+    assert "training_seconds" not in metrics and "environment" not in metrics
+    training = runs.read_training(folder)
+    assert training["run_name"] == folder.name and training["training_seconds"] > 0
+    assert training["images_per_second"] > 0 and "cpu_model" in training["environment"]
+    assert "load_average" in training["environment"]
+    assert metrics["seed"] == 0 and metrics["format_version"] == runs.RUN_FORMAT_VERSION
     assert set(metrics["test_per_keypoint_rmse"]) == set(KAGGLE15.keypoints)
     assert metrics["stop_reason"] == "completed" and metrics["epochs_run"] == 2
     assert set(metrics["parameters"]) == {"pytorch", "keras", "trainable"}
@@ -332,8 +340,9 @@ def test_validation_rmse_falls_when_there_is_something_to_learn(tmp_path: Path) 
 
 def test_time_limit_stops_inside_an_epoch(data_dir: Path, tmp_path: Path) -> None:
     result = train_run(tiny_config(data_dir, tmp_path, epochs=50, max_minutes=1e-6))
-    assert result.metrics["stop_reason"] == "time-limit"
+    assert result.metrics["stop_reason"] == "time-limited"
     assert result.metrics["epochs_run"] == 1
+    assert result.metrics["convergence"]["converged"] is False
 
 
 def test_autoencoder_arch_runs_both_phases(data_dir: Path, tmp_path: Path) -> None:
@@ -544,3 +553,45 @@ def test_run_training_trains_one_run(data_dir: Path, tmp_path: Path) -> None:
     (result,) = run_training(SMALL_ARCH, **_command(data_dir, tmp_path), epochs=1, batch_size=8)
     assert result.status == "finished" and result.run_dir == tmp_path / f"{SMALL_ARCH}--none"
     assert runs.read_config(result.run_dir)["train"]["epochs"] == 1
+
+
+def test_run_training_with_seeds_trains_one_named_run_per_seed(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    results = run_training(
+        SMALL_ARCH, **_command(data_dir, tmp_path), epochs=1, batch_size=8, seed=4, seeds=2
+    )
+    assert [result.status for result in results] == ["finished", "finished"]
+    assert [result.run_dir.name for result in results] == [
+        f"{SMALL_ARCH}--none--s4",
+        f"{SMALL_ARCH}--none--s5",
+    ]
+    assert [runs.read_metrics(result.run_dir)["seed"] for result in results] == [4, 5]
+    first, second = (runs.read_metrics(result.run_dir)["test_rmse"] for result in results)
+    assert first != second, "each seed trains its own model"
+
+
+def test_the_matrix_expands_the_presets_seeds(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = _capture_train_run(monkeypatch)
+    preset_file = tmp_path / "seeded.json"
+    preset_file.write_text(
+        json.dumps(
+            {
+                "name": "seeded",
+                "seeds": 2,
+                "runs": [{"arch": SMALL_ARCH, "variants": ["none", "knn"]}],
+            }
+        )
+    )
+    train_matrix(preset_file, data_dir=data_dir, runs_dir=tmp_path, quiet=True)
+    assert [(c.variant, c.seed, c.seed_in_name) for c in configs] == [
+        ("none", 0, True),
+        ("none", 1, True),
+        ("knn", 0, True),
+        ("knn", 1, True),
+    ]
+    configs.clear()
+    train_matrix(preset_file, data_dir=data_dir, runs_dir=tmp_path, quiet=True, seeds=1)
+    assert [(c.variant, c.seed_in_name) for c in configs] == [("none", False), ("knn", False)]

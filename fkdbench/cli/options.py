@@ -24,6 +24,7 @@ from fkdbench.data.schemes import SCHEMES
 from fkdbench.data.variants import VARIANTS
 from fkdbench.export import EXPORTERS, INT8_ACTIVATIONS
 from fkdbench.presets import list_presets
+from fkdbench.provenance import available_cores
 from fkdbench.report import FORMATS
 from fkdbench.tune import OBJECTIVES
 
@@ -55,9 +56,23 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress di
 ForceOption = Annotated[
     bool, typer.Option(help="Redo work that is already done and up to date instead of reusing it.")
 ]
+# Bounded by the cores this process may use: more only oversubscribes them (and the
+# library checks the same bound, provenance.check_threads, for callers from Python).
 ThreadsOption = Annotated[
     int | None,
-    typer.Option(min=1, help="CPU threads for torch and ONNX Runtime [all cores]."),
+    typer.Option(
+        min=1,
+        max=available_cores(),
+        help="CPU threads for torch and ONNX Runtime, 1 to the usable cores [all cores].",
+    ),
+]
+SeedsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Train each run with N seeds (seed, seed+1, ...), folders <run>--s<seed> "
+        "[preset's seeds; 1].",
+    ),
 ]
 DataOption = Annotated[Path, typer.Option(help="Prepared data folder (fkdbench prepare).")]
 DataOverrideOption = Annotated[

@@ -16,10 +16,21 @@ from fkdbench.cli.options import (
     QuietOption,
     RunsDirOption,
     SeedOption,
+    SeedsOption,
     parameter_default,
 )
 from fkdbench.cli.output import echo_runs, user_errors
 from fkdbench.reproduce import reproduce as reproduce_flow
+
+# An already prepared data folder instead of the synthetic default.
+PreparedDataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="A prepared data folder (fkdbench prepare, e.g. real faces split by person) "
+        "to use instead of preparing the synthetic default.",
+    ),
+]
 
 # The defaults of the library function (the one place they are set).
 _DEFAULTS = {
@@ -38,10 +49,13 @@ def reproduce(
     seed: SeedOption = _DEFAULTS["seed"],
     n_train: NTrainOption = _DEFAULTS["n_train"],
     n_test: NTestOption = _DEFAULTS["n_test"],
+    data: PreparedDataOption = None,
+    seeds: SeedsOption = None,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """The whole flow on the synthetic default: prepare, train, export, bench, report."""
+    """The whole flow on the synthetic default (or --data): prepare, train, export, bench,
+    report."""
     with user_errors():
         result = reproduce_flow(
             preset=preset,
@@ -51,6 +65,8 @@ def reproduce(
             seed=seed,
             n_train=n_train,
             n_test=n_test,
+            data_dir=data,
+            seeds=seeds,
             force=force,
             quiet=quiet,
         )

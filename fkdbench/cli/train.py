@@ -14,6 +14,7 @@ from fkdbench.cli.options import (
     PresetOption,
     QuietOption,
     RunsDirOption,
+    SeedsOption,
     ThreadsOption,
     Variant,
     VariantOption,
@@ -27,6 +28,8 @@ from fkdbench.train import run_training
 
 # The defaults, read from the options dataclass (the one place they are set).
 _TRAIN = TrainConfig()
+
+# Shared by train and reproduce (cli/reproduce.py imports it from here).
 
 
 def train(
@@ -53,8 +56,13 @@ def train(
     seed: Annotated[
         int | None, typer.Option(help=f"Seed of the run [{_TRAIN.seed}; preset's].")
     ] = None,
+    seeds: SeedsOption = None,
     max_minutes: Annotated[
-        float | None, typer.Option(help="Wall-clock cap per run, minutes [none].")
+        float | None,
+        typer.Option(
+            help="Safety stop per run, wall-clock minutes [none]; a run it stops is "
+            "time-limited, not a result."
+        ),
     ] = None,
     patience: Annotated[
         int | None,
@@ -104,6 +112,7 @@ def train(
             max_minutes=max_minutes,
             patience=patience,
             ae_pretrain_epochs=ae_pretrain_epochs,
+            seeds=seeds,
         )
     echo_runs(results)
 

@@ -5,7 +5,8 @@ A preset file looks like::
     {
       "name": "quick",
       "description": "what it is for and what it costs",
-      "defaults": {"epochs": 3, "batch_size": 64, "max_minutes": 1.0},
+      "defaults": {"epochs": 3, "batch_size": 64, "max_minutes": 10.0},
+      "seeds": 1,
       "runs": [
         {"arch": "cnn-manual", "variants": ["none", "ffill", "knn", "aug", "masked"]},
         {"arch": "resnet50", "variant": "none", "epochs": 1, "note": "why this budget"}
@@ -15,9 +16,12 @@ A preset file looks like::
 ``defaults`` and every run entry hold :class:`fkdbench.config.TrainConfig` fields (except
 the ones a caller decides: ``data_dir``, ``runs_dir``, ``force``, ``quiet``). An entry
 names one ``variant`` or a list of ``variants`` (one run each); a run entry's fields win
-over ``defaults``. ``note`` is free text that explains a choice (JSON has no comments). An optional
-``bench`` object sets ``reproduce``'s measurement (``repeats``, ``latency_samples``,
-``backends``, ... as in :class:`fkdbench.bench.BenchOptions`).
+over ``defaults``. ``seeds`` (an integer >= 1, default 1) trains every run with that many
+seeds, ``seed, seed + 1, ...``, each in a folder ``...--s<seed>`` when there are several
+(:func:`fkdbench.config.seeded_configs`). ``note`` is free text that explains a choice
+(JSON has no comments). An optional ``bench`` object sets ``reproduce``'s measurement
+(``repeats``, ``latency_samples``, ``backends``, ... as in
+:class:`fkdbench.bench.BenchOptions`).
 
 The files shipped here: ``quick`` (every architecture and every variant on a small
 budget, the whole flow in about 25 minutes), ``paper`` (the full matrix, real epochs) and
@@ -32,15 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fkdbench.config import TrainConfig
+from fkdbench.config import TrainConfig, seeded_configs
 from fkdbench.data.variants import VARIANTS
 from fkdbench.io import read_json
 from fkdbench.models import list_models
 
 PRESETS_DIR = Path(__file__).resolve().parent
-# TrainConfig fields that belong to the caller of a matrix, never to a preset.
-_CALLER_FIELDS = ("data_dir", "runs_dir", "force", "quiet")
-_TOP_LEVEL_KEYS = ("name", "description", "defaults", "runs", "bench", "note")
+# TrainConfig fields that belong to the caller of a matrix, never to a preset
+# (seed_in_name follows from the number of seeds).
+_CALLER_FIELDS = ("data_dir", "runs_dir", "force", "quiet", "seed_in_name")
+_TOP_LEVEL_KEYS = ("name", "description", "defaults", "runs", "bench", "seeds", "note")
 # What a preset's "bench" object may set (fkdbench.bench.BenchOptions fields).
 # "time_untrained": false skips the architectures the preset does not train (tests).
 _BENCH_KEYS = (
@@ -72,6 +77,8 @@ class Preset:
     path: Path
     # BenchOptions fields for ``reproduce``'s bench step (e.g. fewer repeats for quick).
     bench: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Seeds each run is trained with (``seed, seed + 1, ...``).
+    seeds: int = 1
 
     def archs(self) -> set[str]:
         return {entry["arch"] for entry in self.runs}
@@ -79,19 +86,30 @@ class Preset:
     def variants(self) -> set[str]:
         return {entry["variant"] for entry in self.runs}
 
-    def configs(self, data_dir: Path, runs_dir: Path, **overrides: Any) -> list[TrainConfig]:
-        """One :class:`TrainConfig` per run: defaults < run entry < ``overrides``."""
+    def run_count(self, seeds: int | None = None) -> int:
+        """How many runs :meth:`configs` gives with ``seeds`` (None: the preset's)."""
+        return len(self.runs) * (self.seeds if seeds is None else seeds)
+
+    def configs(
+        self, data_dir: Path, runs_dir: Path, seeds: int | None = None, **overrides: Any
+    ) -> list[TrainConfig]:
+        """One :class:`TrainConfig` per run and seed: defaults < run entry < ``overrides``;
+        ``seeds`` (None: the preset's) seeds of each run, one after the other."""
         return [
-            TrainConfig(
-                **{
-                    **self.defaults,
-                    **entry,
-                    "data_dir": Path(data_dir),
-                    "runs_dir": Path(runs_dir),
-                    **overrides,
-                }
-            )
+            seeded
             for entry in self.runs
+            for seeded in seeded_configs(
+                TrainConfig(
+                    **{
+                        **self.defaults,
+                        **entry,
+                        "data_dir": Path(data_dir),
+                        "runs_dir": Path(runs_dir),
+                        **overrides,
+                    }
+                ),
+                self.seeds if seeds is None else seeds,
+            )
         ]
 
 
@@ -127,6 +145,9 @@ def load_preset(name_or_path: str | Path) -> Preset:
     bench = document.get("bench", {})
     if not isinstance(bench, dict) or set(bench) - set(_BENCH_KEYS):
         raise PresetError(f"{path}: 'bench' is an object with keys among {_BENCH_KEYS}")
+    seeds = document.get("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise PresetError(f"{path}: 'seeds' must be an integer >= 1, got {seeds!r}")
     return Preset(
         name=str(document.get("name", path.stem)),
         description=str(document.get("description", "")),
@@ -134,6 +155,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
         runs=tuple(runs),
         path=path,
         bench=dict(bench),
+        seeds=seeds,
     )
 
 

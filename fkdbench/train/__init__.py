@@ -6,7 +6,8 @@
 modules, in the order a run uses them: :mod:`.dataset` (the splits in memory),
 :mod:`.phases` (what each phase trains, and the epoch loop), :mod:`.loop` (one epoch: the
 learning rate, the loss, the optimiser), :mod:`.state` (``last.pt``, ``history.csv``, the
-best ``model.pt``), :mod:`.scoring` (the test scores). :class:`TrainConfig` lives in
+best ``model.pt``), :mod:`.scoring` (the test scores, per-face errors included),
+:mod:`.convergence` (converged or not, by one stated rule). :class:`TrainConfig` lives in
 :mod:`fkdbench.config` and the run-folder files in :mod:`fkdbench.runs`.
 
 Choices that hold for every run, and why:
@@ -21,9 +22,15 @@ Choices that hold for every run, and why:
   then a cosine decay to ``FINAL_LR_FRACTION`` of the peak, set every batch by a pure
   function of the step (:func:`learning_rate_at`), so resuming needs only the step count.
 - Model selection: validation RMSE in pixels after every epoch; the best epoch's weights
-  are ``model.pt``; training stops after ``patience`` epochs without improvement, at
-  ``epochs``, or when ``max_minutes`` runs out (checked after every batch, so a slow
-  architecture stops inside an epoch, which then still gets its validation).
+  are ``model.pt``; training stops after ``patience`` epochs without improvement
+  ("early-stopped") or at ``epochs`` ("completed"). Budgets are epochs, never minutes:
+  ``max_minutes`` is only a safety stop (checked after every batch, so a slow
+  architecture stops inside an epoch, which then still gets its validation), and a run it
+  stops is "time-limited", never converged. :mod:`.convergence` states and applies the
+  rule that says whether a run converged (metrics.json's ``convergence``).
+- Machine independence: metrics.json holds nothing that depends on the machine (seconds,
+  throughput and the environment go to training.json), so the same config and seed give
+  the same bytes on an idle or a busy machine (tests/test_train_determinism.py).
 - Determinism: one ``torch.Generator`` seeded from ``seed`` shuffles and augments, the
   global torch RNG (dropout, initialisation) is seeded too, and both states travel in
   ``last.pt``, so on the CPU an interrupted and resumed run ends with the same weights

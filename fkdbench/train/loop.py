@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fkdbench import runs
 from fkdbench.config import TrainConfig
 from fkdbench.train.result import TrainingDiverged
 
@@ -181,13 +182,14 @@ def train_epoch(
 def stop_reason(
     progress: Progress, phase: Phase, patience: int | None, cut_short: bool, out_of_time: bool
 ) -> str | None:
-    """Why the phase ends after the epoch just done, or None to go on."""
+    """Why the phase ends after the epoch just done (one of ``runs.STOP_REASONS``), or None
+    to go on. Only "time-limited", the max_minutes safety stop, reads the clock."""
     if cut_short:
-        return "time-limit"
+        return runs.TIME_LIMITED
     if progress.epoch >= phase.epochs:
         return "completed"
     if phase.evaluate and patience and progress.epochs_since_best >= patience:
         return "early-stopped"
     if out_of_time:
-        return "time-limit"
+        return runs.TIME_LIMITED
     return None

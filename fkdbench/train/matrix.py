@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fkdbench.config import TrainConfig
+from fkdbench.config import TrainConfig, seeded_configs
 from fkdbench.data.splits import read_manifest
 from fkdbench.presets import Preset, load_preset
 from fkdbench.progress import say
@@ -25,10 +25,12 @@ def train_matrix(
     device: str = "auto",
     num_threads: int | None = None,
     on_run_end: Callable[[RunResult], None] | None = None,
+    seeds: int | None = None,
     **overrides: Any,
 ) -> list[RunResult]:
-    """Train every run of a preset in turn; finished runs are skipped unless ``force``
-    (only when their recorded settings and data match: otherwise they are failed rows).
+    """Train every run of a preset in turn, each with ``seeds`` seeds (None: the preset's
+    ``seeds``); finished runs are skipped unless ``force`` (only when their recorded
+    settings and data match: otherwise they are failed rows).
 
     ``on_run_end`` is called with each run's result (``reproduce`` advances its display).
 
@@ -44,15 +46,27 @@ def train_matrix(
     configs = preset.configs(
         data_dir,
         runs_dir,
+        seeds=seeds,
         force=force,
         quiet=quiet,
         device=device,
         num_threads=num_threads,
         **overrides,
     )
+    return train_configs(configs, f"preset {preset.name}", quiet, on_run_end)
+
+
+def train_configs(
+    configs: list[TrainConfig],
+    label: str,
+    quiet: bool,
+    on_run_end: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Train ``configs`` in turn; a run that fails is a result row and the next one goes
+    on (Ctrl-C stops them all)."""
     results = []
     for index, config in enumerate(configs, start=1):
-        say(f"[bold]run {index}/{len(configs)}[/] of preset {preset.name}", quiet)
+        say(f"[bold]run {index}/{len(configs)}[/] of {label}", quiet)
         started = time.monotonic()
         try:
             results.append(train_run(config))
@@ -61,7 +75,7 @@ def train_matrix(
         if on_run_end is not None:
             on_run_end(results[-1])
     failed = [result for result in results if result.status == "failed"]
-    say(f"preset {preset.name}: {len(results) - len(failed)} runs ok, {len(failed)} failed", quiet)
+    say(f"{label}: {len(results) - len(failed)} runs ok, {len(failed)} failed", quiet)
     return results
 
 
@@ -87,9 +101,11 @@ def run_training(
     max_minutes: float | None = None,
     patience: int | None = None,
     ae_pretrain_epochs: int | None = None,
+    seeds: int | None = None,
 ) -> list[RunResult]:
     """``fkdbench train``: one run of ``arch`` on ``variant``, or with ``all_runs`` every run
-    of ``preset`` (where ``variant``, ``weights`` and ``weights_mode`` do not apply).
+    of ``preset`` (where ``variant``, ``weights`` and ``weights_mode`` do not apply), each
+    with ``seeds`` seeds from ``seed`` on (None: the preset's, or one for a single run).
 
     Only the options given (not None) override the preset's or :class:`TrainConfig`'s
     defaults; ``spec`` becomes ``model_kwargs={"spec": str(spec)}``. Naming both ``arch``
@@ -110,7 +126,7 @@ def run_training(
     if all_runs:
         if arch is not None:
             raise ValueError("give either ARCH or --all, not both")
-        return train_matrix(preset, data_dir, runs_dir, **shared)
+        return train_matrix(preset, data_dir, runs_dir, seeds=seeds, **shared)
     if arch is None:
         raise ValueError("name an architecture (e.g. cnn-manual) or use --all")
     config = TrainConfig(
@@ -122,4 +138,7 @@ def run_training(
         weights_mode=weights_mode,
         **shared,
     )
-    return [train_run(config)]
+    configs = seeded_configs(config, 1 if seeds is None else seeds)
+    if len(configs) == 1:
+        return [train_run(configs[0])]  # one run's error is the command's error
+    return train_configs(configs, f"{arch} on {variant}, {len(configs)} seeds", quiet)

@@ -131,7 +131,8 @@ class RunLoop:
 
     @property
     def budget_seconds(self) -> float:
-        # The time cap counts training and validation across resumes (training_seconds).
+        # The safety stop counts training and validation across resumes (training_seconds).
+        # It is the only clock that changes what a run computes: the budgets are epochs.
         return self.config.max_minutes * 60 if self.config.max_minutes else math.inf
 
 

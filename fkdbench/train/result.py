@@ -43,7 +43,7 @@ def failed_result(config: TrainConfig, error: Exception, started: float) -> RunR
     """A result row for a run that raised; the message is the error's first line."""
     weights_mode = "scratch" if config.weights is None else config.weights_mode
     try:
-        name = runs.run_name(config.arch, config.variant, weights_mode)
+        name = runs.config_run_name(config, weights_mode)
     except ValueError:
         name = f"{config.arch}--{config.variant}"
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""

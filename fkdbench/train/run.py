@@ -33,6 +33,8 @@ from fkdbench.models import (
     load_backbone_weights,
 )
 from fkdbench.progress import console, say
+from fkdbench.provenance import check_threads
+from fkdbench.train.convergence import convergence
 from fkdbench.train.dataset import TrainingData, load_training_data
 from fkdbench.train.loop import Progress, optimisation_record
 from fkdbench.train.phases import EpochHook, RunLoop, plan_phases, run_phases, start_or_resume
@@ -60,6 +62,7 @@ def train_run(config: TrainConfig, on_epoch_end: EpochHook | None = None) -> Run
     a file cannot be written (disk full, read-only).
     """
     started = time.monotonic()
+    check_threads(config.num_threads)
     run = _open_run_folder(config)
     # One process owns the folder; nothing in it is written before the lock is held.
     with runs.hold_run(run.folder, run.name) as stale:
@@ -139,8 +142,8 @@ def _open_run_folder(config: TrainConfig) -> Run:
     """Check the settings, name the run and find its folder (writing nothing)."""
     arch_info = _check_choices(config)
     weights_mode = _weights_mode(config, arch_info)
-    name = runs.run_name(config.arch, config.variant, weights_mode)
-    folder = runs.run_dir(config.runs_dir, config.arch, config.variant, weights_mode)
+    name = runs.config_run_name(config, weights_mode)
+    folder = Path(config.runs_dir) / name
     run = Run(
         name=name,
         folder=folder,
@@ -315,7 +318,8 @@ def _score_test(
     progress: Progress,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Score the test split with the best epoch's weights; write metrics.json last."""
+    """Score the test split with the best epoch's weights; write training.json, then
+    metrics.json last."""
     model_file = run.folder / runs.MODEL_FILE
     if progress.best_epoch is None:
         # No epoch validated to a finite RMSE (e.g. a validation split without labels):
@@ -323,6 +327,8 @@ def _score_test(
         runs.save_checkpoint(model_file, cpu_state_dict(model))
     model.load_state_dict(runs.load_checkpoint(model_file))
     predicted = predict_pixels(model, data.test_split.images, device)
+    # A resume state saved by an older fkdbench may hold an older name.
+    stop_reason = runs.current_stop_reason(progress.stop_reason) or "completed"
     metrics = runs.metrics_record(
         run_name=run.name,
         arch=config.arch,
@@ -333,8 +339,9 @@ def _score_test(
         best_epoch=progress.best_epoch,
         epochs_run=progress.epoch,
         pretrain_epochs_run=sum(row["phase"] == "pretrain" for row in progress.history),
-        stop_reason=progress.stop_reason or "completed",
-        training_seconds=progress.training_seconds,
+        stop_reason=stop_reason,
+        convergence=convergence(progress.history, stop_reason, config.patience),
+        seed=config.seed,
         parameters=count_parameters(model),
         model_file=model_file,
         train_rows=len(data.train_rows),
@@ -342,12 +349,17 @@ def _score_test(
         test_rows=len(data.test_split),
     )
     write_history(run.folder / runs.HISTORY_FILE, progress.history)
+    training = runs.training_record(
+        run_name=run.name, training_seconds=progress.training_seconds, history=progress.history
+    )
+    write_json_atomic(run.folder / runs.TRAINING_FILE, training)
     write_json_atomic(run.folder / runs.METRICS_FILE, metrics)
     (run.folder / runs.RESUME_FILE).unlink(missing_ok=True)
     say(
         f"{run.name}: test RMSE {_pixels(metrics['test_rmse'])} (mean shape "
         f"{_pixels(metrics['mean_shape_rmse'])}), {metrics['stop_reason']} after "
-        f"{metrics['epochs_run']} epochs",
+        f"{metrics['epochs_run']} epochs"
+        + ("" if metrics["convergence"]["converged"] else " (not converged)"),
         config.quiet,
     )
     return metrics

@@ -20,6 +20,7 @@ from fkdbench.metrics import (
     normalised_errors_per_sample,
     normalised_mean_error,
     per_keypoint_rmse,
+    per_sample_squared_errors,
     rmse,
 )
 from fkdbench.models import denormalise_keypoints
@@ -47,7 +48,8 @@ def score_test_split(
     predicted: np.ndarray, test: SplitArrays, train: SplitArrays, scheme: KeypointScheme
 ) -> dict[str, Any]:
     """The scores of metrics.json (JSON-ready): RMSE overall and per keypoint, NME, the
-    landmark scores, and the mean-shape baseline (``train``'s mean shape) on the same rows."""
+    landmark scores, the mean-shape baseline (``train``'s mean shape) on the same rows, and
+    the per-face errors (:func:`per_face_errors`)."""
     a, b = scheme.normalising_pair
     per_keypoint = per_keypoint_rmse(predicted, test.keypoints)
     return {
@@ -60,6 +62,24 @@ def score_test_split(
         "nme_normaliser": f"distance {scheme.keypoints[a]} - {scheme.keypoints[b]}",
         **landmark_scores(predicted, test, scheme),
         "mean_shape_rmse": finite_or_none(mean_shape_rmse(train.keypoints, test.keypoints)),
+        "test_per_face": per_face_errors(predicted, test),
+    }
+
+
+# Significant digits of the per-face squared error sums: their total gives test_rmse to
+# about 1e-6 relative, and the file stays small.
+PER_FACE_DIGITS = 6
+
+
+def per_face_errors(predicted: np.ndarray, test: SplitArrays) -> dict[str, list[Any]]:
+    """metrics.json's ``test_per_face``: for each test face, in split order, the sum of
+    squared pixel errors over its labelled coordinates and how many those are, so that
+    ``sqrt(sum(squared_error_sum) / sum(coordinates)) == test_rmse`` and the report can
+    resample faces (bootstrap intervals, paired tests) from the raw errors."""
+    sums, counts = per_sample_squared_errors(predicted, test.keypoints)
+    return {
+        "squared_error_sum": [float(f"{value:.{PER_FACE_DIGITS}g}") for value in sums],
+        "coordinates": [int(count) for count in counts],
     }
 
 

@@ -171,7 +171,7 @@ def _record_training(trial: Trial, result: RunResult) -> float:
         raise TrialFailed("no finite validation RMSE")
     trial.set_user_attr("val_rmse", float(val_rmse))
     trial.set_user_attr("best_epoch", metrics.get("best_epoch"))
-    trial.set_user_attr("training_seconds", metrics.get("training_seconds"))
+    trial.set_user_attr("training_seconds", runs.read_training(result.run_dir)["training_seconds"])
     trial.set_user_attr("run_dir", str(result.run_dir))
     return float(val_rmse)
 
