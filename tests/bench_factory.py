@@ -52,6 +52,8 @@ _DEFAULTS: dict[type, dict[str, Any]] = {
         "exporter": "dynamo",
         "data_dir": "data/synthetic",
         "data_manifest_sha256": "b" * 64,
+        "graph_key": "c" * 64,
+        "timed_as": None,
     },
     Settings: {
         "batch_size": 32,
@@ -86,10 +88,22 @@ _DEFAULTS: dict[type, dict[str, Any]] = {
         "threads": 2,
         "matrix_sizes": [512, 1024],
         "seconds": 2.0,
+        "peak_samples": [100.0],
+        "load_averages": [0.5],
+        "usable_cores": 2,
+        "other_cpu_cores": None,
     },
 }
 # Replaced whole: `model=None` is the record of a run that could not be read.
-_RECORD_FIELDS = ("model", "environment", "timestamp", "error", "format_version")
+_RECORD_FIELDS = (
+    "model",
+    "environment",
+    "timestamp",
+    "error",
+    "unstable",
+    "unstable_reasons",
+    "format_version",
+)
 
 
 def make_bench_record(**overrides: Any) -> BenchRecord:

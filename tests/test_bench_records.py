@@ -20,7 +20,19 @@ from fkdbench.bench import (
 FORMAT1_FIXTURE = Path(__file__).parent / "data" / "bench-format1.jsonl"
 # The 42 format-1 records of the quick run once committed in results/bench.jsonl, kept here
 # because results/ is rewritten by every `fkdbench reproduce` (no test may depend on it).
+FORMAT2_FIXTURE = Path(__file__).parent / "data" / "bench-format2.jsonl"
 COMMITTED = Path(__file__).resolve().parent / "data" / "bench-format1-quick-run.jsonl"
+FORMAT3_KEYS = (
+    "graph_key",
+    "timed_as",
+    "unstable",
+    "unstable_reasons",
+    "seconds_per_100_images_spread",
+    "machine_peak_samples_gflops",
+    "load_averages",
+    "usable_cores",
+    "other_cpu_cores",
+)
 MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
 
 
@@ -40,8 +52,9 @@ def _assert_flat_view_is_the_line(path: Path) -> int:
             if name == "format_version":
                 continue
             assert (flat[name], type(flat[name])) == (value, type(value)), (number, name)
-        # Format 1's optional fields (FR, AUC) read as absent, nothing else is added.
-        assert set(flat) - set(original) <= {"error", "test_fr", "test_auc"}
+        # Format 1's optional fields (FR, AUC) read as absent, and format 3's as unknown;
+        # nothing else is added.
+        assert set(flat) - set(original) <= {"error", "test_fr", "test_auc", *FORMAT3_KEYS}
         assert flat["format_version"] == BENCH_FORMAT_VERSION and flat["error"] is None
     return len(records)
 
@@ -49,7 +62,7 @@ def _assert_flat_view_is_the_line(path: Path) -> int:
 def test_format1_fixture_is_upgraded_without_inventing_samples() -> None:
     original = _lines(FORMAT1_FIXTURE)[0]
     record = read_records(FORMAT1_FIXTURE)[0]
-    assert record.format_version == 2 and not record.failed
+    assert record.format_version == BENCH_FORMAT_VERSION == 3 and not record.failed
     assert record.samples.seconds_per_100_images == original["seconds_per_100_images_all"]
     # Format 1 kept no latency samples: its percentiles are kept as recorded, and said so.
     assert record.samples.latency_batch1_ms == []
@@ -81,7 +94,7 @@ def test_format2_round_trip_stores_samples_and_one_environment() -> None:
     )
     line = record.to_json()
     assert record_from_json(json.loads(json.dumps(line))) == record
-    assert line["format_version"] == 2
+    assert line["format_version"] == 3
     # Samples, not statistics; machine facts only in `environment`.
     assert line["samples"]["latency_batch1_ms"] == [4.0, 1.0, 3.0, 2.0]
     assert not set(line) & {*MACHINE_FIELDS, "seconds_per_100_images", "normalised_time"}
@@ -112,7 +125,7 @@ def test_files_append_and_mix_formats(tmp_path: Path) -> None:
     new = [make_bench_record(backend="torch"), make_error_record()]
     append_records(path, new)
     records = read_records(path)
-    assert [record.format_version for record in records] == [2, 2, 2]
+    assert [record.format_version for record in records] == [3, 3, 3]
     assert records[1:] == new
     assert read_records(tmp_path / "absent.jsonl") == []
 
@@ -144,3 +157,48 @@ def test_unknown_and_missing_fields_are_named(tmp_path: Path) -> None:
     del line["identity"]["backend"]
     with pytest.raises(BenchError, match="'identity': no field 'backend'"):
         record_from_json(line)
+
+
+def test_format2_fixture_is_upgraded_with_format3_fields_unknown() -> None:
+    originals = _lines(FORMAT2_FIXTURE)
+    records = read_records(FORMAT2_FIXTURE)
+    assert [line["format_version"] for line in originals] == [2, 2, 2]
+    for original, record in zip(originals, records, strict=True):
+        assert record.format_version == 3
+        assert (
+            record.samples.seconds_per_100_images == original["samples"]["seconds_per_100_images"]
+        )
+        assert record.error == original["error"]
+        # Its one peak is its only peak sample; what format 2 never checked reads as unknown.
+        assert record.calibration.peak_samples == [original["calibration"]["peak_gflops"]]
+        assert record.calibration.load_averages is None
+        assert record.identity.graph_key is None and record.identity.timed_as is None
+        assert record.unstable is None and record.unstable_reasons == []
+        flat = record.flat()
+        assert flat["unstable"] is None and flat["machine_peak_samples_gflops"] == [100.0]
+    assert records[0].flat()["seconds_per_100_images"] == 0.3
+    assert records[2].failed
+
+
+def test_format3_fields_round_trip_and_show_in_the_flat_view() -> None:
+    record = make_bench_record(
+        seconds_per_100_images=[0.1, 0.2, 0.15],
+        timed_as="cnn-manual--aug",
+        peak_samples=[90.0, 100.0],
+        load_averages=[0.5, 3.5],
+        unstable=True,
+        unstable_reasons=["load average 3.50 above the 2 usable cores"],
+    )
+    assert record_from_json(json.loads(json.dumps(record.to_json()))) == record
+    flat = record.flat()
+    assert {name: flat[name] for name in FORMAT3_KEYS} == {
+        "graph_key": "c" * 64,
+        "timed_as": "cnn-manual--aug",
+        "unstable": True,
+        "unstable_reasons": ["load average 3.50 above the 2 usable cores"],
+        "seconds_per_100_images_spread": (0.2 - 0.1) / 0.15,
+        "machine_peak_samples_gflops": [90.0, 100.0],
+        "load_averages": [0.5, 3.5],
+        "usable_cores": 2,
+        "other_cpu_cores": None,
+    }

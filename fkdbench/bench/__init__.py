@@ -11,6 +11,14 @@ Methodology (see ``docs/methodology.md``):
   ``latency_samples`` calls after a few warm-up calls.
 - **Threads** are fixed for every backend (``torch.set_num_threads``; ONNX Runtime's
   ``intra_op_num_threads`` with one inter-op thread) and recorded.
+- **One timing per graph, interleaved**: runs sharing a graph (same architecture, spec,
+  input size and channels, and backend file) are timed once per bench call and share the
+  samples (``timed_as``); the timed passes of the distinct graphs take turns, so drift
+  hits them alike (:mod:`~fkdbench.bench.plan`).
+- **A steady machine**: the peak is measured before the first model and after each
+  backend's round, the best kept; a load average above the usable cores, or repeats or
+  peaks spread over :data:`~fkdbench.bench.steadiness.SPREAD_LIMIT`, marks the records
+  ``unstable`` and warns once (:mod:`~fkdbench.bench.steadiness`).
 - **Work and the machine**: FLOPs per image come from PyTorch's ``FlopCounterMode`` (a
   multiply-add counts 2; convolutions and matrix products only). The same process measures
   the machine's FP32 matrix-multiply rate with the same threads (the *calibration
@@ -19,14 +27,18 @@ Methodology (see ``docs/methodology.md``):
   machines.
 
 The modules, one concern each: :mod:`~fkdbench.bench.options` (what to measure),
-:mod:`~fkdbench.bench.records` (the record, format 2, and reading older ones),
+:mod:`~fkdbench.bench.records` (the record, format 3, and reading older ones),
 :mod:`~fkdbench.bench.stats` (statistics from samples), :mod:`~fkdbench.bench.timing`
-(the clocked measurements), :mod:`~fkdbench.bench.sweep` (run folders, one error record
-per failed target) and :mod:`~fkdbench.bench.gate` (the regression gate). Every record is
-one :class:`BenchRecord`, appended to ``results/bench.jsonl`` once its run is complete.
+(the clocked measurements), :mod:`~fkdbench.bench.plan` (graph keys, the round-robin),
+:mod:`~fkdbench.bench.steadiness` (peaks, load, the ``unstable`` verdict),
+:mod:`~fkdbench.bench.sweep` (run folders, one error record per failed target) and
+:mod:`~fkdbench.bench.gate` (the regression gate, a Mann-Whitney U test plus a tolerance).
+Every record is one :class:`BenchRecord`; a bench call appends all of its records to
+``results/bench.jsonl`` at once, when complete.
 """
 
 from fkdbench.bench.gate import (
+    ALPHA,
     BASELINE_FORMAT_VERSION,
     NORMALISATION,
     GateComparison,
@@ -44,6 +56,7 @@ from fkdbench.bench.options import (
     DEFAULT_RESULTS,
     BenchOptions,
 )
+from fkdbench.bench.plan import graph_key
 from fkdbench.bench.records import (
     BENCH_FORMAT_VERSION,
     BenchError,
@@ -59,6 +72,7 @@ from fkdbench.bench.records import (
     read_records,
     record_from_json,
 )
+from fkdbench.bench.steadiness import SPREAD_LIMIT, PeakMeter
 from fkdbench.bench.sweep import (
     BenchResult,
     bench,
@@ -72,10 +86,12 @@ from fkdbench.bench.timing import (
     flops_per_image,
     measure_machine_peak,
     time_backend,
+    time_interleaved,
 )
 from fkdbench.onnxrt import session_predictor
 
 __all__ = [
+    "ALPHA",
     "BACKENDS",
     "BACKEND_FILES",
     "BASELINE_FORMAT_VERSION",
@@ -84,6 +100,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_RESULTS",
     "NORMALISATION",
+    "SPREAD_LIMIT",
     "BenchError",
     "BenchOptions",
     "BenchRecord",
@@ -93,6 +110,7 @@ __all__ = [
     "GateResult",
     "Identity",
     "ModelFacts",
+    "PeakMeter",
     "RecordedLatency",
     "Samples",
     "Scores",
@@ -106,6 +124,7 @@ __all__ = [
     "flops_per_image",
     "gate_key",
     "gate_report",
+    "graph_key",
     "load_baseline",
     "measure_machine_peak",
     "read_records",
@@ -114,4 +133,5 @@ __all__ = [
     "session_predictor",
     "summary_table",
     "time_backend",
+    "time_interleaved",
 ]

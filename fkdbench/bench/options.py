@@ -9,6 +9,7 @@ from pathlib import Path
 from fkdbench import runs
 from fkdbench.bench.records import BenchError
 from fkdbench.export import DEFAULT_INT8_ACTIVATIONS, INT8_FILE, ONNX_FILE
+from fkdbench.provenance import available_cores
 
 BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
 BACKEND_FILES = {"torch": runs.MODEL_FILE, "onnxruntime": ONNX_FILE, "onnxruntime-int8": INT8_FILE}
@@ -43,5 +44,11 @@ class BenchOptions:
         for name in ("batch_size", "repeats", "latency_samples"):
             if getattr(self, name) < 1:
                 raise BenchError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise BenchError(f"threads must be at least 1, got {self.threads}")
+        cores = available_cores()
+        if self.threads is not None and not 1 <= self.threads <= cores:
+            # More threads than cores time the scheduler, not the model (999 threads once
+            # recorded a time 450x too slow).
+            raise BenchError(
+                f"threads must be between 1 and {cores} (the cores this process may use), "
+                f"got {self.threads}"
+            )

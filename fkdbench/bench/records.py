@@ -1,17 +1,22 @@
-"""The bench record (format 2): what was measured, how, the raw samples, where, and what failed.
+"""The bench record (format 3): what was measured, how, the raw samples, where, and what failed.
 
 In the manner of pyperf, a record keeps its raw samples and one ``environment`` block;
 every statistic (median, quartiles, percentiles, fraction of peak, normalised time) is
 derived from the samples by :mod:`fkdbench.bench.stats`, never stored beside them. One
 JSON object per line of ``results/bench.jsonl``::
 
-    {"format_version": 2, "timestamp": ..., "identity": {...}, "settings": {...},
+    {"format_version": 3, "timestamp": ..., "identity": {...}, "settings": {...},
      "samples": {...}, "model": {...}, "scores": {...}, "calibration": {...},
-     "environment": {...}, "error": null}
+     "environment": {...}, "unstable": false, "unstable_reasons": [], "error": null}
+
+Format 3 added the graph (``identity.graph_key``; ``identity.timed_as`` names the run whose
+timing a record shares, since runs with one graph are timed once), every peak measurement
+and the load averages beside them (``calibration``), and the steadiness verdict.
 
 A target that failed is a record too: ``error`` holds one line, ``samples`` are empty and
 ``model`` is null when the run could not be read. Older files keep reading: a line of an
-older format is upgraded on read (asv's habit, :func:`_update_to_2`), never rewritten.
+older format is upgraded on read (asv's habit, :func:`_update_to_2`, :func:`_update_to_3`),
+never rewritten.
 :meth:`BenchRecord.flat` gives the flat view with format 1's field names that the report
 and other readers of the old layout use.
 """
@@ -28,9 +33,11 @@ from typing import Any
 import fkdbench.bench.stats as stats
 from fkdbench.io import append_jsonl_atomic, plain
 
-BENCH_FORMAT_VERSION = 2
+BENCH_FORMAT_VERSION = 3
 # The machine fields format 1 copied to the top level of each record beside `environment`.
 _V1_MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
+# The identity fields format 3 added (format 2's identity is the rest).
+_V3_IDENTITY = ("graph_key", "timed_as")
 
 
 class BenchError(ValueError):
@@ -53,6 +60,12 @@ class Identity:
     exporter: str | None  # ONNX backends: the exporter export.json names
     data_dir: str | None
     data_manifest_sha256: str | None
+    # sha256 of what builds the timed graph (see fkdbench.bench.plan.graph_key); None on
+    # records older than format 3 and for runs that could not be read.
+    graph_key: str | None = None
+    # The run whose timed passes these samples copy (same graph_key, same bench call);
+    # None when this record was itself timed.
+    timed_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,14 @@ class Calibration:
     onnxruntime_gflops: float
     threads: int
     matrix_sizes: list[int] | None = None  # None: a format-1 record, which did not keep it
-    seconds: float | None = None  # None: likewise
+    seconds: float | None = None  # None: likewise (format 3: the seconds of all measurements)
+    # Format 3: the peak of each measurement through the bench (peak_gflops is the best);
+    # the 1-minute load average read at each, and the cores this process could use.
+    peak_samples: list[float] | None = None
+    load_averages: list[float] | None = None
+    usable_cores: int | None = None
+    # Cores other processes used between two peak measurements (None: not measured).
+    other_cpu_cores: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,10 @@ class BenchRecord:
     environment: dict[str, Any]  # machine, versions, commit (fkdbench.provenance)
     timestamp: str
     error: str | None = None  # one line, for a target that failed
+    # True when the machine or the repeats were unsteady (see fkdbench.bench.steadiness);
+    # None on records older than format 3, which were never checked.
+    unstable: bool | None = False
+    unstable_reasons: list[str] = dataclasses.field(default_factory=list)
     format_version: int = BENCH_FORMAT_VERSION
 
     @property
@@ -197,9 +221,26 @@ class BenchRecord:
             **{name: self.environment.get(name) for name in _V1_MACHINE_FIELDS},
             "timestamp": self.timestamp,
             "environment": self.environment,
+            **_steadiness_view(self),
             "format_version": self.format_version,
             "error": self.error,
         }
+
+
+def _steadiness_view(record: BenchRecord) -> dict[str, Any]:
+    """Format 3's keys: the graph, whose timing this is, and how steady the machine was."""
+    calibration, passes = record.calibration, record.samples.seconds_per_100_images
+    return {
+        "graph_key": record.identity.graph_key,
+        "timed_as": record.identity.timed_as,
+        "unstable": record.unstable,
+        "unstable_reasons": list(record.unstable_reasons),
+        "seconds_per_100_images_spread": stats.spread(passes) if passes else None,
+        "machine_peak_samples_gflops": calibration.peak_samples,
+        "load_averages": calibration.load_averages,
+        "usable_cores": calibration.usable_cores,
+        "other_cpu_cores": calibration.other_cpu_cores,
+    }
 
 
 def _identity_and_settings_view(record: BenchRecord) -> dict[str, Any]:
@@ -273,7 +314,7 @@ def _update_to_2(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "format_version": 2,
         "timestamp": record["timestamp"],
-        "identity": {name: record[name] for name in _fields(Identity)},
+        "identity": {name: record[name] for name in _fields(Identity) if name not in _V3_IDENTITY},
         "settings": {
             **{name: record[name] for name in _fields(Settings) if name != "latency_warmup"},
             "latency_warmup": None,
@@ -299,8 +340,24 @@ def _update_to_2(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _update_to_3(record: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 record as format 3: its one peak measurement is its only peak sample;
+    the graph, the load and the steadiness were not recorded, so they read as unknown
+    (None), never as "steady"."""
+    calibration = dict(record["calibration"])
+    calibration.setdefault("peak_samples", [calibration["peak_gflops"]])
+    return {
+        **record,
+        "format_version": 3,
+        "identity": {**record["identity"], "graph_key": None, "timed_as": None},
+        "calibration": calibration,
+        "unstable": None,
+        "unstable_reasons": [],
+    }
+
+
 # Each upgrade takes a record of format N to N + 1.
-_UPDATES = {1: _update_to_2}
+_UPDATES = {1: _update_to_2, 2: _update_to_3}
 
 
 def _fields(cls: type) -> list[str]:

@@ -33,6 +33,11 @@ def interquartile_range(samples: Sequence[float]) -> float:
     return q3 - q1
 
 
+def spread(samples: Sequence[float]) -> float:
+    """(max - min) / median: how far apart the repeats are, relative to the figure reported."""
+    return (max(samples) - min(samples)) / median(samples)
+
+
 def percentile(samples: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0-100) of ``samples``."""
     return float(np.percentile(samples, q))

@@ -9,6 +9,7 @@ the command line can exit non-zero at the end.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -25,6 +26,7 @@ import torch
 from fkdbench import runs
 from fkdbench.bench.gate import GateResult, check_baseline, load_baseline, save_baseline
 from fkdbench.bench.options import BACKEND_FILES, BenchOptions
+from fkdbench.bench.plan import graph_key, timing_sources
 from fkdbench.bench.records import (
     BenchError,
     BenchRecord,
@@ -37,12 +39,15 @@ from fkdbench.bench.records import (
     append_records,
     read_records,
 )
+from fkdbench.bench.steadiness import PeakMeter, mark_steadiness, unsteady_warning
 from fkdbench.bench.timing import (
     Clock,
+    Timings,
     backend_predictor,
     flops_per_image,
     measure_machine_peak,
-    time_backend,
+    score_pass,
+    time_interleaved,
     torch_threads,
 )
 from fkdbench.data.schemes import KeypointScheme, get_scheme
@@ -51,7 +56,7 @@ from fkdbench.export import INT8_FILE, ONNX_FILE, export_run, read_export_record
 from fkdbench.io import sha256_file
 from fkdbench.metrics import FAILURE_THRESHOLD, landmark_metrics, rmse
 from fkdbench.models import count_parameters, list_models
-from fkdbench.onnxrt import images_as_float
+from fkdbench.onnxrt import Predictor, images_as_float
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import available_cores, environment_record
 
@@ -100,12 +105,25 @@ class _Target:
 
 @dataclass(frozen=True)
 class _Context:
-    """What every record of one run folder shares: how, on which machine, by which clock."""
+    """What every record of one bench call shares: how, and on which machine."""
 
     options: BenchOptions
     calibration: Calibration
     environment: dict[str, Any]
-    clock: Clock
+
+
+@dataclass
+class _Slot:
+    """One target (a run folder on one backend) on its way through a bench call."""
+
+    folder: Path
+    backend: str
+    target: _Target | None = None  # None: the run could not be read
+    error: BaseException | None = None
+    predictions: np.ndarray | None = None  # from the untimed score pass
+    graph_key: str | None = None
+    timed_as: str | None = None  # the run whose timings these are, when not this one
+    timings: Timings | None = None
 
 
 # -- stages of one run folder ---------------------------------------------------------------
@@ -232,25 +250,31 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _measure(target: _Target, backend: str, context: _Context) -> BenchRecord:
-    """Time one backend of a run and score its warm-up predictions."""
-    facts, options, calibration = target.facts, context.options, context.calibration
-    with torch_threads(calibration.threads):
-        predict = backend_predictor(
-            target.folder, backend, target.model, facts.in_chans, facts.input_size
+def _record(slot: _Slot, context: _Context) -> BenchRecord:
+    """The record of one slot: its timings and scores, or its error."""
+    if slot.error is not None or slot.timings is None or slot.target is None:
+        error = slot.error or BenchError(f"{slot.folder}: {slot.backend} was not timed")
+        record = _failed_record(slot.folder, slot.backend, error, context, slot.target)
+    else:
+        target, options, calibration = slot.target, context.options, context.calibration
+        timings = slot.timings
+        record = BenchRecord(
+            identity=_identity(slot.folder, slot.backend, target),
+            settings=_settings(options, calibration.threads, slot.backend, target),
+            samples=Samples(
+                seconds_per_100_images=list(timings.seconds_per_100_images),
+                latency_batch1_ms=list(timings.latency_batch1_ms),
+            ),
+            model=target.facts,
+            scores=_scores(target, slot.predictions),
+            calibration=calibration,
+            environment=context.environment,
+            timestamp=_now(),
         )
-        timed = time_backend(predict, target.images, options, context.clock)
-    predictions, per_100, latencies = timed
-    return BenchRecord(
-        identity=_identity(target.folder, backend, target),
-        settings=_settings(options, calibration.threads, backend, target),
-        samples=Samples(seconds_per_100_images=per_100, latency_batch1_ms=latencies),
-        model=facts,
-        scores=_scores(target, predictions),
-        calibration=calibration,
-        environment=context.environment,
-        timestamp=_now(),
+    identity = dataclasses.replace(
+        record.identity, graph_key=slot.graph_key, timed_as=slot.timed_as
     )
+    return dataclasses.replace(record, identity=identity)
 
 
 def _error_line(error: BaseException) -> str:
@@ -283,6 +307,108 @@ def _failed_record(
     )
 
 
+def _prepare_folder(folder: Path, backends: Sequence[str], options: BenchOptions) -> list[_Slot]:
+    """Export (when needed) and read one run folder: one slot per backend, holding its
+    error when the folder, its export or its model failed."""
+    try:
+        if not (folder / runs.CONFIG_FILE).is_file():
+            raise BenchError(f"{folder}: no such run (no {runs.CONFIG_FILE})")
+        failed = _export_failures(folder, dataclasses.replace(options, backends=backends))
+        target = _load_target(folder, options)
+    except Exception as error:  # noqa: BLE001 - a failed target is a record, not a crash
+        return [_Slot(folder, backend, error=error) for backend in backends]
+    return [_Slot(folder, backend, target, failed.get(backend)) for backend in backends]
+
+
+def _graph_key(slot: _Slot) -> str:
+    target = slot.target
+    exporter = target.export_record.get("exporter") if slot.backend != "torch" else None
+    int8 = None
+    if slot.backend == "onnxruntime-int8":
+        int8 = target.export_record.get("int8_activations")
+    return graph_key(target.config["model"], slot.backend, exporter, int8)
+
+
+def _score_all(slots: Sequence[_Slot], options: BenchOptions) -> list[tuple[_Slot, Predictor]]:
+    """Open each slot's predictor and run its score pass (every run: weights differ);
+    the slots that got this far, with their predictors."""
+    ready = []
+    for slot in slots:
+        target = slot.target
+        try:
+            predict = backend_predictor(
+                slot.folder,
+                slot.backend,
+                target.model,
+                target.facts.in_chans,
+                target.facts.input_size,
+            )
+            slot.predictions = score_pass(predict, target.images, options.batch_size)
+            slot.graph_key = _graph_key(slot)
+        except Exception as error:  # noqa: BLE001 - likewise, for one backend
+            slot.error = error
+            continue
+        ready.append((slot, predict))
+    return ready
+
+
+def _time_round(slots: Sequence[_Slot], options: BenchOptions, clock: Clock) -> None:
+    """One backend's round: score every slot, then time each distinct graph once, the
+    graphs taking turns; a slot sharing an earlier one's graph copies its timings."""
+    ready = _score_all(slots, options)
+    sources = timing_sources([slot.graph_key for slot, _ in ready])
+    timers = [index for index, source in enumerate(sources) if source is None]
+    timings, errors = time_interleaved(
+        [ready[index][1] for index in timers],
+        [ready[index][0].target.images for index in timers],
+        options,
+        clock,
+    )
+    for position, index in enumerate(timers):
+        ready[index][0].timings = timings[position]
+        ready[index][0].error = errors.get(position)
+    for (slot, _), source in zip(ready, sources, strict=True):
+        if source is None:
+            continue
+        timer = ready[source][0]
+        slot.timed_as = _identity(timer.folder, timer.backend, timer.target).run_name
+        slot.timings = timer.timings
+        if timer.error is not None:
+            slot.error = BenchError(
+                f"shares the graph of {slot.timed_as}, whose timing failed: "
+                f"{_error_line(timer.error)}"
+            )
+
+
+def _measure_folders(
+    pending: Sequence[tuple[Path, list[str]]],
+    options: BenchOptions,
+    meter: PeakMeter,
+    clock: Clock,
+) -> tuple[list[BenchRecord], Calibration]:
+    """Every target of every folder, in stages: export and read them all, then per backend
+    a round of interleaved timing followed by a peak measurement. Returns the records (in
+    folder, then backend order) and the calibration of every peak measured."""
+    with make_progress(options.quiet) as progress:
+        task = progress.add_task("bench", total=len(pending) + len(options.backends))
+        slots: list[_Slot] = []
+        for folder, backends in pending:
+            progress.update(task, description=f"bench: read {folder.name}")
+            slots += _prepare_folder(folder, backends, options)
+            progress.advance(task)
+        with torch_threads(meter.threads):
+            for backend in options.backends:
+                progress.update(task, description=f"bench: time {backend}")
+                round_slots = [s for s in slots if s.backend == backend and s.error is None]
+                if round_slots:
+                    _time_round(round_slots, options, clock)
+                    meter.sample()
+                progress.advance(task)
+    calibration = meter.calibration()
+    context = _Context(options, calibration, environment_record())
+    return mark_steadiness([_record(slot, context) for slot in slots]), calibration
+
+
 def bench_folder(
     folder: Path,
     options: BenchOptions,
@@ -295,28 +421,9 @@ def bench_folder(
     that fails is an error record; the others are still measured. Returns the records;
     writing them is the caller's job.
     """
-    folder = Path(folder)
-    context = _Context(options, calibration, environment_record(), clock)
-    try:
-        if not (folder / runs.CONFIG_FILE).is_file():
-            raise BenchError(f"{folder}: no such run (no {runs.CONFIG_FILE})")
-        failed = _export_failures(folder, options)
-        target = _load_target(folder, options)
-    except Exception as error:  # noqa: BLE001 - a failed target is a record, not a crash
-        return [_failed_record(folder, b, error, context, None) for b in options.backends]
-    return [
-        _failed_record(folder, backend, failed[backend], context, target)
-        if backend in failed
-        else _measure_or_fail(target, backend, context)
-        for backend in options.backends
-    ]
-
-
-def _measure_or_fail(target: _Target, backend: str, context: _Context) -> BenchRecord:
-    try:
-        return _measure(target, backend, context)
-    except Exception as error:  # noqa: BLE001 - likewise, for one backend
-        return _failed_record(target.folder, backend, error, context, target)
+    meter = PeakMeter(calibration.threads, reuse=calibration)
+    records, _ = _measure_folders([(Path(folder), list(options.backends))], options, meter, clock)
+    return records
 
 
 def _export_failures(folder: Path, options: BenchOptions) -> dict[str, Exception]:
@@ -404,32 +511,44 @@ def bench(
     on_done: Callable[[Path], None] | None = None,
     calibration: Calibration | None = None,
     clock: Clock = time.perf_counter,
+    peak_meter: PeakMeter | None = None,
 ) -> BenchResult:
-    """Measure every folder on every backend; append each run's records when complete.
+    """Measure every folder on every backend; append all the records at the end, at once.
 
-    The calibration workload runs once, before the models, in the same process (pass
-    ``calibration`` to reuse one). ``on_done`` is called with each folder once measured
+    Every target is exported and read first; then, backend by backend, each distinct graph
+    is timed once, the graphs taking turns (see :mod:`fkdbench.bench.plan`). The machine's
+    peak is measured before the first model and after each backend's round, in the same
+    process (``peak_meter`` to measure otherwise; ``calibration`` to reuse one and measure
+    none). ``on_done`` is called with each folder once its records are written
     (``reproduce``'s display).
     """
     check_writable(options.results, "results file")
-    if calibration is None:
-        calibration = measure_machine_peak(options.threads or available_cores(), clock=clock)
-    threads = calibration.threads
+    if peak_meter is None:
+        threads = calibration.threads if calibration else options.threads or available_cores()
+        measure = functools.partial(measure_machine_peak, clock=clock)
+        peak_meter = PeakMeter(threads, measure, reuse=calibration)
+    peak_meter.sample()
+    first = peak_meter.calibration()
     say(
-        f"machine: {calibration.peak_gflops:.1f} GFLOP/s FP32 matmul peak with {threads} thread(s)",
+        f"machine: {first.peak_gflops:.1f} GFLOP/s FP32 matmul peak with {first.threads} thread(s)",
         options.quiet,
     )
-    done = _already_recorded(options.results, options, threads) if options.skip_existing else set()
-    written: list[BenchRecord] = []
-    on_done = on_done or (lambda _folder: None)
-    with make_progress(options.quiet) as progress:
-        task = progress.add_task("bench", total=len(folders))
-        for folder in map(Path, folders):
-            progress.update(task, description=f"bench {folder.name}")
-            written += _bench_pending(folder, options, done, calibration, clock)
-            progress.advance(task)
-            on_done(folder)
-    return BenchResult(written, calibration)
+    done = set()
+    if options.skip_existing:
+        done = _already_recorded(options.results, options, peak_meter.threads)
+    folders = [Path(folder) for folder in folders]
+    pending = [(folder, _pending_backends(folder, options, done)) for folder in folders]
+    pending = [(folder, backends) for folder, backends in pending if backends]
+    records, calibration = _measure_folders(pending, options, peak_meter, clock)
+    if records:
+        append_records(options.results, records)
+    _say_failures(records, options.quiet)
+    warning = unsteady_warning(records, calibration)
+    if warning:
+        say(f"[yellow]warning[/yellow]: {warning}", options.quiet)
+    for folder in folders:
+        (on_done or (lambda _folder: None))(folder)
+    return BenchResult(records, calibration)
 
 
 def check_writable(path: Path, what: str) -> None:
@@ -454,25 +573,6 @@ def check_writable(path: Path, what: str) -> None:
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise BenchError(f"{path}: cannot write the {what} ({reason}); nothing was timed") from None
-
-
-def _bench_pending(
-    folder: Path,
-    options: BenchOptions,
-    done: set[tuple],
-    calibration: Calibration,
-    clock: Clock,
-) -> list[BenchRecord]:
-    """Measure a folder's backends not yet in ``done``; append their records at once."""
-    pending = _pending_backends(folder, options, done)
-    if not pending:
-        return []
-    records = bench_folder(
-        folder, dataclasses.replace(options, backends=pending), calibration, clock
-    )
-    append_records(options.results, records)
-    _say_failures(records, options.quiet)
-    return records
 
 
 def _say_failures(records: Sequence[BenchRecord], quiet: bool) -> None:
@@ -502,13 +602,13 @@ def bench_and_gate(
     if save_baseline_to is not None:
         save_baseline(result.records, save_baseline_to)
     if baseline_data is not None:
-        result.gate = check_baseline(result.records, baseline_data, tolerance)
+        result.gate = check_baseline(result.records, baseline_data, tolerance, baseline)
     return result
 
 
 def summary_table(records: Sequence[BenchRecord]) -> pd.DataFrame:
-    """The few columns a person reads after a bench run, one row per record (and the error
-    of each failed one, when any failed)."""
+    """The few columns a person reads after a bench run, one row per record (and, when any
+    record has them, whose timing it shares, why it is unstable, and its error)."""
     rows = []
     for record in records:
         flat = record.flat()
@@ -524,6 +624,10 @@ def summary_table(records: Sequence[BenchRecord]) -> pd.DataFrame:
             "% of peak": None if fraction is None else 100 * fraction,
             "test RMSE px": flat["test_rmse"],
         }
+        if any(other.identity.timed_as for other in records):
+            row["timed as"] = record.identity.timed_as or ""
+        if any(other.unstable for other in records):
+            row["unstable"] = "; ".join(record.unstable_reasons)
         if any(other.failed for other in records):
             row["error"] = record.error or ""
         rows.append(row)

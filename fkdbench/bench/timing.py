@@ -10,6 +10,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fkdbench.bench.stats as stats
 from fkdbench.bench.options import BACKEND_FILES, BenchOptions
+from fkdbench.bench.plan import LATENCY_CHUNK, round_robin
 from fkdbench.bench.records import Calibration
 from fkdbench.export import PixelKeypoints
 from fkdbench.onnxrt import Predictor, check_session_input, open_session, session_predictor
@@ -170,31 +172,84 @@ def _full_pass(predict: Predictor, images: np.ndarray, batch_size: int) -> np.nd
     )
 
 
+@dataclass
+class Timings:
+    """The timed samples of one graph."""
+
+    seconds_per_100_images: list[float] = field(default_factory=list)
+    latency_batch1_ms: list[float] = field(default_factory=list)
+
+
+def score_pass(predict: Predictor, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The first, untimed pass: it warms the backend up and its predictions score it."""
+    return _full_pass(predict, images, batch_size)
+
+
+def time_interleaved(
+    predictors: Sequence[Predictor],
+    images: Sequence[np.ndarray],
+    options: BenchOptions,
+    clock: Clock = time.perf_counter,
+) -> tuple[list[Timings], dict[int, Exception]]:
+    """Timed full passes, then batch-1 latencies, of several graphs taking turns.
+
+    Each graph has had its :func:`score_pass`; ``warmup_passes - 1`` more untimed passes
+    follow, then ``repeats`` turns of one timed pass per graph, then ``latency_warmup``
+    untimed single images per graph and turns of :data:`~fkdbench.bench.plan.LATENCY_CHUNK`
+    timed ones. Returns each graph's samples, and the errors of graphs that failed.
+    """
+    count, batch = len(predictors), options.batch_size
+    timings = [Timings() for _ in predictors]
+    errors: dict[int, Exception] = {}
+
+    def singles(index: int) -> list[np.ndarray]:
+        own = images[index]
+        return [own[n % len(own)][None] for n in range(options.latency_samples)]
+
+    def warm_up(index: int) -> None:
+        for _ in range(options.warmup_passes - 1):
+            _full_pass(predictors[index], images[index], batch)
+
+    def timed_pass(index: int) -> None:
+        started = clock()
+        _full_pass(predictors[index], images[index], batch)
+        elapsed = clock() - started
+        per_100 = stats.seconds_per_100_images(elapsed, len(images[index]))
+        timings[index].seconds_per_100_images.append(per_100)
+
+    def warm_up_singles(index: int) -> None:
+        for single in singles(index)[: options.latency_warmup]:
+            predictors[index](single)
+
+    def timed_chunk(index: int) -> None:
+        latencies = timings[index].latency_batch1_ms
+        done = len(latencies)
+        for single in singles(index)[done : done + LATENCY_CHUNK]:
+            started = clock()
+            predictors[index](single)
+            latencies.append((clock() - started) * 1000)
+
+    round_robin(count, 1, warm_up, errors)
+    round_robin(count, options.repeats, timed_pass, errors)
+    round_robin(count, 1, warm_up_singles, errors)
+    round_robin(count, -(-options.latency_samples // LATENCY_CHUNK), timed_chunk, errors)
+    return timings, errors
+
+
 def time_backend(
     predict: Predictor,
     images: np.ndarray,
     options: BenchOptions,
     clock: Clock = time.perf_counter,
 ) -> tuple[np.ndarray, list[float], list[float]]:
-    """Warm-up pass(es), timed full passes, then batch-1 latencies.
+    """One graph alone: its score pass, warm-up pass(es), timed full passes, then batch-1
+    latencies (:func:`time_interleaved` with one graph).
 
     Returns ``(warm-up predictions, seconds per 100 images of each timed pass, batch-1
-    latencies in ms)``.
+    latencies in ms)``; an error while timing is raised.
     """
-    predictions = _full_pass(predict, images, options.batch_size)
-    for _ in range(options.warmup_passes - 1):
-        _full_pass(predict, images, options.batch_size)
-    per_100 = []
-    for _ in range(options.repeats):
-        started = clock()
-        _full_pass(predict, images, options.batch_size)
-        per_100.append(stats.seconds_per_100_images(clock() - started, len(images)))
-    singles = [images[index % len(images)][None] for index in range(options.latency_samples)]
-    for single in singles[: options.latency_warmup]:
-        predict(single)
-    latencies = []
-    for single in singles:
-        started = clock()
-        predict(single)
-        latencies.append((clock() - started) * 1000)
-    return predictions, per_100, latencies
+    predictions = score_pass(predict, images, options.batch_size)
+    [timings], errors = time_interleaved([predict], [images], options, clock)
+    if errors:
+        raise errors[0]
+    return predictions, timings.seconds_per_100_images, timings.latency_batch1_ms

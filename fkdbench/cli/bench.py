@@ -67,7 +67,11 @@ def bench(
         Path | None, typer.Option(help="Regression gate: compare with this baseline file.")
     ] = None,
     tolerance: Annotated[
-        float, typer.Option(min=0, help="Gate: allowed slow-down, 0.25 = 25%.")
+        float,
+        typer.Option(
+            min=0,
+            help="Gate: allowed slow-down, 0.25 = 25% (a regression must also be significant).",
+        ),
     ] = _TOLERANCE,
     save_baseline: Annotated[
         Path | None, typer.Option(help="Write this run's times as a baseline file.")
