@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from bench_factory import make_bench_record
 from PIL import Image
@@ -22,6 +23,7 @@ from PIL import Image
 from fkdbench import runs
 from fkdbench.bench import BenchRecord, append_records
 from fkdbench.report import SECTIONS, ReportResult, build_tables
+from fkdbench.report.inputs import RunSummary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MASKED = "cnn-tuned-masked"  # two objectives, every figure
@@ -168,6 +170,112 @@ def write_run(runs_dir: Path, arch: str, variant: str, spec_source: str | None) 
         "model_file_bytes": model_bytes,
     }
     (folder / runs.METRICS_FILE).write_text(json.dumps(metrics))
+    (folder / runs.MODEL_FILE).write_bytes(b"not read by the report")
+    return folder
+
+
+# -- runs with seeds, convergence and per-face errors (run format 2) --------------------------
+
+TEST_FACES = 40
+COORDINATES_PER_FACE = 30  # kaggle15: 15 keypoints x 2
+MANIFEST = "c" * 64
+
+
+def per_face_errors(rmse: float, seed: int = 0, faces: int = TEST_FACES) -> list[float]:
+    """Per-face squared-error sums that vary face to face and pool to exactly ``rmse``."""
+    spread = np.random.default_rng(seed).uniform(0.5, 1.5, size=faces)
+    scaled = spread / spread.mean() * rmse**2 * COORDINATES_PER_FACE
+    return [float(value) for value in scaled]
+
+
+def summary(
+    arch: str = "cnn-manual",
+    variant: str = "none",
+    rmse: float = 2.0,
+    *,
+    seed: int | None = None,
+    per_face: Sequence[float] | None = (),
+    **overrides: Any,
+) -> RunSummary:
+    """A finished, converged run as the report reads it; ``per_face=None`` derives per-face
+    errors pooling to ``rmse`` (seeded by ``seed``)."""
+    if per_face is None:
+        per_face = per_face_errors(rmse, seed or 0)
+    if per_face:
+        rmse = float(np.sqrt(sum(per_face) / (COORDINATES_PER_FACE * len(per_face))))
+    fields = {
+        "run_name": runs.run_name(arch, variant, overrides.get("weights_mode", "scratch"), seed),
+        "arch": arch,
+        "variant": variant,
+        "test_rmse": rmse,
+        "test_nme": rmse / 40,
+        "mean_shape_rmse": 4.0,
+        "stop_reason": "completed",
+        "seed": seed,
+        "converged": True,
+        "convergence_rule": "early stopping",
+        "convergence_detail": "patience 5 ran out at epoch 12",
+        "per_face_squared_errors": tuple(per_face),
+        "per_face_coordinates": (COORDINATES_PER_FACE,) * len(per_face),
+        "manifest_sha256": MANIFEST,
+        "test_rows": len(per_face) or TEST_FACES,
+        "epochs_run": 12,
+    }
+    return RunSummary(**{**fields, **overrides})
+
+
+def write_seeded_run(
+    runs_dir: Path,
+    arch: str,
+    variant: str,
+    seed: int,
+    rmse: float,
+    *,
+    stop_reason: str = "completed",
+    converged: bool = True,
+) -> Path:
+    """A finished format-2 run folder: metrics.json with seed, convergence and per-face
+    errors; training.json with the seconds and the machine."""
+    name = runs.run_name(arch, variant, seed=seed)
+    folder = runs_dir / name
+    folder.mkdir(parents=True)
+    model = {"arch": arch, "input_size": 96, "scheme": "kaggle15"}
+    data = {"manifest_sha256": MANIFEST, "source": "synthetic", "seed": 0}
+    config = {"run_name": name, "model": model, "train": {"variant": variant}, "data": data}
+    (folder / runs.CONFIG_FILE).write_text(json.dumps(config))
+    per_face = per_face_errors(rmse, seed)
+    metrics = {
+        "format_version": 2,
+        "arch": arch,
+        "run_name": name,
+        "variant": variant,
+        "weights_mode": "scratch",
+        "seed": seed,
+        "test_rmse": rmse,
+        "mean_shape_rmse": 4.0,
+        "stop_reason": stop_reason,
+        "epochs_run": 3 if stop_reason == "time-limited" else 12,
+        "convergence": {
+            "converged": converged,
+            "rule": "val RMSE flat: < 1% better over the last 3 epochs",
+            "detail": "flat from epoch 9" if converged else "still 4% better per epoch",
+        },
+        "test_per_face": {
+            "squared_error_sum": per_face,
+            "coordinates": [COORDINATES_PER_FACE] * len(per_face),
+        },
+        "rows": {"test": len(per_face)},
+        "parameters": {"pytorch": 1000, "keras": 1000},
+    }
+    (folder / runs.METRICS_FILE).write_text(json.dumps(metrics))
+    training = {
+        "format_version": 2,
+        "run_name": name,
+        "training_seconds": 12.5,
+        "images_per_second": 800.0,
+        "environment": {"cpu_model": "Test CPU", "cpu_cores": 2},
+    }
+    (folder / runs.TRAINING_FILE).write_text(json.dumps(training))
     (folder / runs.MODEL_FILE).write_bytes(b"not read by the report")
     return folder
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 from bench_factory import make_bench_record, make_error_record
-from report_factory import SPEC_SOURCE, TUNE_RUNS, timed, write_bench_file, write_run
+from report_factory import (
+    COORDINATES_PER_FACE,
+    SPEC_SOURCE,
+    TUNE_RUNS,
+    timed,
+    write_bench_file,
+    write_run,
+    write_seeded_run,
+)
 
 from fkdbench import runs
 from fkdbench.report import build_report
@@ -81,7 +89,18 @@ def test_run_records_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=rf"{path}: line 3: malformed JSON"):
         read_run_records(path)
     path.write_text(json.dumps(record) + "\n")
-    assert read_run_records(path) == [RunSummary("a--none", "cnn-manual", "none")]
+    # Older than convergence judging: read as runs.py reads such a run, "not judged".
+    not_judged = runs.convergence_of({})
+    assert read_run_records(path) == [
+        RunSummary(
+            "a--none",
+            "cnn-manual",
+            "none",
+            converged=not_judged["converged"],
+            convergence_rule=not_judged["rule"],
+            convergence_detail=not_judged["detail"],
+        )
+    ]
 
 
 def test_bench_records_are_the_flat_view(tmp_path: Path) -> None:
@@ -133,3 +152,28 @@ def test_a_failed_bench_target_is_a_problem_and_keeps_its_last_good_timing(
         "cnn-manual--none onnxruntime failed: runs/cnn-manual--none/model.onnx" in problem
         for problem in result.problems
     ), result.problems
+
+
+def test_format_2_runs_carry_seed_convergence_per_face_and_training(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    write_seeded_run(runs_dir, "cnn-manual", "none", 1, 2.0)
+    write_seeded_run(runs_dir, "cnn-manual", "none", 2, 2.2, stop_reason="time-limited")
+    first, second = load_runs(runs_dir)
+    assert (first.run_name, first.seed, second.seed) == ("cnn-manual--none--s1", 1, 2)
+    assert first.converged is True and "flat" in first.convergence_rule
+    assert first.training_seconds == 12.5 and first.images_per_second == 800.0
+    assert first.environment["cpu_model"] == "Test CPU"
+    assert first.has_per_face and set(first.per_face_coordinates) == {COORDINATES_PER_FACE}
+    assert first.finished and not second.finished and first.row == second.row
+    path = write_run_records([first, second], tmp_path / "runs.jsonl")
+    again = read_run_records(path)
+    assert again == [first, second]
+    assert again[0].per_face_squared_errors == first.per_face_squared_errors
+
+
+def test_an_old_time_limit_is_read_as_time_limited(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    record = {"run_name": "a--none", "arch": "cnn-manual", "variant": "none"}
+    path.write_text(json.dumps({**record, "stop_reason": "time-limit"}) + "\n")
+    (run,) = read_run_records(path)
+    assert run.stop_reason == "time-limited" and not run.finished

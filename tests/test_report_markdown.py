@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from report_factory import result_of, timed
+from report_factory import result_of, summary, timed
 
 from fkdbench import report
 from fkdbench.report.inputs import RunSummary
@@ -35,9 +35,11 @@ def test_the_summary_counts_what_went_in(tmp_path: Path) -> None:
         "- Runs: 2 trained runs of 1 architecture (cnn-manual) on variants none, aug; "
         "1 untrained (timing-only) folder."
     )
-    assert lines[1] == f"- Timing: no bench records (`{absent}` absent): not measured."
-    assert lines[2].startswith("- Machine (training): not measured")
-    assert "source synthetic" in lines[3] and "9 test faces" in lines[3]
+    # Records older than convergence judging: "not judged" is not converged.
+    assert lines[1].startswith("- Rows: 2 rows") and "2 finished but not converged" in lines[1]
+    assert lines[2] == f"- Timing: no bench records (`{absent}` absent): not measured."
+    assert lines[3].startswith("- Machine (training): not measured")
+    assert "source synthetic" in lines[4] and "9 test faces" in lines[4]
     records = [timed("cnn-manual--none", "onnxruntime", 0.2).flat()]
     result = result_of(bench_records=records)
     result.problems.append("skipped run folder x: broken")
@@ -46,3 +48,17 @@ def test_the_summary_counts_what_went_in(tmp_path: Path) -> None:
     assert lines[2] == "- Machine: Test CPU, 2 cores, threads 1."
     assert lines[3] == "- Data: data/synthetic."
     assert lines[-2:] == ["- Skipped: skipped run folder x: broken.", ""]
+
+
+def test_the_summary_counts_seeds_unfinished_and_unconverged_rows() -> None:
+    runs = [
+        summary("cnn-manual", "none", 2.0, seed=1),
+        summary("cnn-manual", "none", 2.1, seed=2),
+        summary("cnn-manual", "aug", 2.0, seed=1, converged=False),
+        summary("cnn-manual", "aug", 2.0, seed=2),
+        summary("cnn-baseline", "none", 3.0, seed=1, stop_reason="time-limited"),
+        summary("cnn-baseline", "none", 3.0, seed=2, stop_reason="time-limited"),
+    ]
+    rows = summary_section(result_of(runs))[1]
+    assert rows.startswith("- Rows: 3 rows (architecture x variant x weights mode), 2 seed(s)")
+    assert "1 time-limited" in rows and "1 finished but not converged" in rows

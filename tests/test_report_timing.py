@@ -93,3 +93,42 @@ def test_the_section_says_what_was_not_measured() -> None:
     section = "\n".join(timing_section(result_of(bench_records=[_untrained("torch")])))
     assert f"ONNX Runtime INT8: {NOT_MEASURED} (no records for that backend)." in section
     assert "Paper Table 4 beside ours" in section
+
+
+def _format3(run_name: str, seconds: float, **fields) -> dict:
+    """A flat record with bench format 3's keys (graph, shared timing, steadiness, peak)."""
+    return {
+        **timed(run_name, "onnxruntime", seconds).flat(),
+        "graph_key": "g" * 64,
+        "timed_as": None,
+        "unstable": False,
+        "unstable_reasons": [],
+        "machine_peak_samples_gflops": [80.0, 100.0, 95.0],
+        **fields,
+    }
+
+
+def test_shared_timings_unstable_records_and_the_peak_are_said() -> None:
+    records = [
+        _format3("cnn-manual--none", 0.2),
+        _format3("cnn-manual--aug", 0.2, timed_as="cnn-manual--none"),
+        _format3("cnn-manual--knn", 0.3, unstable=True, unstable_reasons=["load 3.1 > 2 cores"]),
+    ]
+    section = "\n".join(timing_section(result_of(bench_records=records)))
+    assert section.startswith("**Warning: 1 of 3 records were timed on an unsteady machine**")
+    assert "cnn-manual--aug as cnn-manual--none" in section
+    assert "yes: load 3.1 > 2 cores" in section and "| itself " in section
+    assert "the best of 3 measurements through the bench, 100.0 GFLOP/s" in section
+    assert "spread 80.0 to 100.0" in section
+    runs = [RunSummary("cnn-manual--knn", "cnn-manual", "knn", stop_reason="time-limited")]
+    timing = timing_table(records)
+    assert "cnn-manual--knn" not in {point[0] for point in speed_points(runs, timing)}
+
+
+def test_old_records_show_no_shared_timing_or_peak_lines() -> None:
+    new_keys = ("graph_key", "timed_as", "unstable", "unstable_reasons")
+    flat = timed("a--none", "torch", 1.0).flat()
+    old = {key: value for key, value in flat.items() if key not in new_keys}
+    old["machine_peak_samples_gflops"] = None  # bench format 2 and older
+    section = "\n".join(timing_section(result_of(bench_records=[old])))
+    assert "timed as" not in section and "Warning" not in section and "GFLOP/s" not in section

@@ -29,6 +29,13 @@ def report(
         bool,
         typer.Option(help="Rebuild from --out/runs.jsonl instead of the run folders."),
     ] = False,
+    compare_with: Annotated[
+        Path | None,
+        typer.Option(
+            help="Another report's runs.jsonl (the same matrix on other data, e.g. real "
+            "faces): set its ranking beside this one's, with their rank correlation."
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Write the papers' tables and figures, measured here, beside the papers' numbers."""
@@ -39,6 +46,7 @@ def report(
             out,
             formats=values(report_format) or FORMATS,
             quiet=quiet,
+            compare_with=compare_with,
         )
     for path in result.paths:
         typer.echo(str(path))

@@ -23,8 +23,11 @@ The modules, inputs first:
   ``cells``: how a number becomes a Markdown cell.
 - ``inputs``: run folders / ``runs.jsonl`` and ``bench.jsonl`` in; ``studies``: the tune
   studies and the report's snapshot of them; ``paper``: which paper row a model sits beside.
+- ``statistics``: every interval and test (t, bootstraps, Wilcoxon, Spearman);
+  ``uncertainty``: the seeds of a run grouped into a row, each cell's interval and marks.
 - One module per section, each with its tables, their Markdown and the section's writer:
-  ``size``, ``accuracy``, ``gains``, ``timing``, ``tuned``, ``figures``, ``environment``.
+  ``size``, ``accuracy`` (and Not finished results), ``differences``, ``agreement``
+  (synthetic vs real faces), ``gains``, ``timing``, ``tuned``, ``figures``, ``environment``.
 - ``markdown``: REPORT.md, the Summary and the ``SECTION_WRITERS`` (heading -> writer);
   ``json_report``: report.json; ``result``: :class:`ReportResult`; here: :func:`build_report`.
 """
@@ -40,8 +43,10 @@ import pandas as pd
 from fkdbench import runs
 from fkdbench.io import write_text_atomic
 from fkdbench.progress import say
-from fkdbench.report.accuracy import accuracy_table, landmark_table
+from fkdbench.report.accuracy import accuracy_table, landmark_table, not_finished_table
+from fkdbench.report.agreement import agreement_table, rank_correlation_table
 from fkdbench.report.common import FIGURES_DIR, ReportError
+from fkdbench.report.differences import differences_table
 from fkdbench.report.environment import environment_table
 from fkdbench.report.figures import draw_figures
 from fkdbench.report.gains import gains_table, ratio_table
@@ -62,6 +67,7 @@ from fkdbench.report.size import size_table
 from fkdbench.report.studies import TuneSummary, load_tune_studies, snapshot_tune_studies
 from fkdbench.report.timing import timing_table
 from fkdbench.report.tuned import tuned_studies_table, tuned_vs_paper_table
+from fkdbench.report.uncertainty import accuracy_cells
 
 __all__ = [
     "FORMATS",
@@ -84,14 +90,24 @@ def build_tables(
     run_summaries: Sequence[RunSummary],
     bench_records: Sequence[dict[str, Any]],
     tune_studies: Sequence[TuneSummary],
+    other_runs: Sequence[RunSummary] = (),
 ) -> dict[str, pd.DataFrame]:
-    """Every table of the report, by the name of its CSV, in the order they are written."""
+    """Every table of the report, by the name of its CSV, in the order they are written.
+
+    ``other_runs``: the runs of the report compared with (``--compare-with``), if any.
+    """
     size = size_table(run_summaries, bench_records)
     timing = timing_table(bench_records)
+    agreement = agreement_table(run_summaries, other_runs)
     return {
         "size": size,
         "accuracy_rmse": accuracy_table(run_summaries, "test_rmse"),
         "accuracy_nme": accuracy_table(run_summaries, "test_nme"),
+        "accuracy_intervals": accuracy_cells(run_summaries),
+        "not_finished": not_finished_table(run_summaries),
+        "differences": differences_table(run_summaries),
+        "agreement": agreement,
+        "rank_correlation": rank_correlation_table(agreement),
         "landmark_metrics": landmark_table(run_summaries),
         "gains": gains_table(run_summaries),
         "paper_gains": paper_gains_table(),
@@ -197,6 +213,7 @@ def build_report(
     formats: Sequence[str] = FORMATS,
     quiet: bool = False,
     run_records: Path | None = None,
+    compare_with: Path | None = None,
 ) -> ReportResult:
     """Read run folders and bench records; write REPORT.md (+ figures), CSVs and JSON.
 
@@ -209,6 +226,8 @@ def build_report(
     the tuning studies (``runs_dir/tune/``) copied to ``out_dir/tune/`` with their figures;
     copies already there of studies ``runs_dir`` does not hold are kept and reported (see
     :func:`fkdbench.report.studies.snapshot_tune_studies`).
+    ``compare_with``: another report's ``runs.jsonl`` (the same matrix on other data, e.g.
+    real faces) whose ranking is set beside this one's, with their rank correlation.
     With ``runs_dir=None`` both are read back from there (the runs from ``run_records``,
     default that file): the report is rebuilt from records alone, and the one figure that
     needs the models themselves (predictions) is kept as it is when present.
@@ -219,11 +238,12 @@ def build_report(
     # Every input is read before the first file (the snapshot) is written; the problems
     # keep the order runs, studies, bench.
     run_summaries = _read_runs(runs_dir, out_dir, run_records, problems)
+    other_runs = read_run_records(compare_with) if compare_with is not None else []
     bench_problems: list[str] = []
     records = _latest_bench_records(bench_file, run_summaries, quiet, bench_problems)
     tune_studies = _tune_studies(runs_dir, out_dir, problems)
     problems += bench_problems
-    tables = build_tables(run_summaries, records, tune_studies)
+    tables = build_tables(run_summaries, records, tune_studies, other_runs)
     figures: dict[str, Path] = {}
     missing: dict[str, str] = {}
     if "md" in formats:
@@ -235,7 +255,7 @@ def build_report(
         out_dir=out_dir, markdown=None, csv_files=[], json_file=None, figures=figures,
         missing_figures=missing, sections=list(SECTIONS), tables=tables, problems=problems,
         tune_studies=tune_studies, run_summaries=run_summaries, bench_records=records,
-        bench_file=bench_file,
+        bench_file=bench_file, compare_with=compare_with,
     )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     if run_records is None and any(run.folder is not None for run in run_summaries):

@@ -26,6 +26,7 @@ NOT_RUN = "not run"
 NOT_MEASURED = "not measured"
 NOT_EXPORTED = "not exported"
 NOT_RECORDED = "not recorded"
+NOT_FINISHED = "not finished"  # only time-limited runs: no result
 NO_PAPER = "\u2014"  # the paper prints no such number
 UNTRAINED_LABEL = "untrained"
 # The accuracy table's last row: predict the training mean for every face.

@@ -39,8 +39,8 @@ FIGURES: dict[str, str] = {
     "variant (paper Fig. 9-11).",
     "predictions": "The same test faces for every architecture (its best run): ground truth "
     "green dots, prediction red crosses (paper Fig. 12).",
-    "accuracy_vs_speed": "Test RMSE vs ONNX Runtime seconds per 100 images; the Pareto front "
-    "(nothing both faster and more accurate) is joined.",
+    "accuracy_vs_speed": "Test RMSE vs ONNX Runtime seconds per 100 images, finished runs "
+    "only; the Pareto front (nothing both faster and more accurate) is joined.",
     "ced": "Cumulative error distribution: share of test faces with NME at most x, up to the "
     "failure threshold; AUC@0.1 is the area under it / 0.1.",
 }
@@ -154,8 +154,8 @@ def figure_training_curves(run_summaries: Sequence[RunSummary], path: Path) -> P
 
 
 def figure_ced(run_summaries: Sequence[RunSummary], path: Path) -> Path | None:
-    """CED curves, one per trained run that recorded one."""
-    curves = [run for run in run_summaries if run.trained and run.test_ced]
+    """CED curves, one per finished run that recorded one."""
+    curves = [run for run in run_summaries if run.finished and run.test_ced]
     if not curves:
         return None
     figure = new_figure(6.5, 4.5)

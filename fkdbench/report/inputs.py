@@ -15,7 +15,13 @@ import pandas as pd
 from fkdbench import runs
 from fkdbench.bench import read_records
 from fkdbench.io import write_text_atomic
-from fkdbench.report.common import ReportError, backend_key, model_label, number, run_key
+from fkdbench.report.common import (
+    ReportError,
+    backend_key,
+    model_label,
+    number,
+    run_key,
+)
 
 # Under the report's out dir: every run's summary, so the report rebuilds without the runs.
 RUN_RECORDS_FILE = "runs.jsonl"
@@ -47,8 +53,20 @@ class RunSummary:
     int8_bytes: int | None = None
     best_epoch: int | None = None
     epochs_run: int | None = None
+    # One of runs.STOP_REASONS ("time-limit" of older records read as "time-limited").
     stop_reason: str | None = None
+    # The training seed: several seeds of one row are one sample each.
+    seed: int | None = None
+    # metrics.json "convergence" (runs.convergence_of: older runs are "not judged").
+    converged: bool | None = None
+    convergence_rule: str | None = None
+    convergence_detail: str | None = None
+    # metrics.json "test_per_face": per test face, its summed squared error (px^2) and how
+    # many coordinates were labelled; () for runs older than the field.
+    per_face_squared_errors: tuple[float, ...] = field(default=(), compare=False)
+    per_face_coordinates: tuple[int, ...] = field(default=(), compare=False)
     training_seconds: float | None = None
+    images_per_second: float | None = None
     data_source: str | None = None
     data_seed: int | None = None
     data_dir: str | None = None
@@ -65,22 +83,54 @@ class RunSummary:
     # None when the summary was read back from runs.jsonl rather than a run folder.
     folder: Path | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        # Records written before the rename say "time-limit": read them under today's name.
+        object.__setattr__(self, "stop_reason", runs.current_stop_reason(self.stop_reason))
+
     @property
     def label(self) -> str:
         """The table row this run belongs to: the architecture, plus a non-scratch mode."""
         return model_label(self.arch, self.weights_mode)
 
+    @property
+    def row(self) -> tuple[str, str | None, str]:
+        """The result this run is one seed of: (arch, variant, weights mode)."""
+        return (self.arch, self.variant, self.weights_mode)
+
+    @property
+    def finished(self) -> bool:
+        """Trained and not stopped by the time limit (an unknown stop reason counts as
+        finished: records older than the field)."""
+        return self.trained and self.stop_reason != runs.TIME_LIMITED
+
+    @property
+    def has_per_face(self) -> bool:
+        """Per-face test errors were recorded (paired tests and face bootstraps need them)."""
+        return bool(self.per_face_squared_errors) and len(self.per_face_squared_errors) == len(
+            self.per_face_coordinates
+        )
+
 
 def _summary_key(run: RunSummary) -> tuple:
-    return run_key(run.arch, run.variant, run.weights_mode, run.trained)
+    # The run name last: the seeds of one row in name order.
+    return (*run_key(run.arch, run.variant, run.weights_mode, run.trained), run.run_name)
 
 
 # -- run folders ----------------------------------------------------------------------------
 
 
+def _per_face(metrics: dict[str, Any]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    per_face = metrics.get("test_per_face") or {}
+    squared = tuple(float(value) for value in per_face.get("squared_error_sum") or ())
+    return squared, tuple(int(value) for value in per_face.get("coordinates") or ())
+
+
 def _summary_from_finished(folder: Path) -> RunSummary:
     config = runs.read_config(folder)
     metrics = runs.read_metrics(folder)
+    training = runs.read_training(folder)
+    convergence = runs.convergence_of(metrics)
+    squared, coordinates = _per_face(metrics)
     export = _read_export(folder)
     data = config.get("data", {})
     parameters = metrics.get("parameters", {})
@@ -107,8 +157,15 @@ def _summary_from_finished(folder: Path) -> RunSummary:
         int8_bytes=export.get("int8_bytes") if export.get("int8") else None,
         best_epoch=metrics.get("best_epoch"),
         epochs_run=metrics.get("epochs_run"),
-        stop_reason=metrics.get("stop_reason"),
-        training_seconds=number(metrics.get("training_seconds")),
+        stop_reason=runs.stop_reason_of(metrics),
+        seed=metrics.get("seed", config.get("train", {}).get("seed")),
+        converged=convergence.get("converged"),
+        convergence_rule=convergence.get("rule"),
+        convergence_detail=convergence.get("detail"),
+        per_face_squared_errors=squared,
+        per_face_coordinates=coordinates,
+        training_seconds=number(training.get("training_seconds")),
+        images_per_second=number(training.get("images_per_second")),
         data_source=data.get("source"),
         data_seed=data.get("seed"),
         data_dir=data.get("data_dir"),
@@ -117,7 +174,7 @@ def _summary_from_finished(folder: Path) -> RunSummary:
         image_size=data.get("image_size") or model.get("input_size"),
         test_rows=metrics.get("rows", {}).get("test"),
         spec_source=model.get("spec_source"),
-        environment=metrics.get("environment") or config.get("environment") or {},
+        environment=training.get("environment") or config.get("environment") or {},
         history=_read_history(folder),
         folder=folder,
     )
@@ -207,6 +264,8 @@ def write_run_records(run_summaries: Sequence[RunSummary], path: Path) -> Path:
     for run in run_summaries:
         record = {key: value for key, value in asdict(run).items() if key != "folder"}
         record["history"] = [list(pair) for pair in run.history]
+        record["per_face_squared_errors"] = list(run.per_face_squared_errors)
+        record["per_face_coordinates"] = list(run.per_face_coordinates)
         lines.append(json.dumps(record, sort_keys=True) + "\n")
     write_text_atomic(Path(path), "".join(lines))
     return Path(path)
@@ -229,6 +288,14 @@ def read_run_records(path: Path) -> list[RunSummary]:
         record = {key: value for key, value in record.items() if key in known}
         record["history"] = tuple((int(e), float(v)) for e, v in record.get("history", ()))
         record["test_ced"] = tuple(record.get("test_ced", ()))
+        record["per_face_squared_errors"] = tuple(record.get("per_face_squared_errors", ()))
+        record["per_face_coordinates"] = tuple(record.get("per_face_coordinates", ()))
+        if "converged" not in record and record.get("trained", True):
+            # Records older than convergence judging: what runs.py says of such a run.
+            convergence = runs.convergence_of({})
+            record["converged"] = convergence["converged"]
+            record["convergence_rule"] = convergence["rule"]
+            record["convergence_detail"] = convergence["detail"]
         summaries.append(RunSummary(**record))
     return sorted(summaries, key=_summary_key)
 

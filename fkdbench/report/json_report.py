@@ -14,7 +14,8 @@ from fkdbench.report.gains import GAIN_LABEL_THRESHOLDS, SIMILAR_BAND_PERCENT, W
 from fkdbench.report.result import ReportResult
 from fkdbench.report.studies import TUNE_FIGURES, tune_figure_link
 
-REPORT_FORMAT_VERSION = 1
+# 2: intervals, not finished runs, differences, the --compare-with file and agreement.
+REPORT_FORMAT_VERSION = 2
 
 
 def _json_value(value: Any) -> Any:
@@ -63,6 +64,7 @@ def render_json(result: ReportResult) -> str:
         tables[name] = frame.to_dict(orient="records")
     payload = {
         "format_version": REPORT_FORMAT_VERSION,
+        "compare_with": result.compare_with,
         "sections": result.sections,
         "figures": _figures(result),
         "gain_thresholds": {

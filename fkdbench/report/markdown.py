@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fkdbench import reference
-from fkdbench.report.accuracy import accuracy_section
+from fkdbench.report.accuracy import accuracy_section, not_finished_section
+from fkdbench.report.agreement import agreement_section
 from fkdbench.report.cells import bench_file_status
 from fkdbench.report.common import NOT_MEASURED, backend_key, variant_key
+from fkdbench.report.differences import differences_section
 from fkdbench.report.environment import environment_section
 from fkdbench.report.figures import figures_section
 from fkdbench.report.gains import gains_section
@@ -23,6 +25,7 @@ from fkdbench.report.result import ReportResult
 from fkdbench.report.size import size_section
 from fkdbench.report.timing import timing_section
 from fkdbench.report.tuned import tuned_section
+from fkdbench.report.uncertainty import rows_of
 
 MARKDOWN_TITLE = "# fkdbench report"
 
@@ -47,6 +50,26 @@ def _runs_line(run_summaries: list[RunSummary]) -> str:
         f"{', '.join(variants) or 'none'}; "
         f"{_count(untrained_folders, 'untrained (timing-only) folder')}."
     )
+
+
+def _rows_line(run_summaries: list[RunSummary]) -> list[str]:
+    """Seeds per row, and how many rows are not finished results or not converged."""
+    rows = rows_of(run_summaries)
+    if not rows:
+        return []
+    seeds = sorted({len(runs) for runs in rows.values()})
+    time_limited = sum(not any(run.finished for run in runs) for runs in rows.values())
+    not_converged = sum(
+        any(run.finished for run in runs)
+        and any(run.converged is not True for run in runs if run.finished)
+        for runs in rows.values()
+    )
+    return [
+        f"- Rows: {_count(len(rows), 'row')} (architecture x variant x weights mode), "
+        f"{' or '.join(str(count) for count in seeds)} seed(s) each; "
+        f"{time_limited} time-limited (no finished seed: not ranked, see Not finished "
+        f"results); {not_converged} finished but not converged (marked \u2020)."
+    ]
 
 
 def _timing_lines(result: ReportResult) -> list[str]:
@@ -95,6 +118,7 @@ def summary_section(result: ReportResult) -> list[str]:
     """The lines of "Summary" after its heading: what went in, and what was skipped."""
     return [
         _runs_line(result.run_summaries),
+        *_rows_line(result.run_summaries),
         *_timing_lines(result),
         *_data_lines(result),
         "- Paper numbers: `fkdbench/reference.py`, transcribed from "
@@ -112,6 +136,9 @@ SECTION_WRITERS: dict[str, SectionWriter] = {
     "Summary": summary_section,
     "Parameters and size": size_section,
     "Accuracy": accuracy_section,
+    "Not finished results": not_finished_section,
+    "Which differences are real": differences_section,
+    "Synthetic vs real faces": agreement_section,
     "Gains by variant": gains_section,
     "Inference time": timing_section,
     "Tuned CNN": tuned_section,

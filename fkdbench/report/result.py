@@ -37,6 +37,8 @@ class ReportResult:
     run_summaries: list[RunSummary] = field(default_factory=list)
     bench_records: list[dict[str, Any]] = field(default_factory=list)
     bench_file: Path | None = None
+    # The other report's runs.jsonl the rankings were compared with (--compare-with).
+    compare_with: Path | None = None
 
     @property
     def paths(self) -> list[Path]:

@@ -16,6 +16,7 @@ from fkdbench.report.cells import bench_file_status, fmt, fmt_int, markdown_tabl
 from fkdbench.report.common import (
     NO_PAPER,
     NOT_MEASURED,
+    NOT_RECORDED,
     UNTRAINED_LABEL,
     display_name,
     is_missing,
@@ -54,6 +55,10 @@ _TIMING_COLUMNS = [
     "fraction_of_peak",
     "test_rmse",
     "paper_citation",
+    "graph_key",
+    "timed_as",
+    "unstable",
+    "unstable_reasons",
 ]
 # Timing column -> the bench record's field, for the numbers copied as they are.
 _RECORD_NUMBERS = {
@@ -94,6 +99,11 @@ def _timing_row(record: dict[str, Any]) -> dict[str, Any]:
         else None,
         "gflops_per_image": flops / 1e9 if flops is not None else None,
         "paper_citation": paper.citation if paper else None,
+        # Absent in records older than bench format 3: unknown.
+        "graph_key": record.get("graph_key"),
+        "timed_as": record.get("timed_as"),
+        "unstable": record.get("unstable"),
+        "unstable_reasons": "; ".join(record.get("unstable_reasons") or ()) or None,
     }
     row.update({ours: number(record.get(theirs)) for ours, theirs in _RECORD_NUMBERS.items()})
     return row
@@ -131,9 +141,13 @@ def speed_points(
     at the batch size and threads most records share; RMSE is that backend's own where the
     record has it, else the run's."""
     rows = speed_rows(timing)
-    rmse = {run.run_name: run.test_rmse for run in run_summaries if run.trained}
+    # A time-limited run is no result: it has no place on the accuracy/speed front.
+    rmse = {run.run_name: run.test_rmse for run in run_summaries if run.finished}
+    unfinished = {run.run_name for run in run_summaries if run.trained and not run.finished}
     points = []
     for row in rows.itertuples():
+        if row.run_name in unfinished:
+            continue
         value = row.test_rmse if not is_missing(row.test_rmse) else rmse.get(row.run_name)
         if value is not None and not is_missing(value):
             points.append((str(row.run_name), float(row.seconds_per_100), float(value)))
@@ -169,7 +183,67 @@ def timing_markdown(table: pd.DataFrame) -> str:
             ],
         }
     )
+    if table["graph_key"].notna().any():
+        shown.insert(3, "timed as", [_timed_as(row) for row in table.itertuples()])
+    if table["unstable"].fillna(False).astype(bool).any():
+        shown["unstable"] = [
+            f"yes: {row.unstable_reasons or 'no reason recorded'}" if row.unstable is True else ""
+            for row in table.itertuples()
+        ]
     return markdown_table(shown)
+
+
+def _timed_as(row: Any) -> str:
+    """Whose timing a record carries: its own, another run's of the same graph, or unknown."""
+    if is_missing(row.graph_key):
+        return NOT_RECORDED
+    return "itself" if is_missing(row.timed_as) else str(row.timed_as)
+
+
+def _peak_samples(record: dict[str, Any]) -> tuple[float, ...]:
+    samples = record.get("machine_peak_samples_gflops") or record.get("peak_samples") or ()
+    return tuple(float(value) for value in samples)
+
+
+def peak_lines(bench_records: Sequence[dict[str, Any]]) -> list[str]:
+    """The machine peak as the best of its measurements: N and their spread, per distinct
+    set of measurements; nothing for records older than the samples."""
+    found = sorted({samples for record in bench_records if (samples := _peak_samples(record))})
+    return [
+        f"FP32 matmul peak (the % of peak column): the best of {len(samples)} measurements "
+        f"through the bench, {max(samples):.1f} GFLOP/s (spread {min(samples):.1f} to "
+        f"{max(samples):.1f}, {100 * (max(samples) - min(samples)) / max(samples):.0f}% below "
+        "the best at worst)."
+        for samples in found
+    ]
+
+
+def _shared_timing_lines(table: pd.DataFrame) -> list[str]:
+    """Which records share one timing (bench format 3), or nothing for older records."""
+    if not table["graph_key"].notna().any():
+        return []
+    shared = table.dropna(subset=["timed_as"])
+    groups = sorted({(row.timed_as, row.run_name) for row in shared.itertuples()})
+    listed = "; ".join(f"{run} as {source}" for source, run in groups)
+    return [
+        "Latency depends on the graph, not the weights: each distinct graph (architecture, "
+        "spec, input size, channels) is timed once per bench call, and every run that "
+        "shares it carries that timing (`timed as`)"
+        + (f": {listed}." if listed else "; no two runs here share a graph."),
+        "",
+    ]
+
+
+def _unstable_lines(table: pd.DataFrame) -> list[str]:
+    unstable = table[table["unstable"].fillna(False).astype(bool)]
+    if unstable.empty:
+        return []
+    return [
+        f"**Warning: {len(unstable)} of {len(table)} records were timed on an unsteady "
+        "machine** (load above the cores, or repeats spread beyond the bound; see the "
+        "`unstable` column): their times are not to be trusted, rerun on a calm machine.",
+        "",
+    ]
 
 
 _TIMING_EXPLAINED = (
@@ -195,7 +269,16 @@ def timing_section(result: ReportResult) -> list[str]:
             f"{NOT_MEASURED}. Run `fkdbench bench` to measure it.",
             "",
         ]
-    lines = [_TIMING_EXPLAINED, "", timing_markdown(timing)]
+    lines = [
+        *_unstable_lines(timing),
+        _TIMING_EXPLAINED,
+        "",
+        *_shared_timing_lines(timing),
+        timing_markdown(timing),
+    ]
+    peaks = peak_lines(result.bench_records)
+    if peaks:
+        lines += ["", *peaks]
     if "onnxruntime-int8" not in set(timing["backend"]):
         lines += ["", f"ONNX Runtime INT8: {NOT_MEASURED} (no records for that backend)."]
     lines.append("")
