@@ -140,7 +140,11 @@ def make_error_record(
     return make_bench_record(error=error, **{**empty, **overrides})
 
 
-def fake_clock(step: float = 0.0625) -> Callable[[], float]:
+# fake_clock's default step (a power of two, so the arithmetic on its readings is exact).
+STEP = 0.0625
+
+
+def fake_clock(step: float = STEP) -> Callable[[], float]:
     """A clock for the timing functions that moves ``step`` seconds each time it is read
     (a power of two by default, so the arithmetic on its readings is exact)."""
     ticks = itertools.count()

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from fkdbench import bench, export, runs
 from fkdbench.bench import BenchOptions, Calibration, read_records, record_from_json, sweep
+from fkdbench.bench.timing import passes_for
 from fkdbench.cli import app
 from fkdbench.io import sha256_file
 
@@ -77,16 +78,20 @@ def test_records_are_complete_and_scores_match_training(runs_dir: Path, tmp_path
         assert flat["run_name"] == RUN and flat["trained"] is True and flat["error"] is None
         assert flat["arch"] == "cnn-manual" and flat["variant"] == "none"
         assert flat["threads"] == 1 and flat["batch_size"] == 4 and flat["images"] == images
-        # Every pass and every batch-1 call is kept, and lasted one clock step.
-        assert record.samples.seconds_per_100_images == [STEP / images * 100] * 2
+        assert flat["passes_per_sample"] == passes_for(STEP)
+        # Every sample and every batch-1 call is kept, and lasted one clock step; a
+        # sample of passes_for(STEP) passes, since one pass is shorter than a sample.
+        assert record.settings.passes_per_sample == passes_for(STEP) > 1
+        sample_images = images * passes_for(STEP)
+        assert record.samples.seconds_per_100_images == [STEP / sample_images * 100] * 2
         assert record.samples.latency_batch1_ms == [STEP * 1000] * 5
         assert flat["seconds_per_100_images_iqr"] == 0.0
         assert flat["latency_batch1_p99_ms"] == STEP * 1000
         work = flat["flops_per_image"]
         assert work > 0
-        assert flat["achieved_gflops"] == work * 100 / (STEP / images * 100) / 1e9
+        assert flat["achieved_gflops"] == work * 100 / (STEP / sample_images * 100) / 1e9
         assert flat["fraction_of_peak"] == flat["achieved_gflops"] / 100.0
-        assert flat["normalised_time"] == STEP / images * 100 * 100.0
+        assert flat["normalised_time"] == STEP / sample_images * 100 * 100.0
         assert flat["parameters_pytorch"] == metrics["parameters"]["pytorch"]
         assert flat["parameters_keras"] == metrics["parameters"]["keras"]
         assert flat["model_pt_bytes"] == metrics["model_file_bytes"]

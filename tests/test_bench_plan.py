@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_factory import fake_clock, make_bench_record, make_error_record
+from bench_factory import STEP, fake_clock, make_bench_record, make_error_record
 
 from fkdbench import bench, runs
 from fkdbench.bench import BenchOptions, Calibration
@@ -23,7 +23,7 @@ from fkdbench.bench.steadiness import (
     read_cpu_seconds,
     unsteady_warning,
 )
-from fkdbench.bench.timing import time_interleaved
+from fkdbench.bench.timing import passes_for, time_interleaved
 from fkdbench.provenance import available_cores
 
 RUN = "cnn-manual--none"
@@ -98,8 +98,10 @@ def test_timed_passes_and_latencies_take_turns() -> None:
     )
     assert errors == {}
     full = [name for name, size in calls if size == 4]
-    # One more warm-up each, then the timed passes in turn: not A, A, A, B, B, B.
-    assert full == ["A", "B"] + ["A", "B"] * 3
+    # One more warm-up and the clocked pass each, then the timed samples (passes_for(STEP)
+    # passes each) in turn: A, B, A, B, not A, A, A, B, B, B.
+    passes = passes_for(STEP)
+    assert full == ["A"] * 2 + ["B"] * 2 + (["A"] * passes + ["B"] * passes) * 3
     singles = [name for name, size in calls if size == 1]
     assert (
         singles

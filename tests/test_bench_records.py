@@ -32,6 +32,7 @@ FORMAT3_KEYS = (
     "load_averages",
     "usable_cores",
     "other_cpu_cores",
+    "passes_per_sample",
 )
 MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
 
@@ -201,4 +202,5 @@ def test_format3_fields_round_trip_and_show_in_the_flat_view() -> None:
         "load_averages": [0.5, 3.5],
         "usable_cores": 2,
         "other_cpu_cores": None,
+        "passes_per_sample": 1,
     }

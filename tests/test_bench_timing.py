@@ -7,7 +7,13 @@ import torch
 from bench_factory import fake_clock
 
 from fkdbench.bench import BenchOptions, flops_per_image, measure_machine_peak, time_backend
-from fkdbench.bench.timing import best_rate, torch_threads
+from fkdbench.bench.timing import (
+    MAX_PASSES_PER_SAMPLE,
+    MIN_SAMPLE_SECONDS,
+    best_rate,
+    passes_for,
+    torch_threads,
+)
 
 STEP = 0.0625  # fake_clock's default step
 
@@ -31,12 +37,14 @@ def test_passes_and_latencies_from_a_fake_clock() -> None:
     predict = CountingModel()
     predictions, per_100, latencies = time_backend(predict, images, options, clock=fake_clock())
 
-    # Each timed pass and call reads the clock twice, one step apart.
-    assert per_100 == [STEP / 10 * 100] * 3
+    # Each timed sample and call reads the clock twice, one step apart; a sample holds
+    # passes_for(STEP) passes, as one clocked pass took a step.
+    passes = passes_for(STEP)
+    assert per_100 == [STEP / (10 * passes) * 100] * 3
     assert latencies == [STEP * 1000] * 5
-    # Warm-up passes (2) and timed passes (3) in batches of 4, 4, 2; then 2 untimed and 5
-    # timed single images.
-    assert predict.calls == [4, 4, 2] * 5 + [1] * 7
+    # Warm-up passes (2), the clocked pass and timed samples (3 x passes) in batches of
+    # 4, 4, 2; then 2 untimed and 5 timed single images.
+    assert predict.calls == [4, 4, 2] * (3 + 3 * passes) + [1] * 7
     # The first warm-up pass's predictions score the backend.
     np.testing.assert_array_equal(predictions, images[:, 0, :3, :2])
 
@@ -66,3 +74,10 @@ def test_flops_per_image_and_threads_restored() -> None:
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_a_sample_lasts_at_least_the_minimum_in_whole_passes() -> None:
+    assert passes_for(MIN_SAMPLE_SECONDS) == 1 and passes_for(3.0) == 1
+    assert passes_for(MIN_SAMPLE_SECONDS / 4) == 4
+    assert passes_for(MIN_SAMPLE_SECONDS / 4.5) == 5  # rounded up: never shorter
+    assert passes_for(0.0) == passes_for(1e-12) == MAX_PASSES_PER_SAMPLE

@@ -14,11 +14,14 @@ Methodology (see ``docs/methodology.md``):
 - **One timing per graph, interleaved**: runs sharing a graph (same architecture, spec,
   input size and channels, and backend file) are timed once per bench call and share the
   samples (``timed_as``); the timed passes of the distinct graphs take turns, so drift
-  hits them alike (:mod:`~fkdbench.bench.plan`).
+  hits them alike (:mod:`~fkdbench.bench.plan`). A timed sample is as many whole passes
+  as last :data:`~fkdbench.bench.timing.MIN_SAMPLE_SECONDS` (``passes_per_sample``).
 - **A steady machine**: the peak is measured before the first model and after each
-  backend's round, the best kept; a load average above the usable cores, or repeats or
-  peaks spread over :data:`~fkdbench.bench.steadiness.SPREAD_LIMIT`, marks the records
-  ``unstable`` and warns once (:mod:`~fkdbench.bench.steadiness`).
+  backend's round, the best kept; other processes using more than
+  :data:`~fkdbench.bench.steadiness.OTHER_CPU_LIMIT` cores (the load average where that
+  cannot be read), or repeats or peaks spread over
+  :data:`~fkdbench.bench.steadiness.SPREAD_LIMIT`, mark the records ``unstable`` and warn
+  once (:mod:`~fkdbench.bench.steadiness`).
 - **Work and the machine**: FLOPs per image come from PyTorch's ``FlopCounterMode`` (a
   multiply-add counts 2; convolutions and matrix products only). The same process measures
   the machine's FP32 matrix-multiply rate with the same threads (the *calibration

@@ -80,6 +80,9 @@ class Settings:
     latency_warmup: int | None  # None: a format-1 record, which did not keep it
     images: int | None  # test images per timed pass; None when the data was never read
     int8_activations: str | None  # onnxruntime-int8: how model.int8.onnx was quantized
+    # Whole passes in each timed sample (bench.timing.MIN_SAMPLE_SECONDS); None: one
+    # (records before format 3 kept no such field).
+    passes_per_sample: int | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,7 @@ def _identity_and_settings_view(record: BenchRecord) -> dict[str, Any]:
         "images": settings.images,
         "warmup_passes": settings.warmup_passes,
         "repeats": settings.repeats,
+        "passes_per_sample": settings.passes_per_sample or 1,
     }
 
 
@@ -316,7 +320,11 @@ def _update_to_2(record: dict[str, Any]) -> dict[str, Any]:
         "timestamp": record["timestamp"],
         "identity": {name: record[name] for name in _fields(Identity) if name not in _V3_IDENTITY},
         "settings": {
-            **{name: record[name] for name in _fields(Settings) if name != "latency_warmup"},
+            **{
+                name: record[name]
+                for name in _fields(Settings)
+                if name not in ("latency_warmup", "passes_per_sample")
+            },
             "latency_warmup": None,
         },
         "samples": {

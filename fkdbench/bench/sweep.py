@@ -260,7 +260,10 @@ def _record(slot: _Slot, context: _Context) -> BenchRecord:
         timings = slot.timings
         record = BenchRecord(
             identity=_identity(slot.folder, slot.backend, target),
-            settings=_settings(options, calibration.threads, slot.backend, target),
+            settings=dataclasses.replace(
+                _settings(options, calibration.threads, slot.backend, target),
+                passes_per_sample=timings.passes_per_sample,
+            ),
             samples=Samples(
                 seconds_per_100_images=list(timings.seconds_per_100_images),
                 latency_batch1_ms=list(timings.latency_batch1_ms),

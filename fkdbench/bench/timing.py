@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -178,6 +179,26 @@ class Timings:
 
     seconds_per_100_images: list[float] = field(default_factory=list)
     latency_batch1_ms: list[float] = field(default_factory=list)
+    # Full passes in each timed sample (see MIN_SAMPLE_SECONDS).
+    passes_per_sample: int = 1
+
+
+# A timed sample lasts at least this long: as many whole passes as that takes (pyperf's
+# loops). A pass of a small model over a small test split takes ~0.1 s, where one
+# scheduler tick or page fault moves it by tens of per cent; measured here, such passes
+# of the same graph spread 30-70% in one bench.
+MIN_SAMPLE_SECONDS = 0.5
+# ... but never more passes than this per sample (a clock that says 0 s, e.g. a fake one).
+MAX_PASSES_PER_SAMPLE = 64
+
+
+def passes_for(pass_seconds: float) -> int:
+    """Whole passes per sample so that a sample lasts at least MIN_SAMPLE_SECONDS."""
+    if pass_seconds >= MIN_SAMPLE_SECONDS:
+        return 1
+    if pass_seconds <= 0:
+        return MAX_PASSES_PER_SAMPLE
+    return min(MAX_PASSES_PER_SAMPLE, math.ceil(MIN_SAMPLE_SECONDS / pass_seconds))
 
 
 def score_pass(predict: Predictor, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -194,7 +215,8 @@ def time_interleaved(
     """Timed full passes, then batch-1 latencies, of several graphs taking turns.
 
     Each graph has had its :func:`score_pass`; ``warmup_passes - 1`` more untimed passes
-    follow, then ``repeats`` turns of one timed pass per graph, then ``latency_warmup``
+    follow, and one clocked pass that sets its passes per sample (:func:`passes_for`),
+    then ``repeats`` turns of one timed sample per graph, then ``latency_warmup``
     untimed single images per graph and turns of :data:`~fkdbench.bench.plan.LATENCY_CHUNK`
     timed ones. Returns each graph's samples, and the errors of graphs that failed.
     """
@@ -209,12 +231,18 @@ def time_interleaved(
     def warm_up(index: int) -> None:
         for _ in range(options.warmup_passes - 1):
             _full_pass(predictors[index], images[index], batch)
-
-    def timed_pass(index: int) -> None:
+        # One more untimed pass, clocked, sets how many passes make a sample.
         started = clock()
         _full_pass(predictors[index], images[index], batch)
+        timings[index].passes_per_sample = passes_for(clock() - started)
+
+    def timed_pass(index: int) -> None:
+        passes = timings[index].passes_per_sample
+        started = clock()
+        for _ in range(passes):
+            _full_pass(predictors[index], images[index], batch)
         elapsed = clock() - started
-        per_100 = stats.seconds_per_100_images(elapsed, len(images[index]))
+        per_100 = stats.seconds_per_100_images(elapsed, passes * len(images[index]))
         timings[index].seconds_per_100_images.append(per_100)
 
     def warm_up_singles(index: int) -> None:
