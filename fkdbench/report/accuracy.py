@@ -149,9 +149,14 @@ def _mark_lines(cells: pd.DataFrame) -> list[str]:
     rmse = cells[(cells["metric"] == "test_rmse") & (cells["n_seeds"] > 0)]
     lines = []
     not_converged = rmse[rmse["converged"] == False]  # noqa: E712 (None: no finished seed)
-    for note, group in not_converged.groupby("convergence_note", sort=True):
-        places = ", ".join(f"{row.model} {row.variant}" for row in group.itertuples())
-        lines.append(f"{NOT_CONVERGED_MARK} not converged ({note}): {places}.")
+    # The rule once per rule (every run of one fkdbench states the same), then each row's
+    # own evidence.
+    for rule, group in not_converged.groupby("convergence_rule", sort=True):
+        lines.append(f"{NOT_CONVERGED_MARK} not converged, by the rule: {rule}.")
+        lines.extend(
+            f"  - {row.model} {row.variant}: {row.convergence_detail or 'no detail recorded'}"
+            for row in group.itertuples()
+        )
     barely = rmse[rmse["barely_better"].astype(bool)]
     if not barely.empty:
         places = ", ".join(f"{row.model} {row.variant}" for row in barely.itertuples())

@@ -44,7 +44,8 @@ Row = tuple[str, str | None, str]
 
 _CELL_COLUMNS = [
     "metric", "model", "arch", "weights_mode", "variant", "mean", "low", "high", "n_seeds",
-    "method", "time_limited_seeds", "converged", "convergence_note", "mean_shape_rmse",
+    "method", "time_limited_seeds", "converged", "convergence_rule", "convergence_detail",
+    "mean_shape_rmse",
     "barely_better",
 ]  # fmt: skip
 
@@ -100,14 +101,12 @@ def is_barely_better(rmse: float | None, mean_shape: float | None) -> bool:
     return rmse > BARELY_BETTER_FRACTION * mean_shape
 
 
-def convergence_note(seeds: Sequence[RunSummary]) -> str | None:
-    """Why a row is not converged (the rule and detail of its first seed that is not), or
+def convergence_note(seeds: Sequence[RunSummary]) -> tuple[str, str] | None:
+    """Why a row is not converged: (the rule, the detail) of its first seed that is not, or
     None when every seed converged."""
     for run in seeds:
         if run.converged is not True:
-            rule = run.convergence_rule or "no rule recorded"
-            detail = f": {run.convergence_detail}" if run.convergence_detail else ""
-            return f"{rule}{detail}"
+            return run.convergence_rule or "no rule recorded", run.convergence_detail or ""
     return None
 
 
@@ -125,7 +124,9 @@ def _cell_row(row: Row, seeds: list[RunSummary], metric: str) -> dict:
         "weights_mode": weights_mode, "variant": variant, "mean": interval.value,
         "low": interval.low, "high": interval.high, "n_seeds": len(finished), "method": method,
         "time_limited_seeds": len(seeds) - len(finished),
-        "converged": note is None if finished else None, "convergence_note": note,
+        "converged": note is None if finished else None,
+        "convergence_rule": note[0] if note else None,
+        "convergence_detail": note[1] if note else None,
         "mean_shape_rmse": mean_shape, "barely_better": is_barely_better(rmse, mean_shape),
     }  # fmt: skip
 
