@@ -23,8 +23,8 @@ seeds, ``seed, seed + 1, ...``, each in a folder ``...--s<seed>`` when there are
 (``repeats``, ``latency_samples``, ``backends``, ... as in
 :class:`fkdbench.bench.BenchOptions`).
 
-The files shipped here: ``quick`` (every architecture and every variant on a small
-budget, the whole flow in about 25 minutes), ``paper`` (the full matrix, real epochs) and
+The files shipped here: ``quick`` (five architectures and every variant on a small
+budget, the whole flow in about 26 minutes), ``paper`` (the full matrix, real epochs) and
 ``smoke`` (two tiny cnn-manual runs, a couple of minutes with ``--n-train 300 --n-test 30``:
 what ``.ci/run`` runs before the tests).
 """

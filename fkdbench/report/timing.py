@@ -240,8 +240,9 @@ def _unstable_lines(table: pd.DataFrame) -> list[str]:
         return []
     return [
         f"**Warning: {len(unstable)} of {len(table)} records were timed on an unsteady "
-        "machine** (load above the cores, or repeats spread beyond the bound; see the "
-        "`unstable` column): their times are not to be trusted, rerun on a calm machine.",
+        "machine** (other processes using the CPU, or repeats or peaks spread beyond the "
+        "bound; see the `unstable` column): their times are not to be trusted, rerun on a "
+        "calm machine.",
         "",
     ]
 
