@@ -252,9 +252,12 @@ COMMITTED_RESULTS = Path(__file__).resolve().parents[1] / "results"
 @pytest.mark.skipif(
     not (COMMITTED_RESULTS / "runs.jsonl").is_file(), reason="no committed results/ yet"
 )
-def test_committed_report_is_regenerated_identically_from_its_records(tmp_path: Path) -> None:
+def test_committed_report_is_regenerated_identically_from_its_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """results/REPORT.md and its CSVs are what `report --from-records` makes of the
-    committed runs.jsonl and bench.jsonl: nobody edited them by hand."""
+    committed runs.jsonl and bench.jsonl (and the run records it was compared with, named
+    in report.json as given, relative to the checkout): nobody edited them by hand."""
     copy = tmp_path / "results"
     copy.mkdir()
     for name in ("runs.jsonl", "bench.jsonl"):
@@ -268,8 +271,16 @@ def test_committed_report_is_regenerated_identically_from_its_records(tmp_path: 
         for figure in (COMMITTED_RESULTS / "figures").glob("tune-*.png"):
             shutil.copy(figure, copy / "figures")
 
+    compared = json.loads((COMMITTED_RESULTS / "report.json").read_text()).get("compare_with")
+    monkeypatch.chdir(COMMITTED_RESULTS.parent)
+
     result = report.build_report(
-        None, copy / "bench.jsonl", copy, formats=("md", "csv"), quiet=True
+        None,
+        copy / "bench.jsonl",
+        copy,
+        formats=("md", "csv"),
+        quiet=True,
+        compare_with=Path(compared) if compared else None,
     )
 
     assert result.markdown.read_text() == (COMMITTED_RESULTS / "REPORT.md").read_text()
