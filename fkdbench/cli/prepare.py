@@ -25,61 +25,70 @@ from fkdbench.data.prepare import prepare as prepare_data
 # The defaults, read from the options dataclass (the one place they are set).
 _PREPARE = PrepareOptions()
 
+# The options of prepare alone (the shared ones are in cli/options.py).
+_SourceOption = Annotated[Source, typer.Option(help="Where the data comes from.")]
+_PathOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="kaggle: folder with training.csv/.zip (or one zip); wflw: the annotation "
+        "list (list_98pt_rect_attr_*.txt); 300w: folder of images with .pts files; "
+        "csv: the landmark CSV."
+    ),
+]
+_ImagesOption = Annotated[
+    Path | None, typer.Option(help="wflw, csv: the folder image paths are relative to.")
+]
+_SchemeOption = Annotated[
+    Scheme, typer.Option(help="Keypoint scheme (synthetic and csv; fixed by the others).")
+]
+_MarginOption = Annotated[
+    float,
+    typer.Option(
+        help="wflw, 300w, csv: crop margin around the landmarks, a fraction of the box side."
+    ),
+]
+_NameOption = Annotated[
+    str | None, typer.Option(help="Data set folder name under --data-root [the source].")
+]
+_SizeOption = Annotated[int, typer.Option(min=8, help="Image side in pixels.")]
+_ValFractionOption = Annotated[float, typer.Option(help="Share held out for validation.")]
+_TestFractionOption = Annotated[float, typer.Option(help="Share held out for test.")]
+_SkipBadRowsOption = Annotated[
+    bool, typer.Option(help="Drop malformed rows and report them instead of stopping.")
+]
+_GroupsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="kaggle, csv: a row,group CSV naming the group (person) of each source row "
+        "(0-based); the split is then by group, no group in two splits."
+    ),
+]
+_PreviewOption = Annotated[
+    Path | None, typer.Option(help="Also save a PNG grid of samples with keypoints.")
+]
+_WorkersOption = Annotated[
+    int | None, typer.Option(min=1, help="Processes drawing faces [all cores].")
+]
+
 
 def prepare(
-    source: Annotated[Source, typer.Option(help="Where the data comes from.")] = Source[
-        _PREPARE.source
-    ],
-    path: Annotated[
-        Path | None,
-        typer.Option(
-            help="kaggle: folder with training.csv/.zip (or one zip); wflw: the annotation "
-            "list (list_98pt_rect_attr_*.txt); 300w: folder of images with .pts files; "
-            "csv: the landmark CSV."
-        ),
-    ] = None,
-    images: Annotated[
-        Path | None, typer.Option(help="wflw, csv: the folder image paths are relative to.")
-    ] = None,
-    scheme: Annotated[
-        Scheme, typer.Option(help="Keypoint scheme (synthetic and csv; fixed by the others).")
-    ] = Scheme[_PREPARE.scheme],
-    margin: Annotated[
-        float,
-        typer.Option(
-            help="wflw, 300w, csv: crop margin around the landmarks, a fraction of the box side."
-        ),
-    ] = _PREPARE.margin,
-    name: Annotated[
-        str | None, typer.Option(help="Data set folder name under --data-root [the source].")
-    ] = None,
+    source: _SourceOption = Source[_PREPARE.source],
+    path: _PathOption = None,
+    images: _ImagesOption = None,
+    scheme: _SchemeOption = Scheme[_PREPARE.scheme],
+    margin: _MarginOption = _PREPARE.margin,
+    name: _NameOption = None,
     data_root: DataRootOption = _PREPARE.data_root,
     n_train: NTrainOption = _PREPARE.n_train,
     n_test: NTestOption = _PREPARE.n_test,
-    size: Annotated[int, typer.Option(min=8, help="Image side in pixels.")] = _PREPARE.image_size,
+    size: _SizeOption = _PREPARE.image_size,
     seed: SeedOption = _PREPARE.seed,
-    val_fraction: Annotated[float, typer.Option(help="Share held out for validation.")] = (
-        _PREPARE.val_fraction
-    ),
-    test_fraction: Annotated[
-        float, typer.Option(help="Share held out for test.")
-    ] = _PREPARE.test_fraction,
-    skip_bad_rows: Annotated[
-        bool, typer.Option(help="Drop malformed rows and report them instead of stopping.")
-    ] = False,
-    groups: Annotated[
-        Path | None,
-        typer.Option(
-            help="kaggle, csv: a row,group CSV naming the group (person) of each source row "
-            "(0-based); the split is then by group, no group in two splits."
-        ),
-    ] = None,
-    preview: Annotated[
-        Path | None, typer.Option(help="Also save a PNG grid of samples with keypoints.")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=1, help="Processes drawing faces [all cores].")
-    ] = None,
+    val_fraction: _ValFractionOption = _PREPARE.val_fraction,
+    test_fraction: _TestFractionOption = _PREPARE.test_fraction,
+    skip_bad_rows: _SkipBadRowsOption = False,
+    groups: _GroupsOption = None,
+    preview: _PreviewOption = None,
+    workers: _WorkersOption = None,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:

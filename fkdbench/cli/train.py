@@ -29,62 +29,75 @@ from fkdbench.train import run_training
 # The defaults, read from the options dataclass (the one place they are set).
 _TRAIN = TrainConfig()
 
-# Shared by train and reproduce (cli/reproduce.py imports it from here).
+# The options of train alone (the shared ones are in cli/options.py).
+_ArchOption = Annotated[
+    str | None, typer.Argument(help="Architecture (see `fkdbench models`); omit with --all.")
+]
+_AllRunsOption = Annotated[
+    bool,
+    typer.Option(
+        "--all", help="Train every run of --preset; finished runs with the same settings skip."
+    ),
+]
+_EpochsOption = Annotated[
+    int | None, typer.Option(min=1, help=f"Most epochs [{_TRAIN.epochs}; preset's].")
+]
+_BatchSizeOption = Annotated[
+    int | None, typer.Option(min=1, help=f"Batch size [{_TRAIN.batch_size}].")
+]
+_LrOption = Annotated[float | None, typer.Option(help=f"Peak learning rate [{_TRAIN.lr}].")]
+_SeedOption = Annotated[
+    int | None, typer.Option(help=f"Seed of the run [{_TRAIN.seed}; preset's].")
+]
+_MaxMinutesOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Safety stop per run, wall-clock minutes [none]; a run it stops is "
+        "time-limited, not a result."
+    ),
+]
+_PatienceOption = Annotated[
+    int | None,
+    typer.Option(help=f"Early stopping: epochs without improvement [{_TRAIN.patience}]."),
+]
+_AePretrainEpochsOption = Annotated[
+    int | None,
+    typer.Option(
+        help=f"ae-cnn: reconstruction epochs before keypoints [{_TRAIN.ae_pretrain_epochs}]."
+    ),
+]
+_DeviceOption = Annotated[Device, typer.Option(help="Where to train.")]
+_WeightsOption = Annotated[
+    Path | None,
+    typer.Option(help="Local pretrained backbone weights (.pth/.safetensors, timm keys)."),
+]
+_WeightsModeOption = Annotated[
+    WeightsMode, typer.Option(help="With --weights: frozen (head only) or finetuned (all).")
+]
+_SpecOption = Annotated[
+    Path | None, typer.Option(help="cnn-tuned: the architecture spec JSON file.")
+]
 
 
 def train(
-    arch: Annotated[
-        str | None, typer.Argument(help="Architecture (see `fkdbench models`); omit with --all.")
-    ] = None,
+    arch: _ArchOption = None,
     variant: VariantOption = Variant[_TRAIN.variant],
-    all_runs: Annotated[
-        bool,
-        typer.Option(
-            "--all", help="Train every run of --preset; finished runs with the same settings skip."
-        ),
-    ] = False,
+    all_runs: _AllRunsOption = False,
     preset: PresetOption = "quick",
     data: DataOption = _TRAIN.data_dir,
     runs_dir: RunsDirOption = _TRAIN.runs_dir,
-    epochs: Annotated[
-        int | None, typer.Option(min=1, help=f"Most epochs [{_TRAIN.epochs}; preset's].")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, help=f"Batch size [{_TRAIN.batch_size}].")
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help=f"Peak learning rate [{_TRAIN.lr}].")] = (None),
-    seed: Annotated[
-        int | None, typer.Option(help=f"Seed of the run [{_TRAIN.seed}; preset's].")
-    ] = None,
+    epochs: _EpochsOption = None,
+    batch_size: _BatchSizeOption = None,
+    lr: _LrOption = None,
+    seed: _SeedOption = None,
     seeds: SeedsOption = None,
-    max_minutes: Annotated[
-        float | None,
-        typer.Option(
-            help="Safety stop per run, wall-clock minutes [none]; a run it stops is "
-            "time-limited, not a result."
-        ),
-    ] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(help=f"Early stopping: epochs without improvement [{_TRAIN.patience}]."),
-    ] = None,
-    ae_pretrain_epochs: Annotated[
-        int | None,
-        typer.Option(
-            help=f"ae-cnn: reconstruction epochs before keypoints [{_TRAIN.ae_pretrain_epochs}]."
-        ),
-    ] = None,
-    device: Annotated[Device, typer.Option(help="Where to train.")] = Device[_TRAIN.device],
-    weights: Annotated[
-        Path | None,
-        typer.Option(help="Local pretrained backbone weights (.pth/.safetensors, timm keys)."),
-    ] = None,
-    weights_mode: Annotated[
-        WeightsMode, typer.Option(help="With --weights: frozen (head only) or finetuned (all).")
-    ] = WeightsMode[_TRAIN.weights_mode],
-    spec: Annotated[
-        Path | None, typer.Option(help="cnn-tuned: the architecture spec JSON file.")
-    ] = None,
+    max_minutes: _MaxMinutesOption = None,
+    patience: _PatienceOption = None,
+    ae_pretrain_epochs: _AePretrainEpochsOption = None,
+    device: _DeviceOption = Device[_TRAIN.device],
+    weights: _WeightsOption = None,
+    weights_mode: _WeightsModeOption = WeightsMode[_TRAIN.weights_mode],
+    spec: _SpecOption = None,
     threads: ThreadsOption = None,
     force: ForceOption = False,
     quiet: QuietOption = False,
