@@ -12,10 +12,16 @@ from report_factory import per_face_errors, result_of, summary, write_seeded_run
 
 from fkdbench.report import build_report
 from fkdbench.report.accuracy import accuracy_section, not_finished_section
-from fkdbench.report.agreement import agreement_section
+from fkdbench.report.agreement import agreement_section, meaning
 from fkdbench.report.differences import REAL, TIE, differences_section, differences_table
 from fkdbench.report.inputs import write_run_records
-from fkdbench.report.statistics import bootstrap_rmse, paired_difference, spearman, t_interval
+from fkdbench.report.statistics import (
+    RankCorrelation,
+    bootstrap_rmse,
+    paired_difference,
+    spearman,
+    t_interval,
+)
 from fkdbench.report.uncertainty import NO_INTERVAL, OVER_FACES, OVER_SEEDS, accuracy_cells
 
 
@@ -144,3 +150,12 @@ def test_fewer_than_three_shared_rows_says_so(tmp_path: Path) -> None:
     result = result_of(ours)
     assert "No comparison given" in agreement_section(result)[0]
     assert spearman([1.0, 2.0], [2.0, 1.0]).rho is None
+
+
+def test_a_high_rho_that_chance_could_give_is_not_called_agreement() -> None:
+    # Four rows, one swap: rho 0.8, but p = 0.2.
+    found = spearman([1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 3.0, 4.0])
+    assert found.rho == pytest.approx(0.8) and found.p > 0.05
+    assert "not yet tested" in meaning(found) and "trust its order" not in meaning(found)
+    strong = RankCorrelation(n=9, rho=0.87, p=0.0025)
+    assert "trust its order" in meaning(strong)

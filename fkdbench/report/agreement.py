@@ -23,6 +23,8 @@ MIN_SHARED_ROWS = 3
 # |rho| at or above: "agree"; at or above the second: "partly agree"; below: "disagree".
 STRONG_RHO = 0.8
 MODERATE_RHO = 0.5
+# A rank correlation with p at or above this is not evidence either way.
+ALPHA = 0.05
 
 _COLUMNS = ["model", "variant", "rmse", "rank", "other_rmse", "other_rank"]
 
@@ -81,8 +83,16 @@ def meaning(found: RankCorrelation) -> str:
             "differing RMSEs) no rank correlation can be stated: the synthetic ranking is "
             "untested against real faces."
         )
-    significance = f"p = {found.p:.3g}" if found.p < 0.05 else f"p = {found.p:.3g}, not significant"
-    if found.rho >= STRONG_RHO:
+    significance = (
+        f"p = {found.p:.3g}" if found.p < ALPHA else f"p = {found.p:.3g}, not significant"
+    )
+    if found.p >= ALPHA:
+        # However high rho is, a correlation chance could give says nothing yet.
+        verdict = (
+            "an agreement this many rows could show by chance: the synthetic ranking is not "
+            "yet tested against real faces"
+        )
+    elif found.rho >= STRONG_RHO:
         verdict = "the synthetic ranking largely carries over to real faces: trust its order"
     elif found.rho >= MODERATE_RHO:
         verdict = "the rankings partly agree: trust the synthetic order for large gaps only"
