@@ -13,6 +13,10 @@ not applied, because the annotations refer to the stored pixels.
 
 Crop policy
 -----------
+(The geometry, :func:`crop_box`, :func:`crop_image`, :func:`to_crop` and
+:func:`to_original`, lives in :mod:`fkdbench.faces.crop`, the one crop policy; it is
+re-exported here.)
+
 1. Centre: the centre of the bounding box of the *present* landmarks (missing, NaN,
    points do not count) or, for WFLW with ``use_face_box=True``, the centre of the
    published face box.
@@ -31,27 +35,9 @@ Crop policy
    :data:`MAX_CROP_FACTOR` times the image's larger side (a coordinate far off the
    image: cutting such a box would fill memory with zeros).
 
-The crop box is stored per sample as ``(x0, y0, side, scale)`` (float64): the box
-covers ``x0 <= x <= x0 + side`` and ``y0 <= y <= y0 + side`` in original keypoint
-coordinates, and ``scale = size / side`` output pixels per original pixel. The crop's
-``size`` pixels cover the same box, ``-0.5 <= u <= size - 0.5``, so
-
-    u = (x - x0) * scale - 0.5        (:func:`to_crop`)
-    x = (u + 0.5) / scale + x0        (:func:`to_original`)
-
-Pillow's convention (derived and tested)
-----------------------------------------
-``Image.resize(size, BILINEAR, box=(l, t, r, b))`` works in *corner* coordinates (pixel
-``i`` spans ``[i, i + 1)``): output pixel ``j`` samples the input at corner coordinate
-``l + (j + 0.5) * (r - l) / size``, i.e. at centre coordinate
-``l - 0.5 + (j + 0.5) * (r - l) / size``. So the box above is passed as
-``l = x0 + 0.5``, ``r = l + side`` (same for y), which gives exactly the mapping
-above. ``resize`` filters with a triangle scaled to the reduction when shrinking
-(anti-aliased), unlike ``transform(AFFINE, BILINEAR)`` which point-samples; on a linear
-ramp its output matches the mapping to 1e-4 px when enlarging and to about 0.05 px when
-shrinking 3x (the discrete filter is slightly asymmetric). ``resize`` refuses a box
-past the image, so the reader first takes ``Image.crop`` of the box plus the filter's
-reach, which Pillow fills with zeros outside the image.
+The crop box is stored per sample as ``(x0, y0, side, scale)`` (float64); its mapping
+(:func:`to_crop`, :func:`to_original`) and Pillow's convention behind :func:`crop_image`
+are stated, and tested, in :mod:`fkdbench.faces.crop`.
 
 Bad input
 ---------
@@ -75,6 +61,14 @@ from PIL import Image, UnidentifiedImageError
 
 from fkdbench.data.schemes import SCHEMES, get_scheme
 from fkdbench.data.splits import DataError
+from fkdbench.faces.crop import (  # noqa: F401 - the readers' public geometry, kept here
+    DEFAULT_MARGIN,
+    DEFAULT_SIZE,
+    crop_box,
+    crop_image,
+    to_crop,
+    to_original,
+)
 
 ATTRIBUTE_NAMES = ("pose", "expression", "illumination", "make-up", "occlusion", "blur")
 WFLW_SCHEME = "wflw98"
@@ -82,8 +76,6 @@ WFLW_POINTS = 98
 # 196 coordinates, 4 face-box values, 6 attribute flags, the image path.
 WFLW_FIELDS = 2 * WFLW_POINTS + 4 + len(ATTRIBUTE_NAMES) + 1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-DEFAULT_SIZE = 96
-DEFAULT_MARGIN = 0.25
 # The largest crop side, in multiples of the image's larger side (see the crop policy).
 MAX_CROP_FACTOR = 4
 # UTF-8, with or without a leading byte-order mark (spreadsheet and Windows exports put
@@ -144,76 +136,7 @@ class LandmarkSet:
         return int(self.images.shape[-1])
 
 
-# -- geometry -----------------------------------------------------------------------------
-def to_crop(keypoints: np.ndarray, crop: np.ndarray) -> np.ndarray:
-    """Original-image pixels -> crop pixels. ``keypoints`` (..., K, 2) with ``crop``
-    (4,) or one crop per sample (N, 4) for (N, K, 2); NaN stays NaN. Float64."""
-    keypoints = np.asarray(keypoints, dtype=np.float64)
-    crop = np.asarray(crop, dtype=np.float64)
-    return (keypoints - crop[..., None, 0:2]) * crop[..., None, 3:4] - 0.5
-
-
-def to_original(keypoints: np.ndarray, crop: np.ndarray) -> np.ndarray:
-    """Crop pixels -> original-image pixels; the exact inverse of :func:`to_crop`."""
-    keypoints = np.asarray(keypoints, dtype=np.float64)
-    crop = np.asarray(crop, dtype=np.float64)
-    return (keypoints + 0.5) / crop[..., None, 3:4] + crop[..., None, 0:2]
-
-
-def crop_box(
-    points: np.ndarray,
-    size: int = DEFAULT_SIZE,
-    margin: float = DEFAULT_MARGIN,
-    face_box: tuple[float, float, float, float] | None = None,
-) -> np.ndarray:
-    """The crop policy: ``(x0, y0, side, scale)`` for (K, 2) keypoints (NaN = missing),
-    optionally centred on a face box ``(x_min, y_min, x_max, y_max)``.
-
-    Raises ValueError (the reason, without a file) when no box can be made."""
-    points = np.asarray(points, dtype=np.float64)
-    present = points[~np.isnan(points).any(axis=1)]
-    if len(present) == 0:
-        raise ValueError("no landmark is present")
-    if face_box is None:
-        low, high = present.min(axis=0), present.max(axis=0)
-    else:
-        low = np.array(face_box[:2], dtype=np.float64)
-        high = np.array(face_box[2:], dtype=np.float64)
-        if not np.all(high > low):
-            raise ValueError(f"face box {tuple(float(v) for v in face_box)} is empty")
-    # Coordinates near float's limits overflow to inf here: the readers reject such a box
-    # by its size (see _check_crop_side), so numpy need not warn.
-    with np.errstate(over="ignore", invalid="ignore"):
-        centre = (low + high) / 2
-        side = float((high - low).max()) * (1 + 2 * margin)
-        if face_box is not None:  # grow (never shift) so every landmark lies in the crop
-            side = max(side, 2 * float(np.abs(present - centre).max()))
-    if not side > 0:
-        raise ValueError("the landmarks span no area (one point, or all points equal)")
-    x0, y0 = centre - side / 2
-    return np.array([x0, y0, side, size / side], dtype=np.float64)
-
-
-def crop_image(image: Image.Image, crop: np.ndarray, size: int) -> Image.Image:
-    """Cut ``crop`` out of ``image`` (zeros outside it) and resize it to ``size`` square
-    with Pillow's bilinear filter; keeps the image mode (tests use "F")."""
-    x0, y0, side, _ = (float(value) for value in crop)
-    left, top = x0 + 0.5, y0 + 0.5  # keypoint coordinates -> Pillow's corner coordinates
-    # The filter reaches max(1, side / size) input pixels around each sample; take a
-    # little more, so Pillow never clips (and renormalises) the filter at the piece's edge.
-    reach = math.ceil(max(1.0, side / size)) + 2
-    piece_left = math.floor(left) - reach
-    piece_top = math.floor(top) - reach
-    piece = image.crop(
-        (
-            piece_left,
-            piece_top,
-            math.ceil(left + side) + reach,
-            math.ceil(top + side) + reach,
-        )
-    )
-    box = (left - piece_left, top - piece_top, left - piece_left + side, top - piece_top + side)
-    return piece.resize((size, size), Image.Resampling.BILINEAR, box=box)
+# -- geometry: fkdbench.faces.crop (re-exported here for the readers' users) -------------
 
 
 def _outside_image(points: np.ndarray, width: int, height: int) -> tuple[int, ...]:
