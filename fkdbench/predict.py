@@ -9,11 +9,20 @@ go through RGB, and transparency is composited on black. Black because the crop 
 pads with zeros: a transparent pixel then means what the area beyond the image's edge
 means, "nothing there", and an RGBA face gives the keypoints of the same face on black.
 
-Crop policy: there is no face detector here, so each image is taken as a face crop the way
-the training data are: the image is padded to a square (centred, zeros outside) and
-resized to the model's input size. Predictions are mapped back through the same box, so
-the CSV holds coordinates in the *original* image's pixels (pixel centre convention: the
-centre of column ``i`` is ``x = i``). Faces much smaller than the image need cropping first.
+Faces: a detector (``detector``, :data:`fkdbench.faces.detect.DETECTORS`; the default
+:data:`~fkdbench.faces.detect.DEFAULT_DETECTOR`) finds every face, and each is cropped the
+way the training data were (:func:`fkdbench.faces.crop.crop_from_box`) and predicted; with
+``"none"`` the image itself is taken as a face crop (padded to a centred square, zeros
+outside, resized to the model's input), as for inputs that are already crops. Predictions
+are mapped back through each face's crop, so ``keypoints.csv`` holds one row per face
+(``image, face, x_min, y_min, x_max, y_max, score``, the keypoints, ``clipped``) in the
+*original* image's pixels (pixel centre convention: the centre of column ``i`` is
+``x = i``; the box gives pixel edges; ``face`` 0 is the surest; ``score`` is the
+detector's, empty with ``none``, whose box is the whole image). An image in which no face
+is found has no row and no overlay, and is named in :attr:`PredictResult.no_face` (the
+CLI prints it); it is not an error. Each face gets one overlay: the whole image with every
+face's box and points, that face's drawn brighter.
+
 A keypoint predicted beyond the image's edge is clipped onto it, counted in the CSV's
 ``clipped`` column and warned about. Images whose shorter side is under
 :func:`min_image_side` pixels are refused: upscaled that much, a face's eyes and mouth are a
@@ -43,6 +52,8 @@ from fkdbench.data import landmarks
 from fkdbench.data.kaggle import LOOKUP_NAME, TEST_NAME, read_lookup_csv, read_test_csv
 from fkdbench.data.schemes import SCHEMES
 from fkdbench.export import ONNX_FILE, PixelKeypoints
+from fkdbench.faces.crop import crop_from_box, crop_image, to_original, whole_image_crop
+from fkdbench.faces.detect import DEFAULT_DETECTOR, Detector, FaceBox, open_detector
 from fkdbench.io import atomic_directory, write_bytes_atomic, write_text_atomic
 from fkdbench.onnxrt import images_as_float, onnx_predict, open_session
 from fkdbench.progress import make_progress, say
@@ -156,17 +167,26 @@ def find_images(inputs: Sequence[Path]) -> list[Path]:
     return found
 
 
-def whole_image_crop(width: int, height: int, size: int) -> np.ndarray:
-    """The crop (``fkdbench.data.landmarks`` convention: x0, y0, side, scale) of the whole
-    image padded to a centred square: its pixel edges run from -0.5 to width - 0.5."""
-    side = float(max(width, height))
-    return np.array([-0.5 - (side - width) / 2, -0.5 - (side - height) / 2, side, size / side])
+def whole_image_box(width: int, height: int) -> FaceBox:
+    """The whole image as a face box (``--detector none``): its pixel edges; no score."""
+    return FaceBox(-0.5, -0.5, width - 0.5, height - 0.5, float("nan"))
+
+
+def face_crops(
+    gray: Any, detect: Detector, detector: str, size: int
+) -> list[tuple[FaceBox, np.ndarray]]:
+    """Every face in a gray Pillow image, best score first, as (box, crop) by the crop
+    policy (:mod:`fkdbench.faces.crop`); ``detector`` "none": the whole image, once."""
+    if detector == "none":
+        return [(whole_image_box(gray.width, gray.height), whole_image_crop(*gray.size, size))]
+    boxes = detect(np.asarray(gray, dtype=np.uint8))
+    return [(box, crop_from_box(box, detector, size)) for box in boxes]
 
 
 def crop_to_model(image: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A Pillow image -> (uint8 gray (size, size), its crop) by the module's crop policy."""
+    """A Pillow image -> (uint8 gray (size, size), its crop): the whole image, padded."""
     crop = whole_image_crop(image.width, image.height, size)
-    resized = landmarks.crop_image(gray_image(image), crop, size)
+    resized = crop_image(gray_image(image), crop, size)
     return np.asarray(resized, dtype=np.uint8), crop
 
 
@@ -241,8 +261,11 @@ class PredictResult:
     images: int
     skipped: list[str]
     seconds: float
-    # One line per image with keypoints clipped onto its edge (also printed on stderr).
+    # One line per face with keypoints clipped onto its image's edge (also on stderr).
     warnings: list[str] = field(default_factory=list)
+    # One line per image in which the detector found no face (no CSV row, no overlay).
+    no_face: list[str] = field(default_factory=list)
+    faces: int = 0  # CSV rows: faces found (one per image with detector "none")
 
 
 def _open_or_skip(path: Path, input_size: int, skip_bad_images: bool, skipped: list[str]) -> Any:
@@ -257,11 +280,25 @@ def _open_or_skip(path: Path, input_size: int, skip_bad_images: bool, skipped: l
         return None
 
 
-def _predict_points(predictor: KeypointPredictor, image: Any) -> np.ndarray:
-    """Keypoints (K, 2) of one Pillow image, in its own pixels (the module's crop policy)."""
-    face, crop = crop_to_model(image, predictor.input_size)
-    pixels = predictor(images_as_float(face[None], predictor.in_chans))[0]
-    return landmarks.to_original(pixels, crop)
+def _predict_faces(
+    predictor: KeypointPredictor, path: Path, image: Any, detect: Detector, detector: str
+) -> list[_Prediction]:
+    """Every face of one Pillow image: its box and keypoints in the image's own pixels
+    (clipped onto its edge), one model call for all of them."""
+    gray = gray_image(image)
+    found = face_crops(gray, detect, detector, predictor.input_size)
+    if not found:
+        return []
+    size = predictor.input_size
+    batch = np.stack(
+        [np.asarray(crop_image(gray, crop, size), dtype=np.uint8) for _, crop in found]
+    )
+    pixels = predictor(images_as_float(batch, predictor.in_chans))
+    predictions = []
+    for face, ((box, crop), points) in enumerate(zip(found, pixels, strict=True)):
+        mapped, clipped = clip_to_image(to_original(points, crop), image.width, image.height)
+        predictions.append(_Prediction(path, image.width, image.height, face, box, mapped, clipped))
+    return predictions
 
 
 def clip_to_image(points: np.ndarray, width: int, height: int) -> tuple[np.ndarray, int]:
@@ -273,24 +310,41 @@ def clip_to_image(points: np.ndarray, width: int, height: int) -> tuple[np.ndarr
     return clipped, int(np.count_nonzero(np.any(clipped != points, axis=1)))
 
 
+def _number(value: float) -> str:
+    return "" if np.isnan(value) else f"{value:.3f}"
+
+
 @dataclass
 class _Prediction:
-    """One image's keypoints, kept until every image has been predicted."""
+    """One face's box and keypoints, kept until every image has been predicted."""
 
     path: Path
     width: int
     height: int
+    face: int  # 0 = the detector's surest face in this image
+    box: FaceBox
     points: np.ndarray
     clipped: int
 
     def row(self) -> list[str]:
+        box = self.box
+        corners = [f"{value:.3f}" for value in (box.x_min, box.y_min, box.x_max, box.y_max)]
         values = [f"{value:.3f}" for value in self.points.reshape(-1)]
-        return [str(self.path), str(self.width), str(self.height), *values, str(self.clipped)]
+        return [
+            str(self.path),
+            str(self.face),
+            *corners,
+            _number(box.score),
+            *values,
+            str(self.clipped),
+        ]
 
 
-def _predict_one(predictor: KeypointPredictor, path: Path, image: Any) -> _Prediction:
-    points, clipped = clip_to_image(_predict_points(predictor, image), image.width, image.height)
-    return _Prediction(path, image.width, image.height, points, clipped)
+def csv_header(keypoint_names: Sequence[str]) -> list[str]:
+    """``keypoints.csv``'s columns: the image, the face's index in it, its box (pixel
+    edges) and detector score (empty without a detector), the keypoints, ``clipped``."""
+    points = [f"{name}_{axis}" for name in keypoint_names for axis in ("x", "y")]
+    return ["image", "face", "x_min", "y_min", "x_max", "y_max", "score", *points, "clipped"]
 
 
 def _csv_text(header: list[str], rows: list[list[str]]) -> str:
@@ -303,10 +357,18 @@ def _csv_text(header: list[str], rows: list[list[str]]) -> str:
 
 def _clipping_warning(prediction: _Prediction, total: int) -> str:
     return (
-        f"{prediction.path}: {prediction.clipped} of {total} keypoints fell outside the "
-        f"{prediction.width}x{prediction.height} image and were clipped to its edge (is the "
-        "face the whole image? crop it first)"
+        f"{prediction.path}: face {prediction.face}: {prediction.clipped} of {total} "
+        "keypoints fell outside the "
+        f"{prediction.width}x{prediction.height} image and were clipped to its edge (a face "
+        "cut by the edge, or, with --detector none, an image that is not a face crop)"
     )
+
+
+def _by_image(predictions: list[_Prediction]) -> dict[Path, list[_Prediction]]:
+    faces: dict[Path, list[_Prediction]] = {}
+    for prediction in predictions:
+        faces.setdefault(prediction.path, []).append(prediction)
+    return faces
 
 
 def _write_outputs(
@@ -314,16 +376,18 @@ def _write_outputs(
 ) -> tuple[Path, list[Path]]:
     """``overlays/`` (built aside, then swapped in whole; none when ``input_size``, the
     model's, is None) and then ``keypoints.csv``: a failure here leaves the previous
-    outputs as they were."""
+    outputs as they were. One overlay per face: the whole image with every face's box
+    and points, that face's drawn brighter."""
     written: list[Path] = []
     if input_size is not None:
         with atomic_directory(out_dir / OVERLAY_DIR) as folder:
-            for index, prediction in enumerate(predictions):
+            for index, (path, faces) in enumerate(_by_image(predictions).items()):
                 # Read again rather than kept: a thousand photos do not fit in memory.
-                image = _open_image(prediction.path, input_size)
-                name = f"{index:05d}-{prediction.path.stem}.png"
-                write_bytes_atomic(folder / name, _overlay_png(image, prediction.points))
-                written.append(out_dir / OVERLAY_DIR / name)
+                image = _open_image(path, input_size)
+                for face in faces:
+                    name = f"{index:05d}-{path.stem}-face{face.face}.png"
+                    write_bytes_atomic(folder / name, _overlay_png(image, faces, face.face))
+                    written.append(out_dir / OVERLAY_DIR / name)
     csv_path = out_dir / KEYPOINTS_FILE
     write_text_atomic(csv_path, _csv_text(header, [p.row() for p in predictions]))
     return csv_path, written
@@ -337,30 +401,34 @@ def predict_images(
     overlays: bool = True,
     skip_bad_images: bool = False,
     quiet: bool = False,
+    detector: str = DEFAULT_DETECTOR,
 ) -> PredictResult:
-    """Predict keypoints for every image; write ``keypoints.csv`` (original-image pixels,
-    and ``clipped``: how many points were moved onto the image's edge) and, with
-    ``overlays``, one PNG per image with the points drawn. Nothing is written unless every
-    image (but the skipped ones) was predicted."""
+    """Predict keypoints for every face ``detector`` finds in every image (with "none":
+    the whole image, once); write ``keypoints.csv`` (one row per face, original-image
+    pixels, and ``clipped``: how many points were moved onto the image's edge) and, with
+    ``overlays``, one PNG per face. An image without a face gets no row and a line in
+    ``no_face``. Nothing is written unless every image (but the skipped ones) was read."""
     started = time.perf_counter()
+    detect = open_detector(detector)
     predictor = load_predictor(model, threads)
     paths = find_images(inputs)
     predictions: list[_Prediction] = []
     skipped: list[str] = []
-    header = ["image", "width", "height"] + [
-        f"{name}_{axis}" for name in predictor.keypoint_names for axis in ("x", "y")
-    ]
+    no_face: list[str] = []
     with make_progress(quiet) as progress:
         task = progress.add_task("predict", total=len(paths))
         for path in paths:
             image = _open_or_skip(path, predictor.input_size, skip_bad_images, skipped)
             if image is not None:
-                predictions.append(_predict_one(predictor, path, image))
+                faces = _predict_faces(predictor, path, image, detect, detector)
+                predictions += faces
+                if not faces:
+                    no_face.append(f"{path}: no face found (detector {detector})")
             progress.advance(task)
-    if not predictions:
+    if len(skipped) == len(paths):
         raise PredictError("no image could be read: " + "; ".join(skipped[:3]))
     overlay_size = predictor.input_size if overlays else None
-    header.append("clipped")
+    header = csv_header(predictor.keypoint_names)
     csv_path, written = _write_outputs(predictions, header, Path(out_dir), overlay_size)
     total = len(predictor.keypoint_names)
     warnings = [_clipping_warning(item, total) for item in predictions if item.clipped]
@@ -368,11 +436,21 @@ def predict_images(
         # Not a progress line: printed even with quiet.
         say(f"warning: {line}")
     elapsed = time.perf_counter() - started
-    return PredictResult(csv_path, written, len(predictions), skipped, elapsed, warnings)
+    images = len(paths) - len(skipped)
+    return PredictResult(
+        csv_path, written, images, skipped, elapsed, warnings, no_face, len(predictions)
+    )
 
 
-def _overlay_png(image: Any, points: np.ndarray) -> bytes:
-    """The image (RGB) with each keypoint as a small red disc, as PNG bytes."""
+BOX_COLOUR = (40, 200, 255)  # the face an overlay is for
+OTHER_COLOUR = (40, 110, 140)  # the other faces in the same image
+POINT_COLOUR = (255, 40, 40)
+OTHER_POINT_COLOUR = (150, 40, 40)
+
+
+def _overlay_png(image: Any, faces: list[_Prediction], chosen: int) -> bytes:
+    """The image (RGB) with every face's box (none without a detector: it would be the
+    image's edge) and keypoints as small discs, face ``chosen`` brighter; PNG bytes."""
     from PIL import ImageDraw
 
     # Drawn on what the model saw when Pillow's own RGB would be wrong (16-bit, alpha).
@@ -382,8 +460,15 @@ def _overlay_png(image: Any, points: np.ndarray) -> bytes:
     canvas = image.convert("RGB") if plain_colour else gray_image(image).convert("RGB")
     draw = ImageDraw.Draw(canvas)
     radius = max(1.0, max(canvas.size) / 150)
-    for x, y in points:
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(255, 40, 40))
+    for face in sorted(faces, key=lambda item: item.face == chosen):  # chosen drawn last
+        mine = face.face == chosen
+        if not np.isnan(face.box.score):
+            box = face.box
+            corners = (box.x_min + 0.5, box.y_min + 0.5, box.x_max - 0.5, box.y_max - 0.5)
+            draw.rectangle(corners, outline=BOX_COLOUR if mine else OTHER_COLOUR, width=2)
+        fill = POINT_COLOUR if mine else OTHER_POINT_COLOUR
+        for x, y in face.points:
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -431,6 +516,12 @@ def write_submission(
     return Path(out_path)
 
 
+def _video_suffixes() -> tuple[str, ...]:
+    from fkdbench.faces.video import VIDEO_SUFFIXES
+
+    return VIDEO_SUFFIXES
+
+
 def predict(
     model: Path,
     inputs: Sequence[Path],
@@ -440,11 +531,63 @@ def predict(
     overlays: bool = True,
     skip_bad_images: bool = False,
     quiet: bool = False,
-) -> PredictResult | Path:
-    """``fkdbench predict``: keypoints for ``inputs`` (:func:`predict_images`), or, with
-    ``submission`` (a Kaggle folder or zip), ``out_dir/submission.csv``; returns its path."""
+    detector: str = DEFAULT_DETECTOR,
+    camera: int | None = None,
+    out_video: Path | None = None,
+    redetect_every: int | None = None,
+) -> Any:
+    """``fkdbench predict``: keypoints for ``inputs`` (:func:`predict_images`); for one
+    video file or a ``camera`` index, :func:`fkdbench.faces.video.predict_video` (the
+    overlay video to ``out_video``, by default ``out_dir/overlay.mp4`` for a file, or
+    ``out_dir`` itself when it names a video: then ``<stem>.keypoints.csv`` beside it);
+    with ``submission`` (a Kaggle folder or zip), ``out_dir/submission.csv`` (its path)."""
     if submission is not None:
         return write_submission(model, submission, Path(out_dir) / SUBMISSION_FILE, threads)
+    videos = [Path(item) for item in inputs if Path(item).suffix.lower() in _video_suffixes()]
+    if camera is not None or videos:
+        return _predict_video(model, inputs, videos, out_dir, threads, quiet, detector, camera,
+                              out_video, redetect_every, overlays)  # fmt: skip
     if not inputs:
         raise PredictError("name image files or folders (or use --submission)")
-    return predict_images(model, inputs, out_dir, threads, overlays, skip_bad_images, quiet)
+    return predict_images(
+        model, inputs, out_dir, threads, overlays, skip_bad_images, quiet, detector
+    )
+
+
+def _predict_video(
+    model: Path,
+    inputs: Sequence[Path],
+    videos: list[Path],
+    out_dir: Path,
+    threads: int | None,
+    quiet: bool,
+    detector: str,
+    camera: int | None,
+    out_video: Path | None,
+    redetect_every: int | None,
+    overlays: bool = True,
+) -> Any:
+    """One video source (a file, or a camera); refuses a mix with other inputs. Without
+    ``overlays`` no overlay video is written unless ``out_video`` names one."""
+    from fkdbench.faces import video
+
+    if len(inputs) + (camera is not None) != 1:
+        raise PredictError(
+            "a video or --camera is predicted alone: name one video file, or --camera "
+            f"without inputs (got {len(inputs)} input(s), {len(videos)} video(s))"
+        )
+    source: Path | int = camera if camera is not None else videos[0]
+    keypoints_file = video.KEYPOINTS_FILE
+    if Path(out_dir).suffix.lower() in video.CONTAINERS and out_video is None:
+        # `--out overlay.mp4`: the overlay there, its keypoints beside it.
+        out_video, keypoints_file = Path(out_dir), f"{Path(out_dir).stem}.keypoints.csv"
+        out_dir = Path(out_dir).parent
+    elif out_video is None and camera is None and overlays:
+        out_video = Path(out_dir) / "overlay.mp4"
+    open_detector(detector)  # an unknown or missing detector fails before the model loads
+    predictor = load_predictor(model, threads)
+    every = video.REDETECT_EVERY if redetect_every is None else redetect_every
+    return video.predict_video(
+        predictor, source, Path(out_dir), detector=detector, redetect_every=every,
+        out_video=out_video, quiet=quiet, keypoints_file=keypoints_file,
+    )  # fmt: skip

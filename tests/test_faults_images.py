@@ -61,7 +61,7 @@ def seeing_model(
 
 
 def _points(folder: Path, image: Path, out: Path) -> np.ndarray:
-    result = predict_images(folder, [image], out, overlays=False, quiet=True)
+    result = predict_images(folder, [image], out, overlays=False, quiet=True, detector="none")
     with open(result.keypoints_csv, newline="") as handle:
         row = next(csv.DictReader(handle))
     values = [float(value) for key, value in row.items() if key.endswith(("_x", "_y"))]
@@ -173,7 +173,10 @@ def test_config_without_model_is_one_line(
     (folder / "config.json").write_text(json.dumps(config))
     image = tmp_path / "face.png"
     Image.fromarray(face).save(image)
-    result = runner.invoke(app, ["predict", str(folder), str(image), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app,
+        ["predict", str(folder), str(image), "--out", str(tmp_path / "o"), "--detector", "none"],
+    )
     _one_line_error(result, "config.json", "'model'")
 
 
@@ -185,7 +188,16 @@ def test_decompression_bomb_is_one_line(
     image = tmp_path / "bomb.png"
     Image.fromarray(np.zeros((100, 100), dtype=np.uint8)).save(image)
     result = runner.invoke(
-        app, ["predict", str(exported_run), str(image), "--out", str(tmp_path / "o")]
+        app,
+        [
+            "predict",
+            str(exported_run),
+            str(image),
+            "--out",
+            str(tmp_path / "o"),
+            "--detector",
+            "none",
+        ],
     )
     _one_line_error(result, "bomb.png", "decompression-bomb")
     assert not (tmp_path / "o").exists()
@@ -204,16 +216,16 @@ def test_a_failed_predict_writes_nothing(
     (inputs / "c.png").write_bytes(b"not an image")
     out = tmp_path / "fresh"
     with pytest.raises(PredictError, match=r"c\.png: not a readable image"):
-        predict_images(exported_run, [inputs], out, quiet=True)
+        predict_images(exported_run, [inputs], out, quiet=True, detector="none")
     assert not out.exists()
 
     # Over the outputs of an earlier call: they stay byte for byte.
     out = tmp_path / "earlier"
-    predict_images(exported_run, [inputs / "a.png"], out, quiet=True)
+    predict_images(exported_run, [inputs / "a.png"], out, quiet=True, detector="none")
     before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
     assert len(before) == 2
     with pytest.raises(PredictError):
-        predict_images(exported_run, [inputs], out, quiet=True)
+        predict_images(exported_run, [inputs], out, quiet=True, detector="none")
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
@@ -225,9 +237,18 @@ def test_a_too_small_image_is_one_line(exported_run: Path, tmp_path: Path) -> No
     Image.fromarray(np.zeros((1, 1), dtype=np.uint8)).save(image)
     assert min_image_side(96) == 32
     with pytest.raises(PredictError, match=r"dot\.png: 1x1 pixels is too small.*at least 32"):
-        predict_images(exported_run, [image], tmp_path / "o", quiet=True)
+        predict_images(exported_run, [image], tmp_path / "o", quiet=True, detector="none")
     result = runner.invoke(
-        app, ["predict", str(exported_run), str(image), "--out", str(tmp_path / "o")]
+        app,
+        [
+            "predict",
+            str(exported_run),
+            str(image),
+            "--out",
+            str(tmp_path / "o"),
+            "--detector",
+            "none",
+        ],
     )
     _one_line_error(result, "dot.png", "too small")
 
@@ -239,7 +260,7 @@ def test_keypoints_outside_the_image_are_clipped_and_warned(
     strip[1476:1524] = face[24:72, 23:73]  # a slice of a face in the middle of a tall strip
     image = tmp_path / "strip.png"
     Image.fromarray(strip).save(image)
-    result = predict_images(exported_run, [image], tmp_path / "o", quiet=True)
+    result = predict_images(exported_run, [image], tmp_path / "o", quiet=True, detector="none")
     points = _points(exported_run, image, tmp_path / "p")
     assert np.all(points[:, 0] >= -0.5) and np.all(points[:, 0] <= 49.5)
     assert np.all(points[:, 1] >= -0.5) and np.all(points[:, 1] <= 2999.5)

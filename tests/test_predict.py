@@ -56,7 +56,10 @@ def test_predictions_follow_the_image_when_it_is_scaled(
         Image.fromarray(image).convert("RGB").resize((192, 192), Image.Resampling.BICUBIC).save(
             inputs / f"face{index}-big.jpg", quality=98
         )
-    result = predict_images(exported_run, [inputs], tmp_path / "out", threads=1, quiet=True)
+    # The images are face crops already: no detector (faces found: tests/test_predict_faces.py).
+    result = predict_images(
+        exported_run, [inputs], tmp_path / "out", threads=1, quiet=True, detector="none"
+    )
 
     assert result.images == 6 and len(result.overlays) == 6
     assert all(path.read_bytes()[:4] == b"\x89PNG" for path in result.overlays)
@@ -69,7 +72,7 @@ def test_predictions_follow_the_image_when_it_is_scaled(
         big = np.array(
             [[float(rows[f"face{index}-big.jpg"][f"{n}_{a}"]) for a in "xy"] for n in names]
         )
-        assert rows[f"face{index}-big.jpg"]["width"] == "192"
+        assert rows[f"face{index}-big.jpg"]["x_max"] == "191.500"  # the whole image
         np.testing.assert_allclose(small, expected[index], atol=1e-3)
         # Twice the image, twice the coordinates (within resampling noise).
         np.testing.assert_allclose(big, (expected[index] + 0.5) * 2 - 0.5, atol=1.5)
@@ -78,10 +81,13 @@ def test_predictions_follow_the_image_when_it_is_scaled(
 def test_non_square_images_and_checkpoints(exported_run: Path, tmp_path: Path) -> None:
     image = tmp_path / "wide.png"
     Image.fromarray(np.full((60, 150, 3), 128, dtype=np.uint8)).save(image)
-    onnx = predict_images(exported_run, [image], tmp_path / "a", overlays=False, quiet=True)
-    checkpoint = predict_images(
-        exported_run / "model.pt", [image], tmp_path / "b", overlays=False, quiet=True
+    onnx = predict_images(
+        exported_run, [image], tmp_path / "a", overlays=False, quiet=True, detector="none"
     )
+    checkpoint = predict_images(
+        exported_run / "model.pt", [image], tmp_path / "b", overlays=False, quiet=True,
+        detector="none",
+    )  # fmt: skip
     first, second = _read_csv(onnx.keypoints_csv)[0], _read_csv(checkpoint.keypoints_csv)[0]
     values = [float(value) for key, value in first.items() if key.endswith(("_x", "_y"))]
     again = [float(value) for key, value in second.items() if key.endswith(("_x", "_y"))]

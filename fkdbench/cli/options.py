@@ -23,6 +23,7 @@ from fkdbench.data.prepare import SOURCES
 from fkdbench.data.schemes import SCHEMES
 from fkdbench.data.variants import VARIANTS
 from fkdbench.export import EXPORTERS, INT8_ACTIVATIONS
+from fkdbench.faces.detect import DETECTORS
 from fkdbench.presets import list_presets
 from fkdbench.provenance import available_cores
 from fkdbench.report import FORMATS
@@ -45,6 +46,10 @@ def choices(name: str, values: Iterable[str]) -> type[Enum]:
 def value(choice: Enum | str | None) -> Any:
     """The plain string of a choice (Typer passes Enum members; Python callers strings)."""
     return choice.value if isinstance(choice, Enum) else choice
+
+
+# The face detectors (fkdbench.faces.detect), for predict and bench --video.
+DetectorChoice = choices("Detector", DETECTORS)
 
 
 def values(chosen: Iterable[Enum | str] | None) -> tuple[str, ...] | None:
