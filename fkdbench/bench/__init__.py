@@ -37,7 +37,10 @@ The modules, one concern each: :mod:`~fkdbench.bench.options` (what to measure),
 :mod:`~fkdbench.bench.sweep` (run folders, one error record per failed target) and
 :mod:`~fkdbench.bench.gate` (the regression gate, a Mann-Whitney U test plus a tolerance).
 Every record is one :class:`BenchRecord`; a bench call appends all of its records to
-``results/bench.jsonl`` at once, when complete.
+``results/bench.jsonl`` at once, when complete. With a video (``BenchOptions.video``,
+``bench --video FILE``), :mod:`~fkdbench.bench.video` times the end-to-end pipeline of
+``predict`` on it instead (FPS from decoded frame to drawn overlay, seconds per stage)
+and appends :class:`VideoRecord` s to ``video.jsonl`` beside it (:func:`bench_video`).
 """
 
 from fkdbench.bench.gate import (
@@ -91,6 +94,15 @@ from fkdbench.bench.timing import (
     time_backend,
     time_interleaved,
 )
+from fkdbench.bench.video import (
+    VIDEO_FORMAT_VERSION,
+    VideoRecord,
+    bench_video,
+    read_video_records,
+    video_results_path,
+    video_summary,
+    video_targets,
+)
 from fkdbench.onnxrt import session_predictor
 
 __all__ = [
@@ -104,6 +116,7 @@ __all__ = [
     "DEFAULT_RESULTS",
     "NORMALISATION",
     "SPREAD_LIMIT",
+    "VIDEO_FORMAT_VERSION",
     "BenchError",
     "BenchOptions",
     "BenchRecord",
@@ -118,11 +131,13 @@ __all__ = [
     "Samples",
     "Scores",
     "Settings",
+    "VideoRecord",
     "append_records",
     "bench",
     "bench_and_gate",
     "bench_folder",
     "bench_targets",
+    "bench_video",
     "check_baseline",
     "flops_per_image",
     "gate_key",
@@ -131,10 +146,14 @@ __all__ = [
     "load_baseline",
     "measure_machine_peak",
     "read_records",
+    "read_video_records",
     "record_from_json",
     "save_baseline",
     "session_predictor",
     "summary_table",
     "time_backend",
     "time_interleaved",
+    "video_results_path",
+    "video_summary",
+    "video_targets",
 ]

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fkdbench.bench.stats as stats
 from fkdbench.io import append_jsonl_atomic, plain
@@ -425,9 +425,12 @@ def record_from_json(data: Any) -> BenchRecord:
     )
 
 
-def read_records(path: Path) -> list[BenchRecord]:
-    """Every record of a bench JSON-lines file, upgraded to the current format; [] when the
-    file is absent. A malformed line is an error naming the file and line."""
+T = TypeVar("T")
+
+
+def read_jsonl(path: Path, parse: Callable[[Any], T]) -> list[T]:
+    """Every non-blank line of a JSON-lines file through ``parse``; [] when the file is
+    absent. A malformed line is a BenchError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -436,12 +439,18 @@ def read_records(path: Path) -> list[BenchRecord]:
         if not line.strip():
             continue
         try:
-            records.append(record_from_json(json.loads(line)))
+            records.append(parse(json.loads(line)))
         except json.JSONDecodeError as error:
             raise BenchError(f"{path}: line {number}: malformed JSON ({error.msg})") from None
         except BenchError as error:
             raise BenchError(f"{path}: line {number}: {error}") from None
     return records
+
+
+def read_records(path: Path) -> list[BenchRecord]:
+    """Every record of a bench JSON-lines file, upgraded to the current format; [] when the
+    file is absent. A malformed line is an error naming the file and line."""
+    return read_jsonl(path, record_from_json)
 
 
 def append_records(path: Path, records: Sequence[BenchRecord]) -> None:

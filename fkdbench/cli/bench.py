@@ -11,21 +11,28 @@ from fkdbench.bench import (
     BenchOptions,
     bench_and_gate,
     bench_targets,
+    bench_video,
     gate_report,
     summary_table,
+    video_results_path,
+    video_summary,
 )
 from fkdbench.cli.options import (
     RUNS_DIR,
     Backend,
     DataOverrideOption,
+    DetectorChoice,
     QuietOption,
     RunNamesArgument,
     RunsDirOption,
     ThreadsOption,
     parameter_default,
+    value,
     values,
 )
 from fkdbench.cli.output import user_errors
+from fkdbench.faces.detect import DEFAULT_DETECTOR
+from fkdbench.faces.track import REDETECT_EVERY
 from fkdbench.progress import console
 
 # The defaults, read from the options dataclass (the one place they are set).
@@ -76,6 +83,21 @@ def bench(
     save_baseline: Annotated[
         Path | None, typer.Option(help="Write this run's times as a baseline file.")
     ] = None,
+    video: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Time the end-to-end video pipeline on this file instead (FPS, ms per "
+            "stage; records to video.jsonl beside --results; --repeats passes).",
+        ),
+    ] = None,
+    detector: Annotated[
+        DetectorChoice, typer.Option(help="With --video: the face detector.")
+    ] = DetectorChoice[DEFAULT_DETECTOR],
+    redetect_every: Annotated[
+        int, typer.Option(min=1, help="With --video: detect again every N frames.")
+    ] = REDETECT_EVERY,
     quiet: QuietOption = False,
 ) -> None:
     """Time models on CPU (seconds per 100 images, batch-1 latency) on every backend."""
@@ -90,9 +112,13 @@ def bench(
             data_dir=data,
             results=results,
             skip_existing=skip_existing,
+            video=video,
             quiet=quiet,
         )
         folders = bench_targets(runs_dir, run_names or [], all_models, data)
+        if video is not None:
+            _bench_video(folders, options, value(detector), redetect_every)
+            return
         result = bench_and_gate(folders, options, baseline, tolerance, save_baseline)
     if result.records:
         typer.echo(summary_table(result.records).to_markdown(index=False, floatfmt=".4g"))
@@ -107,4 +133,21 @@ def bench(
     if failed:
         console.print(f"[red]error[/red]: {failed}", highlight=False, soft_wrap=True)
     if failed or (result.gate is not None and not result.gate.passed):
+        raise typer.Exit(1)
+
+
+def _bench_video(
+    folders: list[Path], options: BenchOptions, detector: str, redetect_every: int
+) -> None:
+    """``bench --video``: the records' table, where they went, and exit 1 if any failed."""
+    import pandas as pd
+
+    records = bench_video(folders, options.video, options, detector, redetect_every)
+    typer.echo(pd.DataFrame(video_summary(records)).to_markdown(index=False, floatfmt=".4g"))
+    typer.echo(f"{len(records)} record(s) appended to {video_results_path(options.results)}")
+    failed = sum(record.failed for record in records)
+    if failed:
+        console.print(
+            f"[red]error[/red]: {failed} of {len(records)} targets failed", highlight=False
+        )
         raise typer.Exit(1)

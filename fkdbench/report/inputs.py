@@ -345,3 +345,43 @@ def _record_key(record: dict[str, Any]) -> tuple:
         record.get("batch_size") or 0,
         record.get("threads") or 0,
     )
+
+
+# -- video records (video.jsonl, beside bench.jsonl) ------------------------------------------
+
+
+def video_file_beside(bench_file: Path | None) -> Path | None:
+    """Where ``bench --video`` put its records for ``bench_file``; None without one."""
+    from fkdbench.bench import video_results_path
+
+    return None if bench_file is None else video_results_path(Path(bench_file))
+
+
+def load_video_records(video_file: Path | None) -> list[Any]:
+    """The measured (not failed) records of ``video.jsonl``, the latest per run, backend,
+    video and threads, sorted like the bench records; [] when the file is absent (the
+    report then leaves the video section out)."""
+    from fkdbench.bench import read_video_records
+
+    if video_file is None or not Path(video_file).is_file():
+        return []
+    latest: dict[tuple, Any] = {}
+    for record in read_video_records(Path(video_file)):
+        if record.failed or record.video is None:
+            continue
+        identity = record.identity
+        key = (identity.run_name, identity.backend, record.video.sha256, record.settings.threads)
+        latest[key] = record  # file order: a re-run appends, so the last one wins
+    return sorted(
+        latest.values(),
+        key=lambda record: (
+            *run_key(
+                str(record.identity.arch),
+                record.identity.variant,
+                record.identity.weights_mode,
+                bool(record.identity.trained),
+            ),
+            record.identity.run_name,
+            backend_key(record.identity.backend),
+        ),
+    )
