@@ -11,14 +11,15 @@ stopped, and a finished flow only rewrites the report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fkdbench import runs
-from fkdbench.bench import BenchOptions, bench, bench_targets
+from fkdbench.bench import BenchOptions, bench, bench_targets, bench_video, video_targets
 from fkdbench.data.prepare import (
     KAGGLE_LABELLED_ROWS,
     KAGGLE_UNLABELLED_ROWS,
@@ -76,7 +77,9 @@ def reproduce(
     started = time.perf_counter()
     preset_data = load_preset(preset)
     results_dir = Path(results_dir)
-    options, time_untrained = bench_settings(preset_data, bench_overrides, results_dir, quiet)
+    options, time_untrained, extras = bench_settings(
+        preset_data, bench_overrides, results_dir, quiet
+    )
     prepare_options = PrepareOptions(
         data_root=data_root, seed=seed, n_train=n_train, n_test=n_test, quiet=quiet
     )
@@ -100,8 +103,11 @@ def reproduce(
             export_all(finished, force=force, quiet=quiet, on_done=flow.advance)
         with flow.step("bench"):
             targets = _bench_step_targets(time_untrained, runs_dir, prepared_dir, finished)
-            flow.count_bench_targets(len(targets))
+            clip_targets = video_targets(targets) if extras.video_bench else []
+            flow.count_bench_targets(len(targets) + len(clip_targets) + len(extras.peers))
             benched = bench(targets, options, on_done=flow.advance)
+            _video_step(clip_targets, Path(data_root), options, flow)
+            _peer_step(extras.peers, prepared_dir, runs_dir, quiet, flow)
         with flow.step("report"):
             report = _report_step(bool(targets), runs_dir, options.results, results_dir, quiet)
             flow.advance()
@@ -148,19 +154,64 @@ def _real_faces_records(results_dir: Path) -> Path | None:
     return records if records.is_file() else None
 
 
+@dataclass(frozen=True)
+class BenchExtras:
+    """What the bench step measures beyond ``bench``: the end-to-end video bench on the
+    generated clip (one model per architecture, ONNX Runtime) and the off-the-shelf peers
+    scored on the test split (a peer not installed gets a record saying so)."""
+
+    video_bench: bool = False
+    peers: tuple[str, ...] = ()
+
+
 def bench_settings(
     preset: Preset, overrides: dict[str, Any] | None, results_dir: Path, quiet: bool
-) -> tuple[BenchOptions, bool]:
-    """The bench step's options (the preset's ``bench`` object under ``overrides``), and
-    whether to time the architectures the preset does not train (``time_untrained``)."""
+) -> tuple[BenchOptions, bool, BenchExtras]:
+    """The bench step's options (the preset's ``bench`` object under ``overrides``),
+    whether to time the architectures the preset does not train (``time_untrained``),
+    and the extra measurements (``video_bench``, ``peers``)."""
     settings = {**preset.bench, **(overrides or {})}
     time_untrained = bool(settings.pop("time_untrained", True))
+    extras = BenchExtras(bool(settings.pop("video_bench", False)), tuple(settings.pop("peers", ())))
     if "backends" in settings:
         settings["backends"] = tuple(settings["backends"])
     options = BenchOptions(
         results=results_dir / "bench.jsonl", skip_existing=True, quiet=quiet, **settings
     )
-    return options, time_untrained
+    return options, time_untrained, extras
+
+
+# The end-to-end video bench times the pipeline on this backend only: the one every
+# trained run is exported to, and the one the issue's FPS goal is stated for.
+VIDEO_BACKEND = "onnxruntime"
+VIDEO_DIR = "video"
+
+
+def _video_step(folders: list[Path], data_root: Path, options: BenchOptions, flow: _Flow) -> None:
+    """``bench --video`` on the generated FPS clip (``<data_root>/video/``), reusing
+    measurements already in ``video.jsonl`` for the same model file and settings."""
+    if not folders:
+        return
+    from fkdbench.faces.synthetic_video import bench_clip
+
+    clip = bench_clip(data_root / VIDEO_DIR)
+    video_options = dataclasses.replace(options, backends=(VIDEO_BACKEND,))
+    bench_video(folders, clip, video_options)
+    for _ in folders:
+        flow.advance()
+
+
+def _peer_step(
+    names: Sequence[str], data_dir: Path, runs_dir: Path, quiet: bool, flow: _Flow
+) -> None:
+    """Each peer scored on ``data_dir``'s test split (its record reused when it scored
+    the same data with the same library versions)."""
+    from fkdbench.peers.score import score_peer
+
+    for name in names:
+        result = score_peer(name, data_dir=data_dir, runs_dir=runs_dir, quiet=quiet, reuse=True)
+        say(result.line(), quiet)
+        flow.advance()
 
 
 def finished_folders(results: list[RunResult]) -> list[Path]:

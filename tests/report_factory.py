@@ -315,9 +315,12 @@ def result_of(
     bench_records: Sequence[dict[str, Any]] = (),
     tune_studies: Sequence[Any] = (),
     bench_file: Path | None = None,
+    peers: Sequence[Any] = (),
 ) -> ReportResult:
     """What ``build_report`` hands the section writers, made in memory: no file written,
-    no figure drawn."""
+    no figure drawn (the video records are read from beside ``bench_file``, as there)."""
+    from fkdbench.report.video import read_video_beside
+
     return ReportResult(
         out_dir=Path("out"),
         markdown=None,
@@ -326,7 +329,9 @@ def result_of(
         figures={},
         missing_figures={},
         sections=list(SECTIONS),
-        tables=build_tables(run_summaries, bench_records, tune_studies),
+        tables=build_tables(
+            run_summaries, bench_records, tune_studies, (), peers, read_video_beside(bench_file)
+        ),
         tune_studies=list(tune_studies),
         run_summaries=list(run_summaries),
         bench_records=list(bench_records),

@@ -262,6 +262,10 @@ def test_committed_report_is_regenerated_identically_from_its_records(
     copy.mkdir()
     for name in ("runs.jsonl", "bench.jsonl"):
         shutil.copy(COMMITTED_RESULTS / name, copy / name)
+    # The peers' and the video bench's records, where the report has them.
+    for name in ("peers.jsonl", "video.jsonl"):
+        if (COMMITTED_RESULTS / name).is_file():
+            shutil.copy(COMMITTED_RESULTS / name, copy / name)
     # The one figure drawn from the models themselves is kept, as the report keeps it.
     (copy / "figures").mkdir()
     shutil.copy(COMMITTED_RESULTS / "figures" / "predictions.png", copy / "figures")

@@ -12,7 +12,13 @@ import pytest
 from fkdbench import reproduce as reproduce_module
 from fkdbench import runs
 from fkdbench.presets import load_preset
-from fkdbench.reproduce import STEPS, bench_settings, finished_folders, reproduce
+from fkdbench.reproduce import (
+    STEPS,
+    BenchExtras,
+    bench_settings,
+    finished_folders,
+    reproduce,
+)
 from fkdbench.train import RunResult
 
 
@@ -89,11 +95,54 @@ def test_steps_run_in_order_on_what_the_last_one_made(
 
 def test_bench_settings_take_the_preset_under_the_overrides(tmp_path: Path) -> None:
     preset = load_preset(_preset(tmp_path, {"repeats": 2, "backends": ["torch"]}))
-    options, time_untrained = bench_settings(preset, {"repeats": 7}, tmp_path, quiet=True)
+    options, time_untrained, extras = bench_settings(preset, {"repeats": 7}, tmp_path, True)
     assert (options.repeats, options.backends, time_untrained) == (7, ("torch",), True)
     assert options.results == tmp_path / "bench.jsonl" and options.skip_existing
-    _, time_untrained = bench_settings(preset, {"time_untrained": False}, tmp_path, quiet=True)
+    assert extras == BenchExtras(video_bench=False, peers=())
+    overrides = {"time_untrained": False, "video_bench": True, "peers": ["dlib-ert68"]}
+    _, time_untrained, extras = bench_settings(preset, overrides, tmp_path, quiet=True)
     assert time_untrained is False
+    assert extras == BenchExtras(video_bench=True, peers=("dlib-ert68",))
+
+
+def test_the_bench_step_times_video_and_scores_peers_when_the_preset_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """video_bench: one folder per architecture (the finished none run over the masked
+    one) through bench_video on ONNX Runtime, on the generated clip under data/video/;
+    peers: each scored on the prepared data, with reuse."""
+    calls: dict[str, object] = {}
+    runs_dir, data_dir = tmp_path / "runs", tmp_path / "data" / "synthetic"
+    results = [_result(runs_dir, variant, "finished") for variant in ("masked", "none")]
+    for result in results:
+        config = {"model": {"arch": "cnn-manual"}, "train": {"variant": result.variant}}
+        (result.run_dir / runs.CONFIG_FILE).write_text(json.dumps(config))
+    monkeypatch.setattr(reproduce_module, "prepare", lambda o: SimpleNamespace(data_dir=data_dir))
+    monkeypatch.setattr(reproduce_module, "train_matrix", lambda *a, **k: results)
+    monkeypatch.setattr(reproduce_module, "export_all", lambda *a, **k: None)
+    monkeypatch.setattr(reproduce_module, "bench", lambda *a, **k: SimpleNamespace(records=[]))
+    monkeypatch.setattr(reproduce_module, "build_report", lambda *a, **k: SimpleNamespace(
+        markdown=None))  # fmt: skip
+
+    def fake_bench_video(folders, clip, options):
+        calls["video"] = ([folder.name for folder in folders], clip, options.backends)
+
+    def fake_clip(folder):
+        return folder / "clip.mp4"
+
+    def fake_score(name, data_dir, runs_dir, quiet, reuse):
+        calls["peer"] = (name, data_dir, reuse)
+        return SimpleNamespace(line=lambda: f"{name}: scored")
+
+    monkeypatch.setattr(reproduce_module, "bench_video", fake_bench_video)
+    monkeypatch.setattr("fkdbench.faces.synthetic_video.bench_clip", fake_clip)
+    monkeypatch.setattr("fkdbench.peers.score.score_peer", fake_score)
+    bench = {"time_untrained": False, "video_bench": True, "peers": ["dlib-ert68"]}
+    reproduce(_preset(tmp_path, bench), tmp_path / "data", runs_dir, tmp_path / "results",
+              quiet=True)  # fmt: skip
+    clip = tmp_path / "data" / "video" / "clip.mp4"
+    assert calls["video"] == (["cnn-manual--none"], clip, ("onnxruntime",))
+    assert calls["peer"] == ("dlib-ert68", data_dir, True)
 
 
 def test_finished_folders_leave_out_failed_and_unfinished_runs(tmp_path: Path) -> None:

@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 
 from fkdbench import __version__
-from fkdbench.cli import bench, export, predict, prepare, report, reproduce, train, tune
+from fkdbench.cli import (
+    bench,
+    export,
+    peer,
+    predict,
+    prepare,
+    report,
+    reproduce,
+    train,
+    tune,
+)
 
 app = typer.Typer(
     name="fkdbench",
@@ -31,6 +41,7 @@ for command in (
     tune.tune,
     export.export,
     bench.bench,
+    peer.peer,
     predict.predict,
     report.report,
     reproduce.reproduce,

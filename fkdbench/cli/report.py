@@ -36,6 +36,13 @@ def report(
             "faces): set its ranking beside this one's, with their rank correlation."
         ),
     ] = None,
+    peers_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="A runs folder whose off-the-shelf peer records (peers/, fkdbench peer) to "
+            "report [default: --runs-dir's; with --from-records, --out/peers.jsonl]."
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Write the papers' tables and figures, measured here, beside the papers' numbers."""
@@ -47,6 +54,7 @@ def report(
             formats=values(report_format) or FORMATS,
             quiet=quiet,
             compare_with=compare_with,
+            peers_from=peers_from,
         )
     for path in result.paths:
         typer.echo(str(path))

@@ -21,7 +21,10 @@ seeds, ``seed, seed + 1, ...``, each in a folder ``...--s<seed>`` when there are
 (:func:`fkdbench.config.seeded_configs`). ``note`` is free text that explains a choice
 (JSON has no comments). An optional ``bench`` object sets ``reproduce``'s measurement
 (``repeats``, ``latency_samples``, ``backends``, ... as in
-:class:`fkdbench.bench.BenchOptions`).
+:class:`fkdbench.bench.BenchOptions`), and what it measures beyond the bench:
+``video_bench`` (true: the end-to-end video pipeline on the generated clip, one model per
+architecture) and ``peers`` (off-the-shelf predictors scored on the test split, by name:
+:data:`fkdbench.peers.PEERS`).
 
 The files shipped here: ``quick`` (five architectures and every variant on a small
 budget, the whole flow in about 26 minutes), ``paper`` (the full matrix, real epochs) and
@@ -56,7 +59,20 @@ _BENCH_KEYS = (
     "latency_samples",
     "threads",
     "time_untrained",
+    "video_bench",
+    "peers",
 )
+
+
+def _check_bench_extras(path: Path, bench: dict[str, Any]) -> None:
+    """``video_bench`` a boolean, ``peers`` a list of registered peer names."""
+    from fkdbench.peers import PEERS
+
+    if not isinstance(bench.get("video_bench", False), bool):
+        raise PresetError(f"{path}: bench 'video_bench' must be true or false")
+    peers = bench.get("peers", [])
+    if not isinstance(peers, list) or any(name not in PEERS for name in peers):
+        raise PresetError(f"{path}: bench 'peers' must be a list of names among {list(PEERS)}")
 
 
 class PresetError(ValueError):
@@ -145,6 +161,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
     bench = document.get("bench", {})
     if not isinstance(bench, dict) or set(bench) - set(_BENCH_KEYS):
         raise PresetError(f"{path}: 'bench' is an object with keys among {_BENCH_KEYS}")
+    _check_bench_extras(path, bench)
     seeds = document.get("seeds", 1)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise PresetError(f"{path}: 'seeds' must be an integer >= 1, got {seeds!r}")

@@ -62,12 +62,20 @@ from fkdbench.report.inputs import (
 from fkdbench.report.json_report import render_json
 from fkdbench.report.markdown import SECTIONS, render_markdown
 from fkdbench.report.paper import cited_table, paper_gains_table
+from fkdbench.report.peers import (
+    PEERS_TABLE,
+    PeerSummary,
+    keep_peer_records,
+    peer_table,
+    read_peers,
+)
 from fkdbench.report.result import ReportResult
 from fkdbench.report.size import size_table
 from fkdbench.report.studies import TuneSummary, load_tune_studies, snapshot_tune_studies
 from fkdbench.report.timing import timing_table
 from fkdbench.report.tuned import tuned_studies_table, tuned_vs_paper_table
 from fkdbench.report.uncertainty import accuracy_cells
+from fkdbench.report.video import VIDEO_TABLE, read_video_beside, video_table
 
 __all__ = [
     "FORMATS",
@@ -91,14 +99,23 @@ def build_tables(
     bench_records: Sequence[dict[str, Any]],
     tune_studies: Sequence[TuneSummary],
     other_runs: Sequence[RunSummary] = (),
+    peers: Sequence[PeerSummary] = (),
+    video_records: Sequence[Any] = (),
 ) -> dict[str, pd.DataFrame]:
     """Every table of the report, by the name of its CSV, in the order they are written.
 
     ``other_runs``: the runs of the report compared with (``--compare-with``), if any.
+    ``peers`` (off-the-shelf predictors' records) and ``video_records`` (``video.jsonl``)
+    add their tables only when there are some, so a report without them keeps its files.
     """
     size = size_table(run_summaries, bench_records)
     timing = timing_table(bench_records)
     agreement = agreement_table(run_summaries, other_runs)
+    optional = {}
+    if peers:
+        optional[PEERS_TABLE] = peer_table(peers, run_summaries)
+    if video_records:
+        optional[VIDEO_TABLE] = video_table(video_records, bench_records)
     return {
         "size": size,
         "accuracy_rmse": accuracy_table(run_summaries, "test_rmse"),
@@ -117,6 +134,7 @@ def build_tables(
         "tuned_studies": tuned_studies_table(tune_studies),
         "tuned_vs_paper": tuned_vs_paper_table(run_summaries, size, timing),
         "environment": environment_table(run_summaries, bench_records),
+        **optional,
     }
 
 
@@ -174,7 +192,15 @@ def _latest_bench_records(
     return records
 
 
+# Tables only a report with their inputs has: a rebuild without them removes their CSVs,
+# so an earlier build's peers or video rows do not linger beside the new report.
+OPTIONAL_TABLES = (PEERS_TABLE, VIDEO_TABLE)
+
+
 def _write_csvs(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
+    for name in OPTIONAL_TABLES:
+        if name not in tables:
+            (out_dir / f"{name}.csv").unlink(missing_ok=True)
     paths = []
     for name, table in tables.items():
         path = out_dir / f"{name}.csv"
@@ -214,6 +240,7 @@ def build_report(
     quiet: bool = False,
     run_records: Path | None = None,
     compare_with: Path | None = None,
+    peers_from: Path | None = None,
 ) -> ReportResult:
     """Read run folders and bench records; write REPORT.md (+ figures), CSVs and JSON.
 
@@ -222,14 +249,18 @@ def build_report(
     is said to be absent. A ``runs_dir`` that is missing or holds no run (finished, or
     untrained for timing) is a :class:`ReportError`, raised before anything is written.
 
-    From ``runs_dir`` the runs' summaries are also written to ``out_dir/runs.jsonl``, and
+    From ``runs_dir`` the runs' summaries are also written to ``out_dir/runs.jsonl`` (and
+    the off-the-shelf peers' records, ``runs_dir/peers/``, to ``out_dir/peers.jsonl``), and
     the tuning studies (``runs_dir/tune/``) copied to ``out_dir/tune/`` with their figures;
     copies already there of studies ``runs_dir`` does not hold are kept and reported (see
     :func:`fkdbench.report.studies.snapshot_tune_studies`).
     ``compare_with``: another report's ``runs.jsonl`` (the same matrix on other data, e.g.
     real faces) whose ranking is set beside this one's, with their rank correlation.
+    ``peers_from``: a runs folder whose peer records (``peers/``) to report instead of
+    ``runs_dir``'s (e.g. a peer scored on data whose runs are only records now).
     With ``runs_dir=None`` both are read back from there (the runs from ``run_records``,
-    default that file): the report is rebuilt from records alone, and the one figure that
+    default that file; the peers from ``peers.jsonl``): the report is rebuilt from records
+    alone, and the one figure that
     needs the models themselves (predictions) is kept as it is when present.
     """
     _check_formats(formats)
@@ -242,8 +273,10 @@ def build_report(
     bench_problems: list[str] = []
     records = _latest_bench_records(bench_file, run_summaries, quiet, bench_problems)
     tune_studies = _tune_studies(runs_dir, out_dir, problems)
+    peers = read_peers(peers_from or runs_dir, out_dir, problems)
+    video_records = read_video_beside(bench_file)
     problems += bench_problems
-    tables = build_tables(run_summaries, records, tune_studies, other_runs)
+    tables = build_tables(run_summaries, records, tune_studies, other_runs, peers, video_records)
     figures: dict[str, Path] = {}
     missing: dict[str, str] = {}
     if "md" in formats:
@@ -260,6 +293,8 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     if run_records is None and any(run.folder is not None for run in run_summaries):
         write_run_records(run_summaries, out_dir / RUN_RECORDS_FILE)
+    if runs_dir is not None or peers_from is not None:
+        keep_peer_records(peers, out_dir)
     _write_outputs(result, formats)
     say(f"report: wrote {len(result.paths)} files to {out_dir}", quiet)
     return result

@@ -22,6 +22,12 @@ from fkdbench.report.common import (
     label_key,
 )
 from fkdbench.report.inputs import RunSummary
+from fkdbench.report.peers import (
+    accuracy_cells_of_peers,
+    accuracy_peer_lines,
+    landmark_rows_of_peers,
+    peers_of,
+)
 from fkdbench.report.result import ReportResult
 from fkdbench.report.uncertainty import (
     BARELY_BETTER_FRACTION,
@@ -127,10 +133,18 @@ def _cells_by_place(cells: pd.DataFrame | None) -> dict[tuple[str, str], pd.Seri
     return {(row["model"], row["variant"]): row for _, row in cells.iterrows()}
 
 
-def accuracy_markdown(table: pd.DataFrame, spec: str, cells: pd.DataFrame | None = None) -> str:
+def accuracy_markdown(
+    table: pd.DataFrame,
+    spec: str,
+    cells: pd.DataFrame | None = None,
+    peers: pd.DataFrame | None = None,
+    metric: str = "test_rmse",
+) -> str:
     """An accuracy table with the lowest value per variant in bold; with ``cells`` (one
     metric's rows of :func:`~fkdbench.report.uncertainty.accuracy_cells`), each value with
-    its interval and marks, and "not finished" where only time-limited runs exist."""
+    its interval and marks, and "not finished" where only time-limited runs exist. With
+    ``peers`` (the peers table), their marked rows last: the bold is computed from the
+    trained rows before they are added, so a peer is never bold or ranked."""
     models = table.drop(index=MEAN_SHAPE_ROW, errors="ignore")
     best = models.min(axis=0, skipna=True)
     by_place = _cells_by_place(cells)
@@ -140,7 +154,12 @@ def accuracy_markdown(table: pd.DataFrame, spec: str, cells: pd.DataFrame | None
             value = table.loc[label, variant]
             cell = by_place.get((label, variant))
             shown.loc[label, variant] = _accuracy_cell(value, label, best[variant], spec, cell)
-    return markdown_table(shown.reset_index().rename(columns={"index": "model"}))
+    shown = shown.reset_index().rename(columns={"index": "model"})
+    if peers is not None:
+        scored = {variant for variant in models.columns if models[variant].notna().any()}
+        rows = accuracy_cells_of_peers(peers, metric, spec, list(table.columns), scored)
+        shown = pd.concat([shown, pd.DataFrame(rows, columns=shown.columns)], ignore_index=True)
+    return markdown_table(shown)
 
 
 def _mark_lines(cells: pd.DataFrame) -> list[str]:
@@ -167,14 +186,17 @@ def _mark_lines(cells: pd.DataFrame) -> list[str]:
     return lines
 
 
-def landmark_markdown(table: pd.DataFrame) -> str:
-    """The landmark table as REPORT.md shows it."""
+def landmark_markdown(table: pd.DataFrame, peers: pd.DataFrame | None = None) -> str:
+    """The landmark table as REPORT.md shows it (the peers' marked rows last)."""
     shown = table.astype(object).copy()
     for column in table.columns:
         if column in ("model", "variant", "scheme"):
             continue
         spec = ".2f" if column == "threshold" else ".4f"
         shown[column] = [fmt(value, spec, NOT_MEASURED) for value in table[column]]
+    if peers is not None:
+        rows = landmark_rows_of_peers(peers, list(shown.columns))
+        shown = pd.concat([shown, pd.DataFrame(rows, columns=shown.columns)], ignore_index=True)
     return markdown_table(shown)
 
 
@@ -188,20 +210,25 @@ def _seed_line(cells: pd.DataFrame) -> str:
 def _measured_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
     """RMSE, NME and landmark tables, each with what it measures."""
     cells = tables["accuracy_intervals"]
+    peers = peers_of(tables)
+    rmse_cells, nme_cells = (
+        cells[cells["metric"] == metric] for metric in ("test_rmse", "test_nme")
+    )
     return [
         "Test RMSE in pixels over labelled coordinates (Kaggle's metric): the mean over a "
         "row's finished seeds and its 95% interval; the lowest per variant in bold (finished "
         "results only: a time-limited run is `not finished` and listed apart); `mean shape` "
         "predicts the training set's mean face.",
         "",
-        accuracy_markdown(tables["accuracy_rmse"], ".3f", cells[cells["metric"] == "test_rmse"]),
+        accuracy_markdown(tables["accuracy_rmse"], ".3f", rmse_cells, peers, "test_rmse"),
         "",
         INTERVAL_METHODS + " " + _seed_line(cells),
         *(["", *_mark_lines(cells)] if _mark_lines(cells) else []),
+        *(["", *accuracy_peer_lines(peers)] if peers is not None else []),
         "",
         "NME (mean error / inter-ocular distance), the same rows:",
         "",
-        accuracy_markdown(tables["accuracy_nme"], ".4f", cells[cells["metric"] == "test_nme"]),
+        accuracy_markdown(tables["accuracy_nme"], ".4f", nme_cells, peers, "test_nme"),
         "",
         "Landmark metrics as the field reports them: NME normalised by each scheme's two "
         "points (Kaggle: the eye centres; 300-W: outer eye corners 36/45; WFLW: 60/72), "
@@ -209,7 +236,7 @@ def _measured_lines(tables: dict[str, pd.DataFrame]) -> list[str]:
         "to the threshold / threshold (1 is perfect); NME per WFLW subset where the data "
         "has them:",
         "",
-        landmark_markdown(tables["landmark_metrics"]),
+        landmark_markdown(tables["landmark_metrics"], peers),
     ]
 
 
@@ -218,6 +245,10 @@ def accuracy_section(result: ReportResult) -> list[str]:
     tables = result.tables
     if tables["accuracy_rmse"].empty:
         lines = [f"No trained runs: test RMSE and NME {NOT_MEASURED}."]
+        peers = peers_of(tables)
+        if peers is not None:
+            lines += ["", landmark_markdown(tables["landmark_metrics"], peers), ""]
+            lines += accuracy_peer_lines(peers)
     else:
         lines = _measured_lines(tables)
     lines += [

@@ -16,6 +16,7 @@ import torch
 from fkdbench import reference, runs
 from fkdbench.data.splits import load_split
 from fkdbench.models.base import denormalise_keypoints
+from fkdbench.peers import PEER_MARK
 from fkdbench.plotting import (
     colour,
     integer_ticks,
@@ -27,6 +28,7 @@ from fkdbench.plotting import (
 from fkdbench.progress import say
 from fkdbench.report.common import FIGURES_DIR, MEAN_SHAPE_ROW, label_key, variant_key
 from fkdbench.report.inputs import RunSummary
+from fkdbench.report.peers import PEER_BACKEND, peer_points
 from fkdbench.report.result import ReportResult
 from fkdbench.report.timing import SPEED_BACKEND, speed_points
 
@@ -45,6 +47,10 @@ FIGURES: dict[str, str] = {
     "failure threshold; AUC@0.1 is the area under it / 0.1.",
 }
 PREDICTION_FACES = 8
+_PEERS_IN_FIGURE = (
+    f"*Diamonds: off-the-shelf peers ({PEER_MARK}), timed by `fkdbench peer` one face at a "
+    "time with their own detector, on one thread; not on the Pareto front.*"
+)
 
 
 def figure_params_vs_size(size: pd.DataFrame, path: Path) -> Path | None:
@@ -175,8 +181,25 @@ def figure_ced(run_summaries: Sequence[RunSummary], path: Path) -> Path | None:
     return save_figure(figure, path)
 
 
-def figure_accuracy_vs_speed(points: Sequence[tuple[str, float, float]], path: Path) -> Path | None:
-    """Test RMSE vs ONNX Runtime time (log x), the Pareto front joined."""
+def _draw_peers(axes: Any, peers: Sequence[tuple[str, float, float]]) -> None:
+    """The off-the-shelf peers: another marker, named with the mark, off the front."""
+    if not peers:
+        return
+    axes.scatter(
+        [peer[1] for peer in peers], [peer[2] for peer in peers], color=colour(1), marker="D",
+        label=f"{PEER_MARK}; {PEER_BACKEND} (not ranked)",
+    )  # fmt: skip
+    for name, x, y in peers:
+        axes.annotate(name, (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
+
+
+def figure_accuracy_vs_speed(
+    points: Sequence[tuple[str, float, float]],
+    path: Path,
+    peers: Sequence[tuple[str, float, float]] = (),
+) -> Path | None:
+    """Test RMSE vs ONNX Runtime time (log x), the Pareto front joined; ``peers`` (name,
+    seconds per 100 images, RMSE) drawn apart and left out of the front."""
     if not points:
         return None
     figure = new_figure(7.0, 4.5)
@@ -191,6 +214,7 @@ def figure_accuracy_vs_speed(points: Sequence[tuple[str, float, float]], path: P
         [xs[i] for i in front], [ys[i] for i in front], color=colour(3), marker="o",
         drawstyle="steps-post", label="Pareto front",
     )  # fmt: skip
+    _draw_peers(axes, peers)
     log_axis(axes, "x")
     axes.set_xlabel(f"{SPEED_BACKEND} seconds per 100 images (median)")
     axes.set_ylabel("test RMSE (px)")
@@ -343,7 +367,7 @@ def _drawers(
         ),
         "accuracy_vs_speed": (
             lambda path: figure_accuracy_vs_speed(
-                speed_points(run_summaries, tables["timing"]), path
+                speed_points(run_summaries, tables["timing"]), path, peer_points(tables)
             ),
             f"no {SPEED_BACKEND} bench records of trained runs",
         ),
@@ -411,6 +435,8 @@ def figures_section(result: ReportResult) -> list[str]:
     for name, caption in FIGURES.items():
         if name in result.figures:
             lines += [f"![{name}]({FIGURES_DIR}/{name}.png)", "", f"*{caption}*", ""]
+            if name == "accuracy_vs_speed" and peer_points(result.tables):
+                lines += [_PEERS_IN_FIGURE, ""]
         else:
             why = result.missing_figures.get(name, "figures were not requested")
             lines += [f"- `{FIGURES_DIR}/{name}.png`: not drawn ({why}). {caption}", ""]

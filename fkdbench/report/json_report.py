@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from fkdbench.peers import PEER_MARK
 from fkdbench.report.common import FIGURES_DIR, is_missing
 from fkdbench.report.figures import FIGURES
 from fkdbench.report.gains import GAIN_LABEL_THRESHOLDS, SIMILAR_BAND_PERCENT, WORSE_LABEL
+from fkdbench.report.peers import PEER_POLICY, PEERS_TABLE
 from fkdbench.report.result import ReportResult
 from fkdbench.report.studies import TUNE_FIGURES, tune_figure_link
 
@@ -76,4 +78,7 @@ def render_json(result: ReportResult) -> str:
         "tables": tables,
         "tune_figures": _tune_figures(result),
     }
+    if PEERS_TABLE in result.tables:
+        # Only with peer records, so a report without any keeps its bytes.
+        payload["peers"] = {"mark": PEER_MARK, "policy": PEER_POLICY, "table": PEERS_TABLE}
     return json.dumps(_json_value(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"

@@ -21,11 +21,13 @@ from fkdbench.report.environment import environment_section
 from fkdbench.report.figures import figures_section
 from fkdbench.report.gains import gains_section
 from fkdbench.report.inputs import RunSummary
+from fkdbench.report.peers import peer_summary_lines
 from fkdbench.report.result import ReportResult
 from fkdbench.report.size import size_section
 from fkdbench.report.timing import timing_section
 from fkdbench.report.tuned import tuned_section
 from fkdbench.report.uncertainty import rows_of
+from fkdbench.report.video import video_section
 
 MARKDOWN_TITLE = "# fkdbench report"
 
@@ -121,6 +123,7 @@ def summary_section(result: ReportResult) -> list[str]:
         *_rows_line(result.run_summaries),
         *_timing_lines(result),
         *_data_lines(result),
+        *peer_summary_lines(result.tables),
         "- Paper numbers: `fkdbench/reference.py`, transcribed from "
         f"`{reference.MAIN_PAPER}` and `{reference.AE_PAPER}`; \u2014 means the paper prints "
         "no such number.",
@@ -148,10 +151,23 @@ SECTION_WRITERS: dict[str, SectionWriter] = {
 # The headings alone (report.json lists them; tests check REPORT.md against them).
 SECTIONS = tuple(SECTION_WRITERS)
 
+OptionalWriter = Callable[[ReportResult], list[str] | None]
+# Sections written only when their input exists, each after the section it follows; the
+# writer returns None to leave it out, so a report without that input (the committed one)
+# reads exactly as before: heading -> (the heading it follows, its writer).
+OPTIONAL_SECTION_WRITERS: dict[str, tuple[str, OptionalWriter]] = {
+    "End-to-end on video": ("Inference time", video_section),
+}
+
 
 def render_markdown(result: ReportResult) -> str:
-    """REPORT.md: the sections of SECTIONS, deterministic for the same inputs."""
+    """REPORT.md: the sections of SECTIONS (and each optional section whose input is
+    there, after the one it follows), deterministic for the same inputs."""
     lines = [MARKDOWN_TITLE, ""]
     for heading, write_section in SECTION_WRITERS.items():
         lines += [f"## {heading}", "", *write_section(result)]
+        for optional, (after, write_optional) in OPTIONAL_SECTION_WRITERS.items():
+            body = write_optional(result) if after == heading else None
+            if body is not None:
+                lines += [f"## {optional}", "", *body]
     return "\n".join(lines)

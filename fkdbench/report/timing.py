@@ -24,6 +24,7 @@ from fkdbench.report.common import (
 )
 from fkdbench.report.inputs import RunSummary, latest_records
 from fkdbench.report.paper import paper_row_beside
+from fkdbench.report.peers import peers_of, timing_peer_lines, timing_rows_of_peers
 from fkdbench.report.result import ReportResult
 
 # The backend whose records stand for a trained run's speed.
@@ -154,8 +155,9 @@ def speed_points(
     return sorted(points)
 
 
-def timing_markdown(table: pd.DataFrame) -> str:
-    """The timing table as REPORT.md shows it."""
+def timing_markdown(table: pd.DataFrame, peers: pd.DataFrame | None = None) -> str:
+    """The timing table as REPORT.md shows it; with ``peers`` (the peers table), their
+    marked rows last, timed apart (:func:`~fkdbench.report.peers.timing_rows_of_peers`)."""
     shown = pd.DataFrame(
         {
             "model": table["model"],
@@ -190,6 +192,9 @@ def timing_markdown(table: pd.DataFrame) -> str:
             f"yes: {row.unstable_reasons or 'no reason recorded'}" if row.unstable is True else ""
             for row in table.itertuples()
         ]
+    if peers is not None:
+        rows = timing_rows_of_peers(peers, list(shown.columns))
+        shown = pd.concat([shown, pd.DataFrame(rows, columns=shown.columns)], ignore_index=True)
     return markdown_table(shown)
 
 
@@ -264,19 +269,25 @@ _TIMING_EXPLAINED = (
 def timing_section(result: ReportResult) -> list[str]:
     """The lines of "Inference time" after its heading."""
     timing = result.tables["timing"]
+    peers = peers_of(result.tables)
     if timing.empty:
-        return [
+        lines = [
             f"No bench records ({bench_file_status(result.bench_file)}): inference time "
             f"{NOT_MEASURED}. Run `fkdbench bench` to measure it.",
             "",
         ]
+        if peers is not None:
+            lines += [timing_markdown(timing, peers), "", *timing_peer_lines(peers), ""]
+        return lines
     lines = [
         *_unstable_lines(timing),
         _TIMING_EXPLAINED,
         "",
         *_shared_timing_lines(timing),
-        timing_markdown(timing),
+        timing_markdown(timing, peers),
     ]
+    if peers is not None and timing_peer_lines(peers):
+        lines += ["", *timing_peer_lines(peers)]
     peaks = peak_lines(result.bench_records)
     if peaks:
         lines += ["", *peaks]
