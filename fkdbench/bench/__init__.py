@@ -37,8 +37,8 @@ The modules, one concern each: :mod:`~fkdbench.bench.options` (what to measure),
 :mod:`~fkdbench.bench.sweep` (run folders, one error record per failed target) and
 :mod:`~fkdbench.bench.gate` (the regression gate, a Mann-Whitney U test plus a tolerance).
 Every record is one :class:`BenchRecord`; a bench call appends all of its records to
-``results/bench.jsonl`` at once, when complete. With a video (``BenchOptions.video``,
-``bench --video FILE``), :mod:`~fkdbench.bench.video` times the end-to-end pipeline of
+``results/bench.jsonl`` at once, when complete. With a video (``bench --video
+FILE``), :mod:`~fkdbench.bench.video` times the end-to-end pipeline of
 ``predict`` on it instead (FPS from decoded frame to drawn overlay, seconds per stage)
 and appends :class:`VideoRecord` s to ``video.jsonl`` beside it (:func:`bench_video`).
 """

@@ -35,9 +35,6 @@ class BenchOptions:
     int8_activations: str = DEFAULT_INT8_ACTIVATIONS
     # Skip (run, backend) pairs already recorded for the same model file and settings.
     skip_existing: bool = False
-    # A video file: measure the end-to-end video pipeline on it instead (fkdbench.bench.video;
-    # its records go to video.jsonl beside `results`).
-    video: Path | None = None
     quiet: bool = False
 
     def __post_init__(self) -> None:
