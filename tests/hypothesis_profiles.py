@@ -6,6 +6,9 @@ sets ``ci``).
 The profiles are registered but not loaded, so that only the fuzz tests that use
 :data:`FUZZ` change size; no example database, so they never write ``.hypothesis/`` into
 the checkout.
+
+:data:`JSON_SCALARS` and :data:`JSON_VALUES` are the arbitrary JSON the readers' fuzz
+tests feed where a field's value goes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 PROFILE_VARIABLE = "FKDBENCH_HYPOTHESIS_PROFILE"
 PROFILE_EXAMPLES = {"dev": 100, "ci": 2000}
@@ -32,3 +36,20 @@ if PROFILE not in PROFILE_EXAMPLES:
     )
 # The decorator of every fuzz test: @FUZZ above @given.
 FUZZ = settings.get_profile(f"fkdbench-{PROFILE}")
+
+
+# Any JSON scalar (numbers past float and int64 included), and any JSON value built of them.
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)

@@ -60,6 +60,13 @@ def seeing_model(
     return lambda gray: _centroids(images_as_float(gray[None]))[0]
 
 
+def _predict_crop_cli(model: Path, image: Path, out: Path):
+    """``fkdbench predict`` on a face crop (the whole image is the face)."""
+    return runner.invoke(
+        app, ["predict", str(model), str(image), "--out", str(out), "--detector", "none"]
+    )
+
+
 def _points(folder: Path, image: Path, out: Path) -> np.ndarray:
     result = predict_images(folder, [image], out, overlays=False, quiet=True, detector="none")
     with open(result.keypoints_csv, newline="") as handle:
@@ -173,11 +180,7 @@ def test_config_without_model_is_one_line(
     (folder / "config.json").write_text(json.dumps(config))
     image = tmp_path / "face.png"
     Image.fromarray(face).save(image)
-    result = runner.invoke(
-        app,
-        ["predict", str(folder), str(image), "--out", str(tmp_path / "o"), "--detector", "none"],
-    )
-    _one_line_error(result, "config.json", "'model'")
+    _one_line_error(_predict_crop_cli(folder, image, tmp_path / "o"), "config.json", "'model'")
 
 
 def test_decompression_bomb_is_one_line(
@@ -187,18 +190,7 @@ def test_decompression_bomb_is_one_line(
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     image = tmp_path / "bomb.png"
     Image.fromarray(np.zeros((100, 100), dtype=np.uint8)).save(image)
-    result = runner.invoke(
-        app,
-        [
-            "predict",
-            str(exported_run),
-            str(image),
-            "--out",
-            str(tmp_path / "o"),
-            "--detector",
-            "none",
-        ],
-    )
+    result = _predict_crop_cli(exported_run, image, tmp_path / "o")
     _one_line_error(result, "bomb.png", "decompression-bomb")
     assert not (tmp_path / "o").exists()
 
@@ -238,18 +230,7 @@ def test_a_too_small_image_is_one_line(exported_run: Path, tmp_path: Path) -> No
     assert min_image_side(96) == 32
     with pytest.raises(PredictError, match=r"dot\.png: 1x1 pixels is too small.*at least 32"):
         predict_images(exported_run, [image], tmp_path / "o", quiet=True, detector="none")
-    result = runner.invoke(
-        app,
-        [
-            "predict",
-            str(exported_run),
-            str(image),
-            "--out",
-            str(tmp_path / "o"),
-            "--detector",
-            "none",
-        ],
-    )
+    result = _predict_crop_cli(exported_run, image, tmp_path / "o")
     _one_line_error(result, "dot.png", "too small")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
-from hypothesis_profiles import FUZZ
+from hypothesis_profiles import FUZZ, JSON_VALUES
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -236,20 +236,6 @@ def test_bench_refuses_a_read_only_results_folder(
 
 
 # -- fuzzing the JSON readers: parsed data or one line naming the file ------------------------
-_SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8),
-)
-_JSON = st.recursive(
-    _SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 def _one_line(read, path: Path, error: type[Exception]):
@@ -265,24 +251,24 @@ def _write(path: Path, document: object, raw: bytes | None) -> None:
     path.write_bytes(raw if raw is not None else json.dumps(document).encode())
 
 
-_ENTRY_VALUES = st.one_of(st.floats(0.001, 100.0), _JSON)
+_ENTRY_VALUES = st.one_of(st.floats(0.001, 100.0), JSON_VALUES)
 
 
 @st.composite
 def _baselines(draw) -> object:
     """Mostly baseline-shaped documents with damaged parts, sometimes anything."""
     if draw(st.integers(0, 7)) == 0:
-        return draw(_JSON)
+        return draw(JSON_VALUES)
     entries = {}
     for key in draw(st.lists(st.text(max_size=10), max_size=3)):
         entry = {
             "normalised_time": draw(_ENTRY_VALUES),
             "seconds_per_100_images": draw(_ENTRY_VALUES),
         }
-        entries[key] = entry if draw(st.integers(0, 5)) else draw(_JSON)
+        entries[key] = entry if draw(st.integers(0, 5)) else draw(JSON_VALUES)
     document: dict = {"format_version": 1, "entries": entries}
     if draw(st.integers(0, 7)) == 0:
-        document["entries"] = draw(_JSON)
+        document["entries"] = draw(JSON_VALUES)
     return document
 
 
@@ -303,7 +289,7 @@ def test_fuzzed_baseline_json(document: object, raw: bytes | None) -> None:
             assert float(entry["normalised_time"]) > 0
 
 
-_FIELD_VALUES = st.one_of(st.integers(-3, 100), st.floats(), st.text(max_size=6), _JSON)
+_FIELD_VALUES = st.one_of(st.integers(-3, 100), st.floats(), st.text(max_size=6), JSON_VALUES)
 _PRESET_KEYS = ["epochs", "batch_size", "lr", "max_minutes", "patience", "seed", "bogus", "note"]
 
 
@@ -311,17 +297,17 @@ _PRESET_KEYS = ["epochs", "batch_size", "lr", "max_minutes", "patience", "seed",
 def _presets(draw) -> object:
     """A valid small preset with a few keys or values damaged, sometimes anything."""
     if draw(st.integers(0, 7)) == 0:
-        return draw(_JSON)
+        return draw(JSON_VALUES)
     run: dict = {"arch": draw(st.sampled_from(["cnn-manual", "nope", 3])), "epochs": 1}
     if draw(st.booleans()):
-        run["variants"] = draw(st.one_of(st.just(["none", "masked"]), _JSON))
+        run["variants"] = draw(st.one_of(st.just(["none", "masked"]), JSON_VALUES))
     else:
-        run["variant"] = draw(st.one_of(st.just("none"), _JSON))
+        run["variant"] = draw(st.one_of(st.just("none"), JSON_VALUES))
     for key in draw(st.lists(st.sampled_from(_PRESET_KEYS), max_size=2)):
         run[key] = draw(_FIELD_VALUES)
     document: dict = {"name": "fuzz", "defaults": {"epochs": 1}, "runs": [run]}
     for key in draw(st.lists(st.sampled_from(["defaults", "runs", "bench", "other"]), max_size=1)):
-        document[key] = draw(_JSON)
+        document[key] = draw(JSON_VALUES)
     return document
 
 

@@ -23,7 +23,7 @@ import pytest
 from bench_factory import make_bench_record
 from hypothesis import event, example, given
 from hypothesis import strategies as st
-from hypothesis_profiles import FUZZ
+from hypothesis_profiles import FUZZ, JSON_VALUES
 from report_factory import (
     COORDINATES_PER_FACE,
     MANIFEST,
@@ -581,20 +581,6 @@ def test_a_peer_not_installed_says_so_in_its_rows(tmp_path: Path) -> None:
 
 # -- the readers, fuzzed -------------------------------------------------------------------------
 
-_SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8),
-)
-_JSON = st.recursive(
-    _SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 _NUMBERS = st.lists(st.floats(0.0, 10.0), min_size=0, max_size=3)
 # Each field's own kind of value, or anything.
 _FIELD_VALUES = {
@@ -619,11 +605,11 @@ _FIELD_VALUES = {
 def _summary_lines(draw: st.DrawFn) -> object:
     """Mostly peers.jsonl lines with damaged fields, sometimes any JSON at all."""
     if draw(st.integers(0, 7)) == 0:
-        return draw(_JSON)
+        return draw(JSON_VALUES)
     line = {}
     for name, valid in _FIELD_VALUES.items():
         if draw(st.booleans()):
-            line[name] = draw(valid) if draw(st.integers(0, 4)) else draw(_JSON)
+            line[name] = draw(valid) if draw(st.integers(0, 4)) else draw(JSON_VALUES)
     return line
 
 
@@ -687,18 +673,18 @@ def test_fuzzed_peers_jsonl(lines: list[object], raw: bytes | None) -> None:
 def _peer_records(draw: st.DrawFn) -> object:
     """Mostly score_peer records with damaged sections or values, sometimes anything."""
     if draw(st.integers(0, 7)) == 0:
-        return draw(_JSON)
+        return draw(JSON_VALUES)
     record = _peer_record(
         peer=draw(st.sampled_from([DLIB, "other"])), installed=draw(st.booleans())
     )
     for section in ("data", "faces", "metrics", "timing", "environment"):
         if draw(st.integers(0, 3)) == 0:
-            record[section] = draw(_JSON)
+            record[section] = draw(JSON_VALUES)
         elif isinstance(record[section], dict) and record[section] and draw(st.booleans()):
             key = draw(st.sampled_from(sorted(record[section])))
-            record[section][key] = draw(_JSON)
+            record[section][key] = draw(JSON_VALUES)
     if draw(st.integers(0, 3)) == 0:
-        record[draw(st.sampled_from(sorted(record)))] = draw(_JSON)
+        record[draw(st.sampled_from(sorted(record)))] = draw(JSON_VALUES)
     return record
 
 
