@@ -403,6 +403,24 @@ def test_a_peer_that_is_not_installed_still_gets_its_record(
     assert not peer.installed and not peer.scored and peer.why_no_score == "not installed"
 
 
+@needs_dlib
+def test_reuse_keeps_a_scored_record_where_the_peer_is_not_installed(
+    scored: Any, peer_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A measurement made where dlib was installed is the user's: reproduce on a machine
+    without the extra keeps it (same data) instead of writing "not installed" over it."""
+    path = peer_record_path(tmp_path, DLIB)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(scored.record))
+    _hide_peer_libraries(monkeypatch)
+    kept = score_peer(DLIB, peer_data, tmp_path, quiet=True, reuse=True)
+    assert kept.reused and json.loads(path.read_text()) == scored.record
+    other_data = {**scored.record, "data": {**scored.record["data"], "test_rows": 1}}
+    path.write_text(json.dumps(other_data))
+    replaced = score_peer(DLIB, peer_data, tmp_path, quiet=True, reuse=True)
+    assert not replaced.reused and replaced.record["error"] == NOT_INSTALLED
+
+
 def test_the_peer_command_fails_in_one_line_when_not_installed(
     peer_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -229,7 +229,8 @@ def score_peer(
     a record (``error`` says why), so the report can say so in its row; a missing or
     unreadable data set is a :class:`~fkdbench.data.splits.DataError`. With ``reuse``, a
     scored record already there is kept when it is of the same data (:func:`_data_record`)
-    and the same peer settings (model sha256, library versions): nothing is rerun.
+    and the same peer settings (model sha256, library versions): nothing is rerun; where
+    the peer is not installed, a scored record of the same data is kept as it is.
     """
     info = get_peer(name)
     data_dir = Path(data_dir)
@@ -238,6 +239,12 @@ def score_peer(
     scheme_name = manifest.get("scheme") or info.native_scheme
     record = _base_record(name, _data_record(data_dir, manifest, test), peer_available(name))
     path = peer_record_path(runs_dir, name)
+    if record["error"] is not None and reuse:
+        # Not installed here, but scored on this data where it was: that measurement is
+        # the user's, and is kept rather than replaced by "not installed".
+        kept = _reusable_record(path, record["data"], settings=None)
+        if kept is not None:
+            return PeerResult(path, kept, reused=True)
     if record["error"] is None:
         try:
             runner = open_peer(name)
@@ -254,9 +261,10 @@ def score_peer(
 
 
 def _reusable_record(
-    path: Path, data: dict[str, Any], settings: dict[str, Any]
+    path: Path, data: dict[str, Any], settings: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """The record at ``path`` when it scored this data with these settings, else None."""
+    """The record at ``path`` when it scored this data with these settings (None: any,
+    the peer not being installed to say which), else None."""
     try:
         kept = read_json(path)
     except ValueError:  # absent or malformed: score again
@@ -267,7 +275,7 @@ def _reusable_record(
         and kept.get("error") is None
         and kept.get("metrics") is not None
         and kept.get("data") == data
-        and kept.get("settings") == settings
+        and (settings is None or kept.get("settings") == settings)
     )
     return kept if same else None
 
