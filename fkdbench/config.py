@@ -17,6 +17,9 @@ DEVICES = ("auto", "cpu", "cuda")
 # What --weights does to a backbone: "frozen" trains only the head, "finetuned" every layer.
 # (A run without weights is "scratch": see fkdbench.runs.WEIGHTS_MODES.)
 PRETRAINED_WEIGHTS_MODES = ("frozen", "finetuned")
+# The keypoint losses (what each computes: fkdbench.train.losses); MSE is the papers'.
+LOSSES = ("mse", "l1", "wing", "adaptive-wing")
+DEFAULT_LOSS = "mse"
 
 
 @dataclass
@@ -35,6 +38,14 @@ class TrainConfig:
     weights: Path | None = None
     # With weights: "frozen" trains only the head, "finetuned" trains every layer.
     weights_mode: str = "finetuned"
+    # The head the model ends with: regression | heatmap | integral (fkdbench.models.heads);
+    # None: the architecture's own (regression for the papers' models).
+    head: str | None = None
+    # The keypoint loss: mse | l1 | wing | adaptive-wing (fkdbench.train.losses).
+    loss: str = DEFAULT_LOSS
+    # Flip test: every prediction (validation, test, the exported model) is the mean of the
+    # image's and its mirror's, keypoint pairs swapped. Training itself is unchanged.
+    flip_test: bool = False
     # Extra keyword arguments of ``create_model`` (cnn-tuned: {"spec": path or dict}).
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # Most passes over the training data in the keypoint phase.

@@ -43,11 +43,11 @@ import torch
 from torch import nn
 
 from fkdbench import io
-from fkdbench.config import TrainConfig
+from fkdbench.config import DEFAULT_LOSS, TrainConfig
 from fkdbench.data.schemes import KeypointScheme, get_scheme
 from fkdbench.data.splits import read_manifest
 from fkdbench.io import atomic_path, plain, write_json_atomic
-from fkdbench.models import ParamCounts, create_model, get_arch_info
+from fkdbench.models import ParamCounts, create_model, get_arch_info, list_models
 from fkdbench.models.cnn import DEFAULT_SPEC_PATH, resolve_spec, variant_spec_path
 from fkdbench.provenance import environment_record
 
@@ -63,6 +63,9 @@ METRICS_FILE = "metrics.json"
 TRAINING_FILE = "training.json"
 RESUME_FILE = "last.pt"
 LOCK_FILE = "train.lock"
+
+# The run-name part and report word of the flip test (``TrainConfig.flip_test``).
+FLIP_PART = "flip"
 
 # How a model's weights started: random init, or a pretrained backbone kept fixed / trained.
 WEIGHTS_MODES = ("scratch", "frozen", "finetuned")
@@ -199,14 +202,20 @@ def hold_run(folder: Path, name: str) -> Iterator[LockOwner | None]:
 
 
 def run_name(
-    arch: str, variant: str, weights_mode: str = "scratch", seed: int | None = None
+    arch: str,
+    variant: str,
+    weights_mode: str = "scratch",
+    seed: int | None = None,
+    recipe: Sequence[str] = (),
 ) -> str:
     """``<arch>--<variant>``, plus ``--frozen`` / ``--finetuned`` for pretrained weights,
+    plus one ``--<part>`` per :func:`recipe_parts` (another head, loss or the flip test),
     plus ``--s<seed>`` for one of several seeds of a run (``seed`` not None).
 
     Scratch runs carry no suffix so that the architectures without a backbone (whose
     runs are always from scratch) keep the short name the design names them by; a run
-    trained with one seed keeps the name it had before seeds were counted.
+    trained with one seed, or the papers' recipe, keeps the name it had before seeds and
+    recipes were counted.
     """
     if weights_mode not in WEIGHTS_MODES:
         raise ValueError(
@@ -214,7 +223,26 @@ def run_name(
         )
     name = f"{arch}--{variant}"
     name = name if weights_mode == "scratch" else f"{name}--{weights_mode}"
+    name = "--".join([name, *recipe])
     return name if seed is None else f"{name}--s{seed}"
+
+
+def recipe_parts(arch: str, head: str | None, loss: str, flip_test: bool) -> list[str]:
+    """What a run does beyond the papers' recipe (the architecture's own head, MSE, no flip
+    test), in name order: ``["heatmap", "wing", "flip"]``; [] for the papers' recipe."""
+    parts = []
+    if head is not None and head != get_arch_info(arch).default_head:
+        parts.append(head)
+    if loss != DEFAULT_LOSS:
+        parts.append(loss)
+    if flip_test:
+        parts.append(FLIP_PART)
+    return parts
+
+
+def config_recipe(config: TrainConfig) -> list[str]:
+    """:func:`recipe_parts` of a config."""
+    return recipe_parts(config.arch, config.head, config.loss, config.flip_test)
 
 
 def run_dir(
@@ -228,10 +256,21 @@ def run_dir(
     return Path(runs_dir) / run_name(arch, variant, weights_mode, seed)
 
 
+def recipe_of(config_json: dict[str, Any]) -> list[str]:
+    """:func:`recipe_parts` of a run from its ``config.json`` (metrics.json's ``recipe``);
+    [] for runs older than the recipe fields, which all trained the papers' recipe."""
+    train = config_json.get("train") or {}
+    arch = (config_json.get("model") or {}).get("arch") or train.get("arch")
+    if arch not in list_models(include_tests=True):
+        return []
+    loss = train.get("loss") or DEFAULT_LOSS
+    return recipe_parts(arch, train.get("head"), loss, bool(train.get("flip_test")))
+
+
 def config_run_name(config: TrainConfig, weights_mode: str) -> str:
     """The run name ``config`` trains under (its seed named when ``seed_in_name``)."""
     seed = config.seed if config.seed_in_name else None
-    return run_name(config.arch, config.variant, weights_mode, seed)
+    return run_name(config.arch, config.variant, weights_mode, seed, config_recipe(config))
 
 
 def is_finished(folder: Path) -> bool:
@@ -409,6 +448,18 @@ def resolve_model_kwargs(
     return plain(resolved)
 
 
+def recipe_kwargs(config: TrainConfig, image_size: int, scheme: KeypointScheme) -> dict[str, Any]:
+    """The ``create_model`` kwargs of a run's head and flip test; {} for the architecture's
+    own head without the flip test, so the papers' runs keep the kwargs they always had."""
+    kwargs: dict[str, Any] = {}
+    if config.head is not None and config.head != get_arch_info(config.arch).default_head:
+        # A head is built for one input size, whether or not the backbone pools.
+        kwargs.update(head=config.head, input_size=image_size)
+    if config.flip_test:
+        kwargs["flip_permutation"] = [int(index) for index in scheme.flip_permutation()]
+    return kwargs
+
+
 def choose_spec(
     model_kwargs: dict[str, Any], arch: str, variant: str, runs_dir: Path
 ) -> tuple[dict[str, Any], str | None]:
@@ -546,6 +597,7 @@ def metrics_record(
     arch: str,
     variant: str,
     weights_mode: str,
+    recipe: Sequence[str],
     scores: dict[str, Any],
     best_val_rmse: float | None,
     best_epoch: int | None,
@@ -560,8 +612,9 @@ def metrics_record(
     val_rows: int,
     test_rows: int,
 ) -> dict[str, Any]:
-    """``metrics.json``: the run's identity and seed, its test ``scores`` (``test_rmse``,
-    ``test_nme``, ..., ``mean_shape_rmse``, ``test_per_face``; JSON-ready), how training
+    """``metrics.json``: the run's identity (``recipe``: :func:`recipe_parts`) and seed, its
+    test ``scores`` (``test_rmse``, ``test_nme``, ..., ``mean_shape_rmse``,
+    ``test_per_face``; JSON-ready), how training
     went (``stop_reason``, one of :data:`STOP_REASONS`; ``convergence``), the model's size
     and the rows used. Nothing in it depends on the machine (that is
     :func:`training_record`'s). Written last: it marks the run finished."""
@@ -573,6 +626,7 @@ def metrics_record(
         "arch": arch,
         "variant": variant,
         "weights_mode": weights_mode,
+        "recipe": list(recipe),
         "pretrain": get_arch_info(arch).pretrain,
         "seed": seed,
         **scores,

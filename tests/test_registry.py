@@ -16,18 +16,20 @@ PAPER_NAMES = [
     "nasnetmobile",
     "resnet50",
 ]
-TEST_NAMES = ["test-mobilenetv2", "test-nasnet", "test-resnet"]
+# Beside the papers' models: architectures the landmark field designed for keypoints.
+KEYPOINT_NAMES = ["unet-small"]
+TEST_NAMES = ["test-mobilenetv2", "test-nasnet", "test-resnet", "test-unet"]
 
 
-def test_default_listing_is_the_papers_architectures_sorted() -> None:
+def test_default_listing_is_every_full_size_architecture_sorted() -> None:
     # Presets, `bench --all`, the report and `fkdbench models` read this list.
-    assert list_models() == PAPER_NAMES
+    assert list_models() == sorted(PAPER_NAMES + KEYPOINT_NAMES)
     assert list_models("cnn-*") == ["cnn-baseline", "cnn-manual", "cnn-tuned"]
     assert list_models("nothing*") == []
 
 
 def test_tiny_test_variants_are_listed_only_when_asked() -> None:
-    assert list_models(include_tests=True) == sorted(PAPER_NAMES + TEST_NAMES)
+    assert list_models(include_tests=True) == sorted(PAPER_NAMES + KEYPOINT_NAMES + TEST_NAMES)
     assert list_models("test-*") == []
     assert list_models("test-*", include_tests=True) == TEST_NAMES
     assert list_models("*net*", include_tests=True) == [
@@ -37,6 +39,8 @@ def test_tiny_test_variants_are_listed_only_when_asked() -> None:
         "test-mobilenetv2",
         "test-nasnet",
         "test-resnet",
+        "test-unet",
+        "unet-small",
     ]
     assert all(get_arch_info(name).is_test for name in TEST_NAMES)
     assert not any(get_arch_info(name).is_test for name in PAPER_NAMES)
@@ -48,22 +52,24 @@ def test_each_test_variant_stands_in_for_a_family_with_its_flags() -> None:
         "test-mobilenetv2": "mobilenetv2",
         "test-nasnet": "nasnetmobile",
         "test-resnet": "resnet50",
+        "test-unet": "unet-small",
     }
     for name, full in twins.items():
         tiny, paper = get_arch_info(name), get_arch_info(full)
         # A test that swaps the full model for its twin must take the same code paths.
-        same = ("has_backbone", "pretrain", "in_chans", "input_size")
+        same = ("has_backbone", "pretrain", "in_chans", "input_size", "default_head")
         assert [getattr(tiny, field) for field in same] == [getattr(paper, f) for f in same]
         assert tiny.paper_reference == "" and tiny.description.startswith("test variant")
     # Every pretrained-backbone family has a twin: they are the ones too big to test in full.
     with_backbone = {name for name in PAPER_NAMES if get_arch_info(name).has_backbone}
-    assert with_backbone == set(twins.values())
+    assert with_backbone == set(twins.values()) - set(KEYPOINT_NAMES)
 
 
-def test_unknown_name_error_lists_the_papers_names_only() -> None:
+def test_unknown_name_error_lists_the_full_size_names_only() -> None:
     with pytest.raises(ValueError, match="unknown model 'vgg16'") as raised:
         create_model("vgg16")
-    assert str(raised.value) == f"unknown model 'vgg16'; known models: {', '.join(PAPER_NAMES)}"
+    known = ", ".join(sorted(PAPER_NAMES + KEYPOINT_NAMES))
+    assert str(raised.value) == f"unknown model 'vgg16'; known models: {known}"
     with pytest.raises(ValueError, match="known models: ae-cnn, cnn-baseline"):
         get_arch_info("vgg16")
 

@@ -181,6 +181,7 @@ def test_metrics_record_layout(tmp_path: Path) -> None:
         arch="cnn-manual",
         variant="none",
         weights_mode="scratch",
+        recipe=["heatmap", "flip"],
         scores={"test_rmse": 1.5, "mean_shape_rmse": 2.0},
         best_val_rmse=float("nan"),
         best_epoch=None,
@@ -196,6 +197,7 @@ def test_metrics_record_layout(tmp_path: Path) -> None:
         test_rows=5,
     )
     record = runs.metrics_record(**arguments)
+    assert record["recipe"] == ["heatmap", "flip"]
     assert record["test_rmse"] == 1.5 and record["mean_shape_rmse"] == 2.0
     assert record["best_val_rmse"] is None, "JSON has no NaN"
     assert record["pretrain"] is None and record["format_version"] == runs.RUN_FORMAT_VERSION

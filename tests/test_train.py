@@ -32,8 +32,8 @@ from fkdbench.train import (
     train_matrix,
     train_run,
 )
+from fkdbench.train import losses as train_losses
 from fkdbench.train import matrix as train_matrix_module
-from fkdbench.train import phases as train_phases
 
 IMAGE_SIZE = 48
 # The cheapest architecture in the registry keeps each run to about a second.
@@ -279,7 +279,7 @@ def test_nan_loss_diverges_and_the_matrix_goes_on(
         loss = real_loss(predicted, target, mask)
         return loss * float("nan") if losses_computed == 1 else loss
 
-    monkeypatch.setattr(train_phases, "masked_mse", first_loss_is_nan)
+    monkeypatch.setattr(train_losses, "masked_mse", first_loss_is_nan)
     preset_file = tmp_path / "two.json"
     preset_file.write_text(
         json.dumps(

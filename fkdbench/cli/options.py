@@ -18,12 +18,13 @@ from typing import Annotated, Any
 import typer
 
 from fkdbench.bench import BACKENDS
-from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES, TrainConfig
+from fkdbench.config import DEVICES, LOSSES, PRETRAINED_WEIGHTS_MODES, TrainConfig
 from fkdbench.data.prepare import SOURCES
 from fkdbench.data.schemes import SCHEMES
 from fkdbench.data.variants import VARIANTS
 from fkdbench.export import EXPORTERS, INT8_ACTIVATIONS
 from fkdbench.faces.detect import DETECTORS
+from fkdbench.models.heads import HEADS
 from fkdbench.presets import list_presets
 from fkdbench.provenance import available_cores
 from fkdbench.report import FORMATS
@@ -111,5 +112,7 @@ Objective = choices("Objective", OBJECTIVES)
 ReportFormat = choices("ReportFormat", FORMATS)
 Device = choices("Device", DEVICES)
 WeightsMode = choices("WeightsMode", PRETRAINED_WEIGHTS_MODES)
+Head = choices("Head", HEADS)
+Loss = choices("Loss", LOSSES)
 
 VariantOption = Annotated[Variant, typer.Option(help="Data variant of the training split.")]

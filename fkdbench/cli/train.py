@@ -11,6 +11,8 @@ from fkdbench.cli.options import (
     DataOption,
     Device,
     ForceOption,
+    Head,
+    Loss,
     PresetOption,
     QuietOption,
     RunsDirOption,
@@ -74,6 +76,28 @@ _WeightsOption = Annotated[
 _WeightsModeOption = Annotated[
     WeightsMode, typer.Option(help="With --weights: frozen (head only) or finetuned (all).")
 ]
+_HeadOption = Annotated[
+    Head | None,
+    typer.Option(
+        help="The model's head: the papers' dense regression, Gaussian heatmaps, or "
+        "integral (soft-argmax) [the architecture's own; preset's]."
+    ),
+]
+_LossOption = Annotated[
+    Loss | None,
+    typer.Option(
+        help=f"Keypoint loss; wing is for coordinates, adaptive-wing for heatmaps "
+        f"[{_TRAIN.loss}; preset's]."
+    ),
+]
+_FlipTestOption = Annotated[
+    bool,
+    typer.Option(
+        "--flip-test",
+        help="Average every prediction with that of the mirrored image (the exported "
+        "model too: about twice the inference time).",
+    ),
+]
 _SpecOption = Annotated[
     Path | None, typer.Option(help="cnn-tuned: the architecture spec JSON file.")
 ]
@@ -98,6 +122,9 @@ def train(
     weights: _WeightsOption = None,
     weights_mode: _WeightsModeOption = WeightsMode[_TRAIN.weights_mode],
     spec: _SpecOption = None,
+    head: _HeadOption = None,
+    loss: _LossOption = None,
+    flip_test: _FlipTestOption = False,
     threads: ThreadsOption = None,
     force: ForceOption = False,
     quiet: QuietOption = False,
@@ -126,6 +153,10 @@ def train(
             patience=patience,
             ae_pretrain_epochs=ae_pretrain_epochs,
             seeds=seeds,
+            head=value(head),
+            loss=value(loss),
+            # An absent flag keeps the preset's choice.
+            flip_test=True if flip_test else None,
         )
     echo_runs(results)
 

@@ -11,7 +11,7 @@ by ``list_models(include_tests=True)``.
 """
 
 # Model families register themselves on import; the order fixes nothing but readability.
-from fkdbench.models import autoencoder, backbones, cnn  # noqa: F401
+from fkdbench.models import autoencoder, backbones, cnn, unet  # noqa: F401
 from fkdbench.models.autoencoder import build_pretrainer
 from fkdbench.models.base import (
     DEFAULT_INPUT_SIZE,

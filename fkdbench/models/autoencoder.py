@@ -19,10 +19,9 @@ from torch import Tensor, nn
 
 from fkdbench.models.base import (
     DEFAULT_INPUT_SIZE,
-    SCRATCH_MEAN,
-    SCRATCH_STD,
     KeypointModel,
     build_head,
+    scratch_model,
 )
 from fkdbench.models.registry import register_model
 
@@ -122,12 +121,10 @@ def ae_cnn(
     if side < 1:
         raise ValueError(f"ae-cnn needs inputs of at least 4 pixels, got {input_size}")
     head = build_head(encoder.channels[-1] * side * side, num_outputs, HEAD_UNITS, HEAD_DROPOUT)
-    return KeypointModel(
+    return scratch_model(
         encoder,
         head,
         num_outputs=num_outputs,
         in_chans=in_chans,
-        input_mean=SCRATCH_MEAN * in_chans,
-        input_std=SCRATCH_STD * in_chans,
         input_size=input_size,
     )

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fkdbench.models.heads import HEADS, SPATIAL_HEADS, SpatialHead, heatmap_side
+
 # Square input side every architecture defaults to (the Kaggle images are 96x96).
 DEFAULT_INPUT_SIZE = 96
 
@@ -91,6 +93,7 @@ class KeypointModel(nn.Module):
         input_mean: Sequence[float],
         input_std: Sequence[float],
         input_size: int | None = None,
+        head_kind: str = "regression",
     ) -> None:
         super().__init__()
         if len(input_mean) != in_chans:
@@ -103,6 +106,13 @@ class KeypointModel(nn.Module):
         # Side the model was built for when its head flattens a feature map of fixed size;
         # None when global pooling makes it accept any size.
         self.input_size = input_size
+        # "regression" (the papers' dense head) or a spatial head of models.heads.
+        self.head_kind = head_kind
+        # Set by enable_flip_test; not in the state dict (config.json rebuilds it).
+        self.register_buffer("flip_permutation", None, persistent=False)
+        self.register_buffer(
+            "mirror_sign", torch.tensor([-1.0, 1.0]).view(1, 1, 2), persistent=False
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         # Without this check a wrong size surfaces as an opaque matmul error in the head.
@@ -113,7 +123,65 @@ class KeypointModel(nn.Module):
                 f"this model was built for {self.input_size}x{self.input_size} images, "
                 f"got {tuple(images.shape[-2:])}; pass input_size= to create_model"
             )
-        return self.head(self.backbone(self.standardise(images)))
+        if self.flip_permutation is None or self.training:
+            return self.head(self.features(images))
+        return self._flip_averaged(images)
+
+    def features(self, images: Tensor) -> Tensor:
+        """What the head reads: the backbone's output, or its feature map (before any
+        global pooling) under a spatial head."""
+        standardised = self.standardise(images)
+        if self.head_kind in SPATIAL_HEADS and hasattr(self.backbone, "forward_features"):
+            return self.backbone.forward_features(standardised)
+        return self.backbone(standardised)
+
+    def keypoint_maps(self, images: Tensor) -> Tensor:
+        """The heatmap head's raw maps (N, K, side, side), which its loss compares."""
+        if not isinstance(self.head, SpatialHead):
+            raise ValueError(f"a {self.head_kind} head has no keypoint maps")
+        return self.head.maps(self.features(images))
+
+    def _flip_averaged(self, images: Tensor) -> Tensor:
+        """The flip test: the mean of the prediction and the mirrored prediction of the
+        mirrored image, its keypoints put back in order (one batch of 2N images)."""
+        both = self.head(self.features(torch.cat([images, images.flip(-1)])))
+        both = both.reshape(2, images.shape[0], -1, 2)
+        mirrored = both[1].index_select(1, self.flip_permutation) * self.mirror_sign
+        return ((both[0] + mirrored) / 2).flatten(1)
+
+    def replace_head(self, kind: str, input_size: int) -> None:
+        """End the model with another head (see ``models.heads``), built for square
+        ``input_size`` inputs; a model with a spatial head accepts that size only."""
+        if kind not in HEADS:
+            raise ValueError(f"unknown head {kind!r}; known: {', '.join(HEADS)}")
+        self.head_kind = kind
+        probe = torch.zeros(1, self.in_chans, input_size, input_size)
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            features = self.features(probe)
+        self.train(was_training)
+        if kind == "regression":
+            self.head = build_head(features[0].numel(), self.num_outputs)
+        elif features.ndim != 4:
+            raise ValueError(f"a {kind} head needs a feature map, got shape {features.shape}")
+        else:
+            channels, side = features.shape[1], features.shape[-1]
+            keypoints = self.num_outputs // 2
+            self.head = SpatialHead(kind, channels, side, keypoints, heatmap_side(input_size))
+        if kind in SPATIAL_HEADS or features.ndim == 4:
+            self.input_size = input_size
+
+    def enable_flip_test(self, flip_permutation: Sequence[int]) -> None:
+        """Average every eval-mode prediction with that of the mirrored image;
+        ``flipped[i] = original[flip_permutation[i]]`` (the scheme's mirror pairs)."""
+        permutation = torch.as_tensor(list(flip_permutation), dtype=torch.long)
+        if sorted(permutation.tolist()) != list(range(self.num_outputs // 2)):
+            raise ValueError(
+                f"flip_permutation must order the {self.num_outputs // 2} keypoints, "
+                f"got {permutation.tolist()}"
+            )
+        self.register_buffer("flip_permutation", permutation, persistent=False)
 
     @torch.no_grad()
     def start_at_shape(self, mean_coords: Tensor, weight_scale: float = 0.1) -> None:
@@ -121,11 +189,37 @@ class KeypointModel(nn.Module):
 
         The output layer's bias becomes the mean shape and its weights shrink, so training
         starts from the mean-shape predictor instead of a random face; big backbones trained
-        briefly then land near the baseline rather than far worse than it.
+        briefly then land near the baseline rather than far worse than it. Spatial heads
+        have no such bias: they start where their maps put the points.
         """
+        if self.head_kind in SPATIAL_HEADS:
+            return
         output = [module for module in self.head.modules() if isinstance(module, nn.Linear)][-1]
         output.bias.copy_(mean_coords.to(output.bias))
         output.weight.mul_(weight_scale)
+
+
+def scratch_model(
+    backbone: nn.Module,
+    head: nn.Module,
+    *,
+    num_outputs: int,
+    in_chans: int,
+    input_size: int | None,
+    head_kind: str = "regression",
+) -> KeypointModel:
+    """A :class:`KeypointModel` for a network trained from scratch (standardised with
+    :data:`SCRATCH_MEAN` / :data:`SCRATCH_STD`): the families written here."""
+    return KeypointModel(
+        backbone,
+        head,
+        num_outputs=num_outputs,
+        in_chans=in_chans,
+        input_mean=SCRATCH_MEAN * in_chans,
+        input_std=SCRATCH_STD * in_chans,
+        input_size=input_size,
+        head_kind=head_kind,
+    )
 
 
 def build_head(

@@ -25,10 +25,9 @@ from torch import nn
 
 from fkdbench.models.base import (
     DEFAULT_INPUT_SIZE,
-    SCRATCH_MEAN,
-    SCRATCH_STD,
     KeypointModel,
     build_head,
+    scratch_model,
 )
 from fkdbench.models.registry import register_model
 
@@ -237,13 +236,11 @@ def build_cnn(
         blocks.append(_conv_block(in_channels, block))
         in_channels = block.filters
     head = build_head(channels * side * side, num_outputs, spec.dense_units, spec.dropout)
-    return KeypointModel(
+    return scratch_model(
         nn.Sequential(*blocks),
         head,
         num_outputs=num_outputs,
         in_chans=in_chans,
-        input_mean=SCRATCH_MEAN * in_chans,
-        input_std=SCRATCH_STD * in_chans,
         input_size=input_size,
     )
 

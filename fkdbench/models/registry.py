@@ -13,13 +13,15 @@ so presets, ``bench --all``, the report and ``fkdbench models`` never see them.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from fkdbench.models.base import DEFAULT_INPUT_SIZE, KeypointModel
+from fkdbench.models.heads import HEADS
 
 # builder(num_outputs: int, in_chans: int, **kwargs) -> KeypointModel
 Builder = Callable[..., nn.Module]
@@ -50,6 +52,8 @@ class ArchInfo:
     description: str = ""
     # For a ``test-*`` variant: the full-size architecture it is a small copy of.
     tiny_of: str | None = None
+    # The head the builder ends with (``models.heads.HEADS``); ``head=`` picks another.
+    default_head: str = "regression"
 
     @property
     def is_test(self) -> bool:
@@ -101,15 +105,36 @@ def get_arch_info(name: str) -> ArchInfo:
 
 
 def create_model(
-    name: str, num_outputs: int = 30, in_chans: int = 1, **kwargs: Any
+    name: str,
+    num_outputs: int = 30,
+    in_chans: int = 1,
+    *,
+    head: str | None = None,
+    flip_permutation: Sequence[int] | None = None,
+    **kwargs: Any,
 ) -> KeypointModel:
     """Build the architecture ``name`` (untrained; nothing is ever downloaded).
 
     ``kwargs`` go to the family's builder, e.g. ``spec=`` for ``cnn-tuned`` or
     ``input_size=`` for architectures whose head flattens a fixed-size feature map.
+    ``head`` ends the model with another head than the family's own (``models.heads``),
+    built for ``input_size`` (the architecture's default when not given), and
+    ``flip_permutation`` (the scheme's mirror order) turns on the flip test.
     """
     info = get_arch_info(name)
     for argument, value in (("num_outputs", num_outputs), ("in_chans", in_chans)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{argument} must be a positive integer, got {value!r}")
-    return info.builder(num_outputs=num_outputs, in_chans=in_chans, **kwargs)
+    head = head or info.default_head
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+    input_size = kwargs.get("input_size", info.input_size)
+    if "input_size" not in inspect.signature(info.builder).parameters:
+        # Pooled backbones take any size; a spatial head is built for one.
+        kwargs.pop("input_size", None)
+    model = info.builder(num_outputs=num_outputs, in_chans=in_chans, **kwargs)
+    if head != model.head_kind:
+        model.replace_head(head, input_size)
+    if flip_permutation is not None:
+        model.enable_flip_test(flip_permutation)
+    return model

@@ -5,17 +5,20 @@
 :func:`run_training` is the ``train`` command as one call (:mod:`.matrix`). The other
 modules, in the order a run uses them: :mod:`.dataset` (the splits in memory),
 :mod:`.phases` (what each phase trains, and the epoch loop), :mod:`.loop` (one epoch: the
-learning rate, the loss, the optimiser), :mod:`.state` (``last.pt``, ``history.csv``, the
-best ``model.pt``), :mod:`.scoring` (the test scores, per-face errors included),
+learning rate, the optimiser), :mod:`.losses` (the keypoint losses), :mod:`.state`
+(``last.pt``, ``history.csv``, the best ``model.pt``), :mod:`.scoring` (the test scores,
+per-face errors included),
 :mod:`.convergence` (converged or not, by one stated rule). :class:`TrainConfig` lives in
 :mod:`fkdbench.config` and the run-folder files in :mod:`fkdbench.runs`.
 
 Choices that hold for every run, and why:
 
-- Loss: mean squared error on *normalised* coordinates (``models.normalise_keypoints``:
-  the image spans about [-1, 1]), over labelled coordinates only. Every data variant
-  comes with a mask, so one loop serves them all: ``none``/``knn``/``aug`` have full
-  masks, ``ffill`` nearly full, ``masked`` the real label pattern.
+- Loss: by default the papers' mean squared error on *normalised* coordinates
+  (``models.normalise_keypoints``: the image spans about [-1, 1]), over labelled
+  coordinates only; ``loss`` picks another, and a heatmap head trains on maps
+  (:mod:`.losses`). Every data variant comes with a mask, so one loop serves them all:
+  ``none``/``knn``/``aug`` have full masks, ``ffill`` nearly full, ``masked`` the real
+  label pattern, and every loss leaves a missing keypoint out.
 - Optimiser: AdamW; weight decay only on weight matrices and kernels (not on biases and
   normalisation scales, as in nanoGPT).
 - Learning rate: linear warm-up over the first ``WARMUP_FRACTION`` of the planned steps,
@@ -51,8 +54,8 @@ from fkdbench.train.loop import (
     LR_SCHEDULE_DESCRIPTION,
     WARMUP_FRACTION,
     learning_rate_at,
-    masked_mse,
 )
+from fkdbench.train.losses import keypoint_loss, masked_mse
 from fkdbench.train.matrix import run_training, train_matrix
 from fkdbench.train.result import RunError, RunResult, TrainingDiverged
 from fkdbench.train.run import train_run
@@ -70,6 +73,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "learning_rate_at",
+    "keypoint_loss",
     "masked_mse",
     "predict_pixels",
     "run_training",

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from fkdbench import runs
-from fkdbench.config import TrainConfig
+from fkdbench.config import DEFAULT_LOSS, TrainConfig
+from fkdbench.train.losses import describe_loss
 from fkdbench.train.result import TrainingDiverged
 
 # Share of the planned optimiser steps spent warming the learning rate up from ~0.
@@ -30,17 +31,21 @@ LR_SCHEDULE_DESCRIPTION = (
 )
 
 
-def optimisation_record(pretrain_epochs: int) -> dict[str, Any]:
+def optimisation_record(
+    pretrain_epochs: int, loss: str = DEFAULT_LOSS, head: str = "regression"
+) -> dict[str, Any]:
     """The ``optimisation`` section of ``config.json``: what this loop optimises, and how."""
     return {
-        "loss": "masked MSE on normalised coordinates (labelled coordinates only)",
+        "loss": describe_loss(loss, head),
         "pretrain_loss": "BCE with logits, reconstruction of the [0, 1] image"
         if pretrain_epochs
         else None,
         "pretrain_epochs": pretrain_epochs,
         "schedule": LR_SCHEDULE_DESCRIPTION,
         "selection": "best validation RMSE (pixels)",
-        "head_init": "output bias = training mean shape, output weights x 0.1",
+        "head_init": "output bias = training mean shape, output weights x 0.1"
+        if head == "regression"
+        else "default initialisation (a spatial head has no coordinate bias)",
     }
 
 
@@ -53,17 +58,6 @@ def learning_rate_at(step: int, total_steps: int, peak_lr: float) -> float:
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
     return peak_lr * (FINAL_LR_FRACTION + (1.0 - FINAL_LR_FRACTION) * cosine)
-
-
-def masked_mse(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the labelled coordinates of (N, K, 2) tensors.
-
-    ``mask`` (N, K) is True where a keypoint is labelled; both of its coordinates count.
-    Unlabelled targets must be finite (the variants store 0) since NaN * 0 is NaN.
-    """
-    weights = mask.unsqueeze(-1).to(predicted.dtype).expand_as(predicted)
-    squared = (predicted - target).square() * weights
-    return squared.sum() / weights.sum().clamp_min(1.0)
 
 
 def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

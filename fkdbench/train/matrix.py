@@ -102,6 +102,9 @@ def run_training(
     patience: int | None = None,
     ae_pretrain_epochs: int | None = None,
     seeds: int | None = None,
+    head: str | None = None,
+    loss: str | None = None,
+    flip_test: bool | None = None,
 ) -> list[RunResult]:
     """``fkdbench train``: one run of ``arch`` on ``variant``, or with ``all_runs`` every run
     of ``preset`` (where ``variant``, ``weights`` and ``weights_mode`` do not apply), each
@@ -119,6 +122,9 @@ def run_training(
         max_minutes=max_minutes,
         patience=patience,
         ae_pretrain_epochs=ae_pretrain_epochs,
+        head=head,
+        loss=loss,
+        flip_test=flip_test,
         model_kwargs=None if spec is None else {"spec": str(spec)},
     )
     shared = dict(device=device, num_threads=num_threads, force=force, quiet=quiet)

@@ -29,10 +29,10 @@ from fkdbench.train.loop import (
     batches_per_epoch,
     epoch_batches,
     make_optimizer,
-    masked_mse,
     stop_reason,
     train_epoch,
 )
+from fkdbench.train.losses import KeypointLoss, keypoint_loss
 from fkdbench.train.scoring import predict_pixels
 from fkdbench.train.state import (
     Trainables,
@@ -83,7 +83,9 @@ def plan_phases(
             model,
             optimizer,
             len(data.images),
-            _keypoint_loss(model, data, generator),
+            _keypoint_loss(
+                model, data, generator, keypoint_loss(config.loss, model.head_kind, data.image_size)
+            ),
             evaluate=lambda: rmse(
                 predict_pixels(model, data.val_split.images, device), data.val_split.keypoints
             ),
@@ -102,7 +104,7 @@ def _reconstruction_loss(pretrainer: nn.Module, images: Tensor) -> Callable[[Ten
 
 
 def _keypoint_loss(
-    model: nn.Module, data: TrainingData, generator: torch.Generator
+    model: nn.Module, data: TrainingData, generator: torch.Generator, loss: KeypointLoss
 ) -> Callable[[Tensor], Tensor]:
     def batch_loss(indices: Tensor) -> Tensor:
         images = data.images[indices].float().div_(255.0)
@@ -111,8 +113,7 @@ def _keypoint_loss(
             images, keypoints, mask = augment_batch(
                 images, keypoints, mask, data.flip_permutation, data.augment, generator
             )
-        predicted = model(images).reshape(len(indices), -1, 2)
-        return masked_mse(predicted, normalise_keypoints(keypoints, data.image_size), mask)
+        return loss(model, images, normalise_keypoints(keypoints, data.image_size), mask)
 
     return batch_loss
 

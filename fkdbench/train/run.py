@@ -20,6 +20,7 @@ from torch import nn
 
 from fkdbench import runs
 from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES, TrainConfig
+from fkdbench.data.schemes import KeypointScheme, get_scheme
 from fkdbench.data.splits import read_manifest
 from fkdbench.data.variants import VARIANTS
 from fkdbench.io import plain, sha256_file, write_json_atomic
@@ -32,11 +33,13 @@ from fkdbench.models import (
     list_models,
     load_backbone_weights,
 )
+from fkdbench.models.heads import HEADS
 from fkdbench.progress import console, say
 from fkdbench.provenance import check_threads
 from fkdbench.train.convergence import convergence
 from fkdbench.train.dataset import TrainingData, load_training_data
 from fkdbench.train.loop import Progress, optimisation_record
+from fkdbench.train.losses import LossError, check_loss
 from fkdbench.train.phases import EpochHook, RunLoop, plan_phases, run_phases, start_or_resume
 from fkdbench.train.result import RunError, RunResult
 from fkdbench.train.scoring import predict_pixels, score_test_split
@@ -168,7 +171,8 @@ def _finished_run_settings(config: TrainConfig, run: Run) -> dict[str, Any]:
     manifest = read_manifest(config.data_dir)  # DataError naming it when missing
     recorded = runs.read_config(run.folder).get("data", {})
     image_size = int(manifest.get("image_size") or recorded.get("image_size") or 0)
-    kwargs, _ = _model_kwargs(config, image_size)
+    scheme = get_scheme(manifest.get("scheme") or recorded.get("scheme") or "kaggle15")
+    kwargs, _ = _model_kwargs(config, image_size, scheme)
     weights = None if run.weights_mode == "scratch" else {"sha256": sha256_file(config.weights)}
     return settings_fingerprint(config, kwargs, run.weights_mode, weights)
 
@@ -192,7 +196,16 @@ def _check_choices(config: TrainConfig) -> ArchInfo:
             raise RunError(f"{setting} must be an integer >= {minimum}, got {value!r}")
     if not config.lr > 0:
         raise RunError(f"lr must be positive, got {config.lr!r}")
-    return get_arch_info(config.arch)
+    arch_info = get_arch_info(config.arch)
+    if config.head is not None and config.head not in HEADS:
+        raise RunError(f"unknown head {config.head!r}; known: {', '.join(HEADS)}")
+    try:
+        check_loss(config.loss, config.head or arch_info.default_head)
+    except LossError as error:
+        raise RunError(str(error)) from None
+    if not isinstance(config.flip_test, bool):
+        raise RunError(f"flip_test must be true or false, got {config.flip_test!r}")
+    return arch_info
 
 
 def _weights_mode(config: TrainConfig, arch_info: ArchInfo) -> str:
@@ -240,7 +253,7 @@ def _build_model(
     config: TrainConfig, run: Run, data: TrainingData, device: torch.device
 ) -> BuiltModel:
     """The model, with its pretrained backbone if any, starting at the mean shape."""
-    kwargs, spec_source = _model_kwargs(config, data.image_size)
+    kwargs, spec_source = _model_kwargs(config, data.image_size, data.scheme)
     if spec_source:
         say(f"{run.name}: spec from {spec_source}", config.quiet)
     model = create_model(config.arch, num_outputs=data.scheme.num_outputs, in_chans=1, **kwargs)
@@ -251,12 +264,15 @@ def _build_model(
     return BuiltModel(model, kwargs, spec_source, weights)
 
 
-def _model_kwargs(config: TrainConfig, image_size: int) -> tuple[dict[str, Any], str | None]:
+def _model_kwargs(
+    config: TrainConfig, image_size: int, scheme: KeypointScheme
+) -> tuple[dict[str, Any], str | None]:
     """The complete ``create_model`` kwargs of the run, and where its spec came from."""
     chosen_kwargs, spec_source = runs.choose_spec(
         config.model_kwargs, config.arch, config.variant, config.runs_dir
     )
-    return runs.resolve_model_kwargs(chosen_kwargs, config.arch, image_size), spec_source
+    kwargs = runs.resolve_model_kwargs(chosen_kwargs, config.arch, image_size)
+    return {**kwargs, **runs.recipe_kwargs(config, image_size, scheme)}, spec_source
 
 
 def _load_weights(
@@ -305,7 +321,9 @@ def _write_config(
             online_augmentation=data.variant.online_augmentation,
             augment=data.augment,
         ),
-        optimisation=optimisation_record(run.pretrain_epochs),
+        optimisation=optimisation_record(
+            run.pretrain_epochs, config.loss, config.head or run.arch_info.default_head
+        ),
     )
     write_json_atomic(run.folder / runs.CONFIG_FILE, record)
 
@@ -334,6 +352,7 @@ def _score_test(
         arch=config.arch,
         variant=config.variant,
         weights_mode=run.weights_mode,
+        recipe=runs.config_recipe(config),
         scores=score_test_split(predicted, data.test_split, data.train_split, data.scheme),
         best_val_rmse=progress.best_val_rmse,
         best_epoch=progress.best_epoch,
