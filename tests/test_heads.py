@@ -132,16 +132,15 @@ def test_unet_is_registered_for_keypoints_with_its_exact_parameter_count() -> No
     def conv_bn(c_in: int, c_out: int) -> int:  # 3x3 conv without bias, BatchNorm scale+shift
         return c_in * c_out * 9 + 2 * c_out
 
-    first = ENCODER_WIDTHS[0]
-    expected = conv_bn(1, first) + conv_bn(first, first)
+    expected = conv_bn(1, ENCODER_WIDTHS[0])  # the stride-2 stem
     for before, after in zip(ENCODER_WIDTHS[:-1], ENCODER_WIDTHS[1:], strict=True):
         expected += conv_bn(before, after) + conv_bn(after, after)
     below = ENCODER_WIDTHS[-1]
     for skip, width in zip(ENCODER_WIDTHS[-2:0:-1], DECODER_WIDTHS, strict=True):
-        expected += conv_bn(below + skip, width) + conv_bn(width, width)
+        expected += conv_bn(below + skip, width)
         below = width
     expected += DECODER_WIDTHS[-1] * 15 + 15  # the 1x1 convolution to 15 maps
-    assert count_parameters(model).pytorch == expected == 912_831
+    assert count_parameters(model).pytorch == expected == 405_663
 
 
 def test_unet_accepts_odd_sizes_and_refuses_too_small_ones() -> None:
