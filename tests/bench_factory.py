@@ -54,6 +54,7 @@ _DEFAULTS: dict[type, dict[str, Any]] = {
         "data_manifest_sha256": "b" * 64,
         "graph_key": "c" * 64,
         "timed_as": None,
+        "recipe": (),
     },
     Settings: {
         "batch_size": 32,

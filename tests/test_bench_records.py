@@ -1,4 +1,4 @@
-"""Bench records: format 2 on disk, format 1 upgraded on read, the flat view, bad lines."""
+"""Bench records: format 4 on disk, formats 1-3 upgraded on read, the flat view, bad lines."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ FORMAT3_KEYS = (
     "other_cpu_cores",
     "passes_per_sample",
 )
+FORMAT4_KEYS = ("recipe",)
 MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
 
 
@@ -55,7 +56,9 @@ def _assert_flat_view_is_the_line(path: Path) -> int:
             assert (flat[name], type(flat[name])) == (value, type(value)), (number, name)
         # Format 1's optional fields (FR, AUC) read as absent, and format 3's as unknown;
         # nothing else is added.
-        assert set(flat) - set(original) <= {"error", "test_fr", "test_auc", *FORMAT3_KEYS}
+        added = {"error", "test_fr", "test_auc", *FORMAT3_KEYS, *FORMAT4_KEYS}
+        assert set(flat) - set(original) <= added
+        assert flat["recipe"] == []  # every run of format 1 trained the papers' recipe
         assert flat["format_version"] == BENCH_FORMAT_VERSION and flat["error"] is None
     return len(records)
 
@@ -63,7 +66,7 @@ def _assert_flat_view_is_the_line(path: Path) -> int:
 def test_format1_fixture_is_upgraded_without_inventing_samples() -> None:
     original = _lines(FORMAT1_FIXTURE)[0]
     record = read_records(FORMAT1_FIXTURE)[0]
-    assert record.format_version == BENCH_FORMAT_VERSION == 3 and not record.failed
+    assert record.format_version == BENCH_FORMAT_VERSION == 4 and not record.failed
     assert record.samples.seconds_per_100_images == original["seconds_per_100_images_all"]
     # Format 1 kept no latency samples: its percentiles are kept as recorded, and said so.
     assert record.samples.latency_batch1_ms == []
@@ -95,7 +98,7 @@ def test_format2_round_trip_stores_samples_and_one_environment() -> None:
     )
     line = record.to_json()
     assert record_from_json(json.loads(json.dumps(line))) == record
-    assert line["format_version"] == 3
+    assert line["format_version"] == BENCH_FORMAT_VERSION
     # Samples, not statistics; machine facts only in `environment`.
     assert line["samples"]["latency_batch1_ms"] == [4.0, 1.0, 3.0, 2.0]
     assert not set(line) & {*MACHINE_FIELDS, "seconds_per_100_images", "normalised_time"}
@@ -126,7 +129,7 @@ def test_files_append_and_mix_formats(tmp_path: Path) -> None:
     new = [make_bench_record(backend="torch"), make_error_record()]
     append_records(path, new)
     records = read_records(path)
-    assert [record.format_version for record in records] == [3, 3, 3]
+    assert [record.format_version for record in records] == [BENCH_FORMAT_VERSION] * 3
     assert records[1:] == new
     assert read_records(tmp_path / "absent.jsonl") == []
 
@@ -165,7 +168,8 @@ def test_format2_fixture_is_upgraded_with_format3_fields_unknown() -> None:
     records = read_records(FORMAT2_FIXTURE)
     assert [line["format_version"] for line in originals] == [2, 2, 2]
     for original, record in zip(originals, records, strict=True):
-        assert record.format_version == 3
+        assert record.format_version == BENCH_FORMAT_VERSION
+        assert record.identity.recipe == ()
         assert (
             record.samples.seconds_per_100_images == original["samples"]["seconds_per_100_images"]
         )
@@ -204,3 +208,21 @@ def test_format3_fields_round_trip_and_show_in_the_flat_view() -> None:
         "other_cpu_cores": None,
         "passes_per_sample": 1,
     }
+
+
+def test_format3_record_is_upgraded_with_the_papers_recipe() -> None:
+    line = make_bench_record().to_json()
+    del line["identity"]["recipe"]
+    line["format_version"] = 3
+    record = record_from_json(line)
+    assert record.format_version == BENCH_FORMAT_VERSION and record.identity.recipe == ()
+    assert record.flat()["recipe"] == []
+
+
+def test_recipe_round_trips_as_a_tuple_and_shows_as_a_list() -> None:
+    record = make_bench_record(recipe=["heatmap", "wing", "flip"])
+    assert record.identity.recipe == ("heatmap", "wing", "flip")
+    line = json.loads(json.dumps(record.to_json()))
+    assert line["identity"]["recipe"] == ["heatmap", "wing", "flip"]
+    assert record_from_json(line) == record
+    assert record.flat()["recipe"] == ["heatmap", "wing", "flip"]

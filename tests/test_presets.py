@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fkdbench import runs
 from fkdbench.config import TrainConfig
 from fkdbench.data.variants import VARIANTS
 from fkdbench.models import list_models
@@ -20,7 +21,7 @@ def _write(path: Path, document: dict) -> Path:
 
 
 def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
-    assert list_presets() == ["paper", "quick", "smoke"]
+    assert list_presets() == ["levers", "paper", "quick", "smoke"]
     quick, paper = load_preset("quick"), load_preset("paper")
     for preset in (quick, paper):
         configs = preset.configs(tmp_path / "data", tmp_path / "runs")
@@ -35,6 +36,29 @@ def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
     assert pairs == {(arch, variant) for arch in list_models() for variant in VARIANTS}
     # A per-run safety stop keeps a stuck run from holding quick up.
     assert all(config.max_minutes for config in quick.configs(tmp_path, tmp_path))
+
+
+@pytest.mark.parametrize("name", ["levers", "paper", "quick"])
+def test_every_lever_row_has_its_papers_recipe_twin_at_the_same_budget(
+    name: str, tmp_path: Path
+) -> None:
+    """A lever (another head, loss or the flip test) is measured beside the same model,
+    data, budget and seeds trained the papers' way, so the paired tests compare the lever
+    alone."""
+    configs = load_preset(name).configs(tmp_path, tmp_path)
+    names = [runs.config_run_name(config, "scratch") for config in configs]
+    assert len(set(names)) == len(names), "two runs of a preset share a folder"
+    budget = ("epochs", "batch_size", "lr", "patience", "seed", "max_train_rows")
+    twins = {
+        (config.arch, config.variant, *(getattr(config, key) for key in budget))
+        for config in configs
+        if not runs.config_recipe(config)
+    }
+    levers = [config for config in configs if runs.config_recipe(config)]
+    assert levers, f"{name} has no lever rows"
+    for config in levers:
+        key = (config.arch, config.variant, *(getattr(config, key) for key in budget))
+        assert key in twins, f"{runs.config_run_name(config, 'scratch')} has no twin"
 
 
 def test_smoke_preset_is_small(tmp_path: Path) -> None:
@@ -110,7 +134,7 @@ def test_bad_presets_name_the_file(tmp_path: Path, document: dict, message: str)
 
 
 def test_unknown_and_missing_presets(tmp_path: Path) -> None:
-    with pytest.raises(PresetError, match="unknown preset 'nope'; known: paper, quick"):
+    with pytest.raises(PresetError, match="unknown preset 'nope'; known: levers, paper, quick"):
         load_preset("nope")
     with pytest.raises(PresetError, match="no such preset file"):
         load_preset(tmp_path / "absent.json")

@@ -128,3 +128,52 @@ def test_cli_train_passes_the_levers(tiny_dataset: Path, tmp_path: Path) -> None
     assert runs.read_metrics(folder)["recipe"] == ["integral", "l1", "flip"]
     refused = CliRunner().invoke(app, ["train", "cnn-manual", "--loss", "huber"])
     assert refused.exit_code != 0 and "huber" in refused.output
+
+
+def test_lever_rows_are_benched_and_reported_beside_their_twin(
+    lever_runs: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    from bench_factory import fake_clock
+    from test_bench import CALIBRATION, STEP
+
+    from fkdbench import bench
+    from fkdbench.bench import BenchOptions, read_records
+    from fkdbench.report import build_report
+
+    runs_dir = tmp_path / "runs"
+    levers = ("cnn-manual--masked--heatmap--adaptive-wing", "cnn-manual--masked--wing")
+    for name in levers:
+        shutil.copytree(lever_runs / name, runs_dir / name)
+    assert train_run(_config(tiny_dataset, runs_dir)).status == "finished"
+    options = BenchOptions(
+        backends=("onnxruntime",), threads=1, repeats=2, latency_samples=3,
+        latency_warmup=1, batch_size=4, results=tmp_path / "bench.jsonl", quiet=True,
+    )  # fmt: skip
+    folders = sorted(path for path in runs_dir.iterdir() if path.is_dir())
+    bench.bench(folders, options, calibration=CALIBRATION, clock=fake_clock(STEP))
+    recipes = {r.identity.run_name: r.identity.recipe for r in read_records(options.results)}
+    assert recipes == {
+        "cnn-manual--masked": (),
+        levers[0]: ("heatmap", "adaptive-wing"),
+        levers[1]: ("wing",),
+    }
+    result = build_report(runs_dir, options.results, tmp_path / "report", quiet=True)
+    # Three rows, not three seeds of one: each lever is its own row, labelled by its parts.
+    labels = list(result.tables["accuracy_rmse"].index)
+    assert {"cnn-manual", "cnn-manual + heatmap + adaptive-wing", "cnn-manual + wing"} <= set(
+        labels
+    )
+    table = result.tables["levers"].set_index("model")
+    assert list(table.index) == ["cnn-manual + heatmap + adaptive-wing", "cnn-manual + wing"]
+    assert (table["twin"] == "cnn-manual").all() and (table["variant"] == "masked").all()
+    assert table["verdict"].isin(["better", "worse", "tie (not significant)"]).all()
+    # Its RMSE and its cost are the lever's own, beside the twin's from the same bench run.
+    metrics = runs.read_metrics(runs_dir / levers[1])
+    assert table.loc["cnn-manual + wing", "rmse"] == pytest.approx(metrics["test_rmse"])
+    assert table["seconds_per_100_twin"].notna().all()
+    timing = result.tables["timing"].set_index("run_name")
+    assert timing.loc[levers[0], "recipe"] == "heatmap+adaptive-wing"
+    assert timing.loc[levers[0], "model"] == "cnn-manual + heatmap + adaptive-wing"
+    text = (tmp_path / "report" / "REPORT.md").read_text()
+    assert text.index("## Which differences are real") < text.index("## What each lever buys")
+    assert (tmp_path / "report" / "levers.csv").is_file()

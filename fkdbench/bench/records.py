@@ -1,21 +1,23 @@
-"""The bench record (format 3): what was measured, how, the raw samples, where, and what failed.
+"""The bench record (format 4): what was measured, how, the raw samples, where, and what failed.
 
 In the manner of pyperf, a record keeps its raw samples and one ``environment`` block;
 every statistic (median, quartiles, percentiles, fraction of peak, normalised time) is
 derived from the samples by :mod:`fkdbench.bench.stats`, never stored beside them. One
 JSON object per line of ``results/bench.jsonl``::
 
-    {"format_version": 3, "timestamp": ..., "identity": {...}, "settings": {...},
+    {"format_version": 4, "timestamp": ..., "identity": {...}, "settings": {...},
      "samples": {...}, "model": {...}, "scores": {...}, "calibration": {...},
      "environment": {...}, "unstable": false, "unstable_reasons": [], "error": null}
 
 Format 3 added the graph (``identity.graph_key``; ``identity.timed_as`` names the run whose
 timing a record shares, since runs with one graph are timed once), every peak measurement
-and the load averages beside them (``calibration``), and the steadiness verdict.
+and the load averages beside them (``calibration``), and the steadiness verdict. Format 4
+added the run's recipe (``identity.recipe``: its head, loss and flip test where they are not
+the papers', :func:`fkdbench.runs.recipe_parts`), so that a lever's timing is its own row.
 
 A target that failed is a record too: ``error`` holds one line, ``samples`` are empty and
 ``model`` is null when the run could not be read. Older files keep reading: a line of an
-older format is upgraded on read (asv's habit, :func:`_update_to_2`, :func:`_update_to_3`),
+older format is upgraded on read (asv's habit, :func:`_update_to_2` to :func:`_update_to_4`),
 never rewritten.
 :meth:`BenchRecord.flat` gives the flat view with format 1's field names that the report
 and other readers of the old layout use.
@@ -33,11 +35,12 @@ from typing import Any, TypeVar
 import fkdbench.bench.stats as stats
 from fkdbench.io import append_jsonl_atomic, plain
 
-BENCH_FORMAT_VERSION = 3
+BENCH_FORMAT_VERSION = 4
 # The machine fields format 1 copied to the top level of each record beside `environment`.
 _V1_MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
-# The identity fields format 3 added (format 2's identity is the rest).
+# The identity fields formats 3 and 4 added (format 2's identity is the rest).
 _V3_IDENTITY = ("graph_key", "timed_as")
+_V4_IDENTITY = ("recipe",)
 
 
 class BenchError(ValueError):
@@ -66,6 +69,13 @@ class Identity:
     # The run whose timed passes these samples copy (same graph_key, same bench call);
     # None when this record was itself timed.
     timed_as: str | None = None
+    # What the run does beyond the papers' recipe (runs.recipe_parts): () for the papers'
+    # own, for records older than format 4, and for runs that could not be read.
+    recipe: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # JSON gives a list: keep a tuple, so that identities compare and hash alike.
+        object.__setattr__(self, "recipe", tuple(str(part) for part in self.recipe or ()))
 
 
 @dataclass(frozen=True)
@@ -253,6 +263,7 @@ def _identity_and_settings_view(record: BenchRecord) -> dict[str, Any]:
         "arch": identity.arch,
         "variant": identity.variant,
         "weights_mode": identity.weights_mode,
+        "recipe": list(identity.recipe),
         "trained": identity.trained,
         "backend": identity.backend,
         "model_file": identity.model_file,
@@ -318,7 +329,11 @@ def _update_to_2(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "format_version": 2,
         "timestamp": record["timestamp"],
-        "identity": {name: record[name] for name in _fields(Identity) if name not in _V3_IDENTITY},
+        "identity": {
+            name: record[name]
+            for name in _fields(Identity)
+            if name not in _V3_IDENTITY + _V4_IDENTITY
+        },
         "settings": {
             **{
                 name: record[name]
@@ -364,8 +379,13 @@ def _update_to_3(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _update_to_4(record: dict[str, Any]) -> dict[str, Any]:
+    """A format-3 record as format 4: every run then trained the papers' recipe."""
+    return {**record, "format_version": 4, "identity": {**record["identity"], "recipe": []}}
+
+
 # Each upgrade takes a record of format N to N + 1.
-_UPDATES = {1: _update_to_2, 2: _update_to_3}
+_UPDATES = {1: _update_to_2, 2: _update_to_3, 3: _update_to_4}
 
 
 def _fields(cls: type) -> list[str]:

@@ -198,6 +198,7 @@ def _identity(folder: Path, backend: str, target: _Target | None) -> Identity:
         arch=config["model"]["arch"] if known else None,
         variant=config.get("train", {}).get("variant"),
         weights_mode=config.get("weights_mode", "scratch") if known else None,
+        recipe=tuple(runs.recipe_of(config)) if known else (),
         trained=target.trained if known else None,
         model_file=str(model_file),
         model_sha256=sha256_file(model_file) if model_file.is_file() else None,

@@ -162,6 +162,7 @@ def _identity(folder: Path, backend: str) -> Identity:
         arch=model.get("arch"),
         variant=config.get("train", {}).get("variant"),
         weights_mode=config.get("weights_mode", "scratch") if config else None,
+        recipe=tuple(runs.recipe_of(config)) if config else (),
         trained=runs.is_finished(folder) if config else None,
         model_file=str(model_file),
         model_sha256=sha256_file(model_file) if model_file.is_file() else None,

@@ -45,7 +45,7 @@ from fkdbench.io import write_text_atomic
 from fkdbench.progress import say
 from fkdbench.report.accuracy import accuracy_table, landmark_table, not_finished_table
 from fkdbench.report.agreement import agreement_table, rank_correlation_table
-from fkdbench.report.common import FIGURES_DIR, ReportError
+from fkdbench.report.common import FIGURES_DIR, ReportError, without_empty_recipe
 from fkdbench.report.differences import differences_table
 from fkdbench.report.environment import environment_table
 from fkdbench.report.figures import draw_figures
@@ -60,6 +60,7 @@ from fkdbench.report.inputs import (
     write_run_records,
 )
 from fkdbench.report.json_report import render_json
+from fkdbench.report.levers import LEVERS_TABLE, levers_table
 from fkdbench.report.markdown import SECTIONS, render_markdown
 from fkdbench.report.paper import cited_table, paper_gains_table
 from fkdbench.report.peers import (
@@ -116,7 +117,10 @@ def build_tables(
         optional[PEERS_TABLE] = peer_table(peers, run_summaries)
     if video_records:
         optional[VIDEO_TABLE] = video_table(video_records, bench_records)
-    return {
+    levers = levers_table(run_summaries, timing)
+    if not levers.empty:
+        optional[LEVERS_TABLE] = levers
+    tables = {
         "size": size,
         "accuracy_rmse": accuracy_table(run_summaries, "test_rmse"),
         "accuracy_nme": accuracy_table(run_summaries, "test_nme"),
@@ -136,6 +140,7 @@ def build_tables(
         "environment": environment_table(run_summaries, bench_records),
         **optional,
     }
+    return {name: without_empty_recipe(table) for name, table in tables.items()}
 
 
 def _read_runs(
@@ -194,7 +199,7 @@ def _latest_bench_records(
 
 # Tables only a report with their inputs has: a rebuild without them removes their CSVs,
 # so an earlier build's peers or video rows do not linger beside the new report.
-OPTIONAL_TABLES = (PEERS_TABLE, VIDEO_TABLE)
+OPTIONAL_TABLES = (PEERS_TABLE, VIDEO_TABLE, LEVERS_TABLE)
 
 
 def _write_csvs(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:

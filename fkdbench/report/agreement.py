@@ -13,7 +13,7 @@ import pandas as pd
 from fkdbench.report.cells import fmt, markdown_table
 from fkdbench.report.common import NOT_MEASURED
 from fkdbench.report.differences import mean_rmse
-from fkdbench.report.inputs import RunSummary
+from fkdbench.report.inputs import Row, RunSummary
 from fkdbench.report.result import ReportResult
 from fkdbench.report.statistics import RankCorrelation, spearman
 from fkdbench.report.uncertainty import finished_rows
@@ -29,7 +29,7 @@ ALPHA = 0.05
 _COLUMNS = ["model", "variant", "rmse", "rank", "other_rmse", "other_rank"]
 
 
-def _mean_rmses(run_summaries: Sequence[RunSummary]) -> dict[tuple, tuple[str, float]]:
+def _mean_rmses(run_summaries: Sequence[RunSummary]) -> dict[Row, tuple[str, float]]:
     return {
         row: (seeds[0].label, mean_rmse(seeds))
         for row, seeds in finished_rows(run_summaries).items()
@@ -40,7 +40,7 @@ def _mean_rmses(run_summaries: Sequence[RunSummary]) -> dict[tuple, tuple[str, f
 def agreement_table(
     run_summaries: Sequence[RunSummary], other_runs: Sequence[RunSummary]
 ) -> pd.DataFrame:
-    """The finished rows (arch, variant, weights mode) present in both: the mean RMSE and
+    """The finished rows (arch, variant, weights mode, recipe) present in both: the mean RMSE and
     rank (1 = best, among the shared rows) here and in ``other_runs``."""
     ours, theirs = _mean_rmses(run_summaries), _mean_rmses(other_runs)
     shared = [row for row in ours if row in theirs]
@@ -48,7 +48,7 @@ def agreement_table(
         [
             {
                 "model": ours[row][0],
-                "variant": row[1],
+                "variant": row.variant,
                 "rmse": ours[row][1],
                 "other_rmse": theirs[row][1],
             }

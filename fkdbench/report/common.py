@@ -5,6 +5,7 @@ order rows are listed in, model labels and units. A leaf: it imports nothing of 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -39,15 +40,51 @@ BACKEND_ORDER = BACKENDS
 WEIGHTS_ORDER = WEIGHTS_MODES
 
 
-def model_label(arch: str, weights_mode: str | None) -> str:
-    """``arch`` for scratch weights, ``arch (frozen)`` / ``arch (finetuned)`` otherwise."""
-    return arch if weights_mode in (None, "scratch") else f"{arch} ({weights_mode})"
+# Between a row's model and its recipe parts in a label: "cnn-manual + heatmap + wing".
+RECIPE_SEPARATOR = " + "
+# The CSV column of a row's recipe: its parts joined by RECIPE_JOIN, "" for the papers'.
+RECIPE_COLUMN = "recipe"
+RECIPE_JOIN = "+"
 
 
-def display_name(arch: str, weights_mode: str | None, trained: bool) -> str:
+def model_label(arch: str, weights_mode: str | None, recipe: Sequence[str] = ()) -> str:
+    """``arch`` for scratch weights, ``arch (frozen)`` / ``arch (finetuned)`` otherwise,
+    then each part of a recipe other than the papers' (``runs.recipe_parts``):
+    ``cnn-manual + heatmap + wing``. The one place a row's label is built."""
+    base = arch if weights_mode in (None, "scratch") else f"{arch} ({weights_mode})"
+    return RECIPE_SEPARATOR.join((base, *recipe))
+
+
+def display_name(
+    arch: str, weights_mode: str | None, trained: bool, recipe: Sequence[str] = ()
+) -> str:
     """The model column of the size and timing tables: the label, marked when untrained."""
-    label = model_label(arch, weights_mode)
+    label = model_label(arch, weights_mode, recipe)
     return label if trained else f"{label} ({UNTRAINED_LABEL})"
+
+
+def recipe_text(recipe: Sequence[str]) -> str:
+    """A recipe as its CSV cell: ``heatmap+wing``; "" for the papers' recipe."""
+    return RECIPE_JOIN.join(recipe)
+
+
+def recipe_from_text(text: Any) -> tuple[str, ...]:
+    """The parts of a :func:`recipe_text` cell; () for "" or a missing cell."""
+    return tuple(str(text).split(RECIPE_JOIN)) if isinstance(text, str) and text else ()
+
+
+def as_recipe(value: Any) -> tuple[str, ...]:
+    """A recipe as a record holds it (a JSON list, a tuple, or None in records older
+    than the field) as a tuple of parts."""
+    return tuple(str(part) for part in value or ())
+
+
+def without_empty_recipe(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without its recipe column when no row has one: a report with only the
+    papers' recipe keeps its CSV and JSON bytes (the committed report rebuilds exactly)."""
+    if RECIPE_COLUMN not in table.columns or table[RECIPE_COLUMN].fillna("").astype(bool).any():
+        return table
+    return table.drop(columns=RECIPE_COLUMN)
 
 
 # -- row orders -----------------------------------------------------------------------------
@@ -73,15 +110,29 @@ def backend_key(backend: str) -> tuple[int, str]:
     return (order, backend)
 
 
-def run_key(arch: str, variant: str | None, weights_mode: str | None, trained: bool) -> tuple:
-    """Runs by architecture, weights mode, trained before untrained, then variant."""
-    return (arch, weights_key(weights_mode), not trained, variant_key(variant))
+def recipe_key(recipe: Sequence[str]) -> tuple[str, ...]:
+    """The papers' recipe (()) first, then recipe rows by their parts."""
+    return tuple(recipe)
+
+
+def run_key(
+    arch: str,
+    variant: str | None,
+    weights_mode: str | None,
+    trained: bool,
+    recipe: Sequence[str] = (),
+) -> tuple:
+    """Runs by architecture, weights mode, recipe (the papers' first), trained before
+    untrained, then variant."""
+    return (arch, weights_key(weights_mode), recipe_key(recipe), not trained, variant_key(variant))
 
 
 def label_key(label: str) -> tuple:
-    """Rows ordered by architecture, then weights mode (scratch, frozen, finetuned)."""
-    arch, _, rest = label.partition(" (")
-    return (arch, weights_key(rest.rstrip(")") or "scratch"))
+    """Rows ordered by architecture, then weights mode (scratch, frozen, finetuned), then
+    recipe (the papers' first): the order of :func:`run_key`, read from a label."""
+    base, *parts = label.split(RECIPE_SEPARATOR)
+    arch, _, rest = base.partition(" (")
+    return (arch, weights_key(rest.rstrip(")") or "scratch"), recipe_key(parts))
 
 
 # -- values ---------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def differences_table(run_summaries: Sequence[RunSummary]) -> pd.DataFrame:
     rows = []
     for rank, (row, seeds) in enumerate(leading, start=1):
         entry = {
-            "rank": rank, "model": seeds[0].label, "variant": row[1], "n_seeds": len(seeds),
+            "rank": rank, "model": seeds[0].label, "variant": row.variant, "n_seeds": len(seeds),
             "rmse": mean_rmse(seeds),
         }  # fmt: skip
         if rank == 1:

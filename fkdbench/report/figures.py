@@ -71,7 +71,9 @@ def figure_params_vs_size(size: pd.DataFrame, path: Path) -> Path | None:
         )
         for row in ours.itertuples():
             axes.annotate(
-                row.arch, (float(row.params_keras), row.state_dict_mb), fontsize=7, xytext=(3, 3),
+                # A lever row with its own head has its own size: name its head too.
+                row.model if getattr(row, "recipe", "") else row.arch,
+                (float(row.params_keras), row.state_dict_mb), fontsize=7, xytext=(3, 3),
                 textcoords="offset points",
             )  # fmt: skip
     points = [(row.params, row.size_mb, row.model) for row in paper if row.params and row.size_mb]

@@ -14,7 +14,15 @@ from fkdbench import reference
 from fkdbench.data.variants import VARIANTS
 from fkdbench.report.accuracy import accuracy_table
 from fkdbench.report.cells import markdown_table
-from fkdbench.report.common import MEAN_SHAPE_ROW, NO_PAPER, NOT_RUN, is_missing, label_key
+from fkdbench.report.common import (
+    MEAN_SHAPE_ROW,
+    NO_PAPER,
+    NOT_RUN,
+    RECIPE_COLUMN,
+    is_missing,
+    label_key,
+    recipe_text,
+)
 from fkdbench.report.inputs import RunSummary
 from fkdbench.report.result import ReportResult
 
@@ -32,6 +40,7 @@ _GAINS_COLUMNS = [
     "model",
     "arch",
     "weights_mode",
+    RECIPE_COLUMN,
     "variant",
     "rmse_none",
     "rmse",
@@ -65,20 +74,24 @@ def gains_table(run_summaries: Sequence[RunSummary]) -> pd.DataFrame:
     one. Computed from the runs only: nothing is typed in.
     """
     accuracy = accuracy_table(run_summaries).drop(index=MEAN_SHAPE_ROW, errors="ignore")
-    modes = {run.label: (run.arch, run.weights_mode) for run in run_summaries if run.trained}
+    modes = {run.label: run.row for run in run_summaries if run.trained}
     rows = []
     for label in accuracy.index:
-        arch, weights_mode = modes[label]
+        arch, _, weights_mode, recipe = modes[label]
         base = accuracy.loc[label, "none"] if "none" in accuracy.columns else np.nan
         for variant in (column for column in accuracy.columns if column != "none"):
             value = accuracy.loc[label, variant]
             gain = (base - value) / base * 100.0 if base > 0 else np.nan
-            paper = reference.paper_row(arch, variant, weights_mode, reference.TABLE2)
+            # The papers trained no other recipe: a lever row has no label of theirs.
+            paper = None
+            if not recipe:
+                paper = reference.paper_row(arch, variant, weights_mode, reference.TABLE2)
             rows.append(
                 {
                     "model": label,
                     "arch": arch,
                     "weights_mode": weights_mode,
+                    RECIPE_COLUMN: recipe_text(recipe),
                     "variant": variant,
                     "rmse_none": base,
                     "rmse": value,
@@ -96,7 +109,7 @@ def ratio_table(run_summaries: Sequence[RunSummary]) -> pd.DataFrame:
     rmse = {
         (run.arch, run.variant, run.weights_mode): run.test_rmse
         for run in run_summaries
-        if run.trained and run.test_rmse is not None
+        if run.trained and run.test_rmse is not None and not run.recipe
     }
     rows = []
     for claim in reference.RATIO_CLAIMS:

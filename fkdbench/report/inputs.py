@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -17,6 +17,7 @@ from fkdbench.bench import read_records
 from fkdbench.io import write_text_atomic
 from fkdbench.report.common import (
     ReportError,
+    as_recipe,
     backend_key,
     model_label,
     number,
@@ -25,6 +26,16 @@ from fkdbench.report.common import (
 
 # Under the report's out dir: every run's summary, so the report rebuilds without the runs.
 RUN_RECORDS_FILE = "runs.jsonl"
+
+
+class Row(NamedTuple):
+    """The result several seeds are samples of: one table row per variant."""
+
+    arch: str
+    variant: str | None
+    weights_mode: str
+    # runs.recipe_parts: () for the papers' recipe.
+    recipe: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,9 @@ class RunSummary:
     # None for an untrained folder.
     variant: str | None
     weights_mode: str = "scratch"
+    # What the run does beyond the papers' recipe (runs.recipe_parts): () for the papers'
+    # own and for every run older than the field.
+    recipe: tuple[str, ...] = ()
     trained: bool = True
     test_rmse: float | None = None
     test_nme: float | None = None
@@ -86,16 +100,18 @@ class RunSummary:
     def __post_init__(self) -> None:
         # Records written before the rename say "time-limit": read them under today's name.
         object.__setattr__(self, "stop_reason", runs.current_stop_reason(self.stop_reason))
+        object.__setattr__(self, "recipe", as_recipe(self.recipe))
 
     @property
     def label(self) -> str:
-        """The table row this run belongs to: the architecture, plus a non-scratch mode."""
-        return model_label(self.arch, self.weights_mode)
+        """The table row this run belongs to: the architecture, plus a non-scratch mode
+        and a recipe other than the papers'."""
+        return model_label(self.arch, self.weights_mode, self.recipe)
 
     @property
-    def row(self) -> tuple[str, str | None, str]:
-        """The result this run is one seed of: (arch, variant, weights mode)."""
-        return (self.arch, self.variant, self.weights_mode)
+    def row(self) -> Row:
+        """The result this run is one seed of: (arch, variant, weights mode, recipe)."""
+        return Row(self.arch, self.variant, self.weights_mode, self.recipe)
 
     @property
     def finished(self) -> bool:
@@ -113,7 +129,8 @@ class RunSummary:
 
 def _summary_key(run: RunSummary) -> tuple:
     # The run name last: the seeds of one row in name order.
-    return (*run_key(run.arch, run.variant, run.weights_mode, run.trained), run.run_name)
+    key = run_key(run.arch, run.variant, run.weights_mode, run.trained, run.recipe)
+    return (*key, run.run_name)
 
 
 # -- run folders ----------------------------------------------------------------------------
@@ -123,6 +140,13 @@ def _per_face(metrics: dict[str, Any]) -> tuple[tuple[float, ...], tuple[int, ..
     per_face = metrics.get("test_per_face") or {}
     squared = tuple(float(value) for value in per_face.get("squared_error_sum") or ())
     return squared, tuple(int(value) for value in per_face.get("coordinates") or ())
+
+
+def _recipe(metrics: dict[str, Any], config: dict[str, Any]) -> tuple[str, ...]:
+    """metrics.json's recipe, else what config.json says (() for runs older than both)."""
+    if "recipe" in metrics:
+        return as_recipe(metrics["recipe"])
+    return tuple(runs.recipe_of(config))
 
 
 def _summary_from_finished(folder: Path) -> RunSummary:
@@ -141,6 +165,7 @@ def _summary_from_finished(folder: Path) -> RunSummary:
         arch=metrics.get("arch") or model.get("arch"),
         variant=variant,
         weights_mode=metrics.get("weights_mode") or config.get("weights_mode") or "scratch",
+        recipe=_recipe(metrics, config),
         trained=True,
         test_rmse=number(metrics.get("test_rmse")),
         test_nme=number(metrics.get("test_nme")),
@@ -189,6 +214,7 @@ def _summary_from_untrained(folder: Path, config: dict[str, Any]) -> RunSummary:
         arch=model.get("arch"),
         variant=None,
         weights_mode=config.get("weights_mode") or "scratch",
+        recipe=tuple(runs.recipe_of(config)),
         trained=False,
         model_pt_bytes=_file_size(folder / runs.MODEL_FILE),
         onnx_bytes=export.get("onnx_bytes"),
@@ -266,6 +292,7 @@ def write_run_records(run_summaries: Sequence[RunSummary], path: Path) -> Path:
         record["history"] = [list(pair) for pair in run.history]
         record["per_face_squared_errors"] = list(run.per_face_squared_errors)
         record["per_face_coordinates"] = list(run.per_face_coordinates)
+        record["recipe"] = list(run.recipe)
         lines.append(json.dumps(record, sort_keys=True) + "\n")
     write_text_atomic(Path(path), "".join(lines))
     return Path(path)
@@ -339,6 +366,7 @@ def _record_key(record: dict[str, Any]) -> tuple:
             record.get("variant"),
             record.get("weights_mode"),
             bool(record.get("trained", True)),
+            as_recipe(record.get("recipe")),
         ),
         str(record.get("run_name")),
         backend_key(str(record.get("backend"))),
@@ -380,6 +408,7 @@ def load_video_records(video_file: Path | None) -> list[Any]:
                 record.identity.variant,
                 record.identity.weights_mode,
                 bool(record.identity.trained),
+                record.identity.recipe,
             ),
             record.identity.run_name,
             backend_key(record.identity.backend),

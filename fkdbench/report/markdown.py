@@ -21,6 +21,7 @@ from fkdbench.report.environment import environment_section
 from fkdbench.report.figures import figures_section
 from fkdbench.report.gains import gains_section
 from fkdbench.report.inputs import RunSummary
+from fkdbench.report.levers import levers_section
 from fkdbench.report.peers import peer_summary_lines
 from fkdbench.report.result import ReportResult
 from fkdbench.report.size import size_section
@@ -156,6 +157,7 @@ OptionalWriter = Callable[[ReportResult], list[str] | None]
 # writer returns None to leave it out, so a report without that input (the committed one)
 # reads exactly as before: heading -> (the heading it follows, its writer).
 OPTIONAL_SECTION_WRITERS: dict[str, tuple[str, OptionalWriter]] = {
+    "What each lever buys": ("Which differences are real", levers_section),
     "End-to-end on video": ("Inference time", video_section),
 }
 

@@ -5,6 +5,7 @@ tables of what the papers print on their own. The numbers themselves are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -29,10 +30,19 @@ def paper_weights_mode(arch: str, weights_mode: str) -> str:
 
 
 def paper_row_beside(
-    arch: str, variant: str | None, weights_mode: str, trained: bool, table: str
+    arch: str,
+    variant: str | None,
+    weights_mode: str,
+    trained: bool,
+    table: str,
+    recipe: Sequence[str] = (),
 ) -> reference.PaperRow | None:
     """The row of the paper's size or time ``table`` a model of ours sits beside (see
-    :func:`paper_variant` and :func:`paper_weights_mode`); None where the paper has none."""
+    :func:`paper_variant` and :func:`paper_weights_mode`); None where the paper has none,
+    and for a row with a recipe other than the papers' (another head, loss or the flip
+    test: the papers trained none such, so no number of theirs measures it)."""
+    if recipe:
+        return None
     return reference.paper_row(
         arch,
         paper_variant(variant, trained),

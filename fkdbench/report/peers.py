@@ -360,7 +360,7 @@ def _against_best(peer: PeerSummary, run_summaries: Sequence[RunSummary]) -> dic
         per_face_of(seeds), peer.per_face_squared_errors, best.per_face_coordinates
     )
     return {
-        "vs_model": best.label, "vs_variant": row[1],
+        "vs_model": best.label, "vs_variant": row.variant,
         "vs_rmse": float(np.mean([run.test_rmse for run in seeds])),
         "difference": compared.difference.value, "difference_low": compared.difference.low,
         "difference_high": compared.difference.high, "wilcoxon_p": compared.wilcoxon_p,

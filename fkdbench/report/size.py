@@ -13,9 +13,13 @@ from fkdbench.report.common import (
     NO_PAPER,
     NOT_EXPORTED,
     NOT_MEASURED,
+    RECIPE_COLUMN,
     UNTRAINED_LABEL,
+    as_recipe,
     display_name,
     mb,
+    recipe_from_text,
+    recipe_text,
     run_key,
 )
 from fkdbench.report.inputs import RunSummary
@@ -28,6 +32,7 @@ _SIZE_COLUMNS = [
     "arch",
     "variant",
     "weights_mode",
+    RECIPE_COLUMN,
     "trained",
     "params_pytorch",
     "params_keras",
@@ -57,6 +62,7 @@ def _sizes_of_runs(run_summaries: Sequence[RunSummary]) -> dict[str, dict[str, A
             "arch": run.arch,
             "variant": run.variant,
             "weights_mode": run.weights_mode,
+            "recipe": run.recipe,
             "trained": run.trained,
             "params_pytorch": run.params_pytorch,
             "params_keras": run.params_keras,
@@ -93,6 +99,7 @@ def _fill_from_bench(
                 "arch": record.get("arch"),
                 "variant": record.get("variant"),
                 "weights_mode": record.get("weights_mode") or "scratch",
+                "recipe": as_recipe(record.get("recipe")),
                 "trained": bool(record.get("trained", True)),
             },
         )
@@ -101,15 +108,17 @@ def _fill_from_bench(
 
 def _size_row(row: dict[str, Any]) -> dict[str, Any]:
     """One model's row of the size table, beside the paper's Table 1 row."""
+    recipe = row["recipe"]
     paper = paper_row_beside(
-        row["arch"], row["variant"], row["weights_mode"], row["trained"], reference.TABLE1
+        row["arch"], row["variant"], row["weights_mode"], row["trained"], reference.TABLE1, recipe
     )
     return {
-        "model": display_name(row["arch"], row["weights_mode"], row["trained"]),
+        "model": display_name(row["arch"], row["weights_mode"], row["trained"], recipe),
         "run_name": row["run_name"],
         "arch": row["arch"],
         "variant": row["variant"],
         "weights_mode": row["weights_mode"],
+        RECIPE_COLUMN: recipe_text(recipe),
         "trained": row["trained"],
         "params_pytorch": row.get("params_pytorch"),
         "params_keras": row.get("params_keras"),
@@ -135,7 +144,13 @@ def size_table(
     _fill_from_bench(by_name, bench_records)
     rows = sorted(
         (_size_row(row) for row in by_name.values()),
-        key=lambda r: run_key(r["arch"], r["variant"], r["weights_mode"], r["trained"]),
+        key=lambda r: run_key(
+            r["arch"],
+            r["variant"],
+            r["weights_mode"],
+            r["trained"],
+            recipe_from_text(r[RECIPE_COLUMN]),
+        ),
     )
     frame = pd.DataFrame(rows, columns=_SIZE_COLUMNS)
     for column in ("params_pytorch", "params_keras", "paper_params"):

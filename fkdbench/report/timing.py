@@ -17,10 +17,13 @@ from fkdbench.report.common import (
     NO_PAPER,
     NOT_MEASURED,
     NOT_RECORDED,
+    RECIPE_COLUMN,
     UNTRAINED_LABEL,
+    as_recipe,
     display_name,
     is_missing,
     number,
+    recipe_text,
 )
 from fkdbench.report.inputs import RunSummary, latest_records
 from fkdbench.report.paper import paper_row_beside
@@ -36,6 +39,7 @@ _TIMING_COLUMNS = [
     "arch",
     "variant",
     "weights_mode",
+    RECIPE_COLUMN,
     "trained",
     "backend",
     "batch_size",
@@ -79,16 +83,20 @@ def _timing_row(record: dict[str, Any]) -> dict[str, Any]:
     arch = str(record.get("arch"))
     trained = bool(record.get("trained", True))
     weights_mode = record.get("weights_mode") or "scratch"
-    paper = paper_row_beside(arch, record.get("variant"), weights_mode, trained, reference.TABLE4)
+    recipe = as_recipe(record.get("recipe"))
+    paper = paper_row_beside(
+        arch, record.get("variant"), weights_mode, trained, reference.TABLE4, recipe
+    )
     seconds = number(record.get("seconds_per_100_images"))
     paper_seconds = paper.seconds_per_100 if paper else None
     flops = number(record.get("flops_per_image"))
     row = {
-        "model": display_name(arch, weights_mode, trained),
+        "model": display_name(arch, weights_mode, trained, recipe),
         "run_name": record.get("run_name"),
         "arch": arch,
         "variant": record.get("variant"),
         "weights_mode": weights_mode,
+        RECIPE_COLUMN: recipe_text(recipe),
         "trained": trained,
         **{key: record.get(key) for key in ("backend", "batch_size", "threads", "images")},
         "repeats": record.get("repeats"),

@@ -1,5 +1,5 @@
-"""Results, not runs: the seeds of one (architecture, variant, weights mode) grouped into a
-row, each accuracy cell's mean and 95% interval, and the marks a row earns (not finished,
+"""Results, not runs: the seeds of one (architecture, variant, weights mode, recipe) grouped
+into a row, each accuracy cell's mean and 95% interval, and the marks a row earns (not finished,
 not converged, barely better than the mean face).
 
 One place decides what a row is and how its interval is made; the accuracy tables, the
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fkdbench.report.common import label_key, model_label, variant_key
-from fkdbench.report.inputs import RunSummary
+from fkdbench.report.common import RECIPE_COLUMN, label_key, model_label, recipe_text, variant_key
+from fkdbench.report.inputs import Row, RunSummary
 from fkdbench.report.statistics import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -40,28 +40,25 @@ INTERVAL_METHODS = (
     f"the per-face errors); `{NO_INTERVAL}` where one seed recorded no per-face errors."
 )
 
-Row = tuple[str, str | None, str]
-
 _CELL_COLUMNS = [
-    "metric", "model", "arch", "weights_mode", "variant", "mean", "low", "high", "n_seeds",
-    "method", "time_limited_seeds", "converged", "convergence_rule", "convergence_detail",
-    "mean_shape_rmse",
-    "barely_better",
+    "metric", "model", "arch", "weights_mode", RECIPE_COLUMN, "variant", "mean", "low", "high",
+    "n_seeds", "method", "time_limited_seeds", "converged", "convergence_rule",
+    "convergence_detail", "mean_shape_rmse", "barely_better",
 ]  # fmt: skip
 
 
 def row_key(row: Row) -> tuple:
-    """Rows in table order: architecture, weights mode, then variant."""
-    arch, variant, weights_mode = row
-    return (*label_key(_label(arch, weights_mode)), variant_key(variant))
+    """Rows in table order: architecture, weights mode, recipe, then variant."""
+    return (*label_key(_label(row)), variant_key(row.variant))
 
 
-def _label(arch: str, weights_mode: str) -> str:
-    return model_label(arch, weights_mode)
+def _label(row: Row) -> str:
+    return model_label(row.arch, row.weights_mode, row.recipe)
 
 
 def rows_of(run_summaries: Sequence[RunSummary]) -> dict[Row, list[RunSummary]]:
-    """Every trained run under its row (arch, variant, weights mode), seeds by run name."""
+    """Every trained run under its row (arch, variant, weights mode, recipe), seeds by run
+    name."""
     rows: dict[Row, list[RunSummary]] = {}
     for run in sorted((run for run in run_summaries if run.trained), key=lambda r: r.run_name):
         rows.setdefault(run.row, []).append(run)
@@ -111,7 +108,6 @@ def convergence_note(seeds: Sequence[RunSummary]) -> tuple[str, str] | None:
 
 
 def _cell_row(row: Row, seeds: list[RunSummary], metric: str) -> dict:
-    arch, variant, weights_mode = row
     finished = [run for run in seeds if run.finished]
     interval, method = (
         cell_interval(finished, metric) if finished else (Interval(np.nan, None, None), NO_INTERVAL)
@@ -120,8 +116,9 @@ def _cell_row(row: Row, seeds: list[RunSummary], metric: str) -> dict:
     mean_shape = mean_shape_of(seeds)
     note = convergence_note(finished)
     return {
-        "metric": metric, "model": _label(arch, weights_mode), "arch": arch,
-        "weights_mode": weights_mode, "variant": variant, "mean": interval.value,
+        "metric": metric, "model": _label(row), "arch": row.arch,
+        "weights_mode": row.weights_mode, RECIPE_COLUMN: recipe_text(row.recipe),
+        "variant": row.variant, "mean": interval.value,
         "low": interval.low, "high": interval.high, "n_seeds": len(finished), "method": method,
         "time_limited_seeds": len(seeds) - len(finished),
         "converged": note is None if finished else None,

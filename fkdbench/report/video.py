@@ -92,7 +92,9 @@ def _row(record: Any, per_100: dict[tuple[str, str], float]) -> dict[str, Any]:
     detect = record.samples.get("detect") or []
     ran = sum(seconds > 0 for seconds in detect)
     return {
-        "model": display_name(str(identity.arch), identity.weights_mode, bool(identity.trained)),
+        "model": display_name(
+            str(identity.arch), identity.weights_mode, bool(identity.trained), identity.recipe
+        ),
         "run_name": identity.run_name,
         "backend": identity.backend,
         "threads": settings.threads,
