@@ -82,3 +82,18 @@ def test_labels_order_the_papers_recipe_first_and_read_back() -> None:
     ]
     assert recipe_from_text("heatmap+wing") == ("heatmap", "wing")
     assert recipe_from_text("") == () and recipe_from_text(float("nan")) == ()
+
+
+def test_a_cost_ratio_across_two_bench_runs_is_marked() -> None:
+    twin = summary("cnn-manual", "none", 2.0, per_face=per_face_errors(2.0))
+    lever = _lever(("flip",), 1.9)
+    lever_record = {**timed("cnn-manual--none", "onnxruntime", 0.04).flat(),
+                    "run_name": lever.run_name, "recipe": ["flip"]}  # fmt: skip
+    for stamp, marked in (("2026-01-01T00:00:00+00:00", False), ("2026-02-01", True)):
+        bench = [timed(twin.run_name, "onnxruntime", 0.02).flat(), {**lever_record,
+                 "timestamp": stamp}]  # fmt: skip
+        result = result_of([twin, lever], bench)
+        assert bool(result.tables[LEVERS_TABLE]["same_bench_run"].iloc[0]) is not marked
+        text = "\n".join(levers_section(result))
+        assert ("(2.00x*)" in text) is marked and ("(2.00x)" in text) is not marked
+        assert ("different bench runs" in text) is marked

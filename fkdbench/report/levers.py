@@ -6,7 +6,8 @@ A lever's gain is RMSE(lever) - RMSE(twin) with its 95% paired bootstrap interva
 test faces and the Wilcoxon signed-rank p of the per-face RMSEs
 (``statistics.paired_difference``): "better" or "worse" only when the interval excludes 0,
 else "tie (not significant)", and the two tests' disagreement is said. Its cost is the
-ONNX Runtime batch-1 latency and time per 100 images of both, from the same bench run.
+ONNX Runtime batch-1 latency and time per 100 images of both, with their ratio; a ratio of
+records from two bench runs (two machine states) is marked as such.
 The section and ``levers.csv`` exist only when a lever row does.
 """
 
@@ -37,7 +38,10 @@ _COLUMNS = [
     "model", "twin", "variant", "n_seeds", "rmse_twin", "rmse", "difference", "low", "high",
     "wilcoxon_p", "verdict", "tests_disagree", "nme_twin", "nme", "params", "params_twin",
     "latency_p50_ms", "latency_p50_ms_twin", "seconds_per_100", "seconds_per_100_twin",
+    "same_bench_run",
 ]  # fmt: skip
+# Beside a cost ratio of records from two bench runs: the ratio mixes two machine states.
+OTHER_RUN_MARK = "*"
 
 
 def _same_faces(first: Sequence[RunSummary], second: Sequence[RunSummary]) -> bool:
@@ -56,8 +60,9 @@ def _mean(seeds: Sequence[RunSummary], field: str) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def _cost(timing: pd.DataFrame, seeds: Sequence[RunSummary]) -> dict[str, float]:
-    """The first seed's ONNX Runtime batch-1 p50 and its largest batch's s/100 images."""
+def _cost(timing: pd.DataFrame, seeds: Sequence[RunSummary]) -> dict[str, Any]:
+    """The first seed's ONNX Runtime batch-1 p50 and its largest batch's s/100 images, and
+    when that record was made (one bench run stamps all its records alike)."""
     if timing.empty:
         return {}
     of_run = timing["run_name"] == seeds[0].run_name
@@ -65,10 +70,10 @@ def _cost(timing: pd.DataFrame, seeds: Sequence[RunSummary]) -> dict[str, float]
     if measured.empty:
         return {}
     largest = measured.sort_values("batch_size").iloc[-1]
-    latency = measured["latency_p50_ms"].dropna()
     return {
-        "latency_p50_ms": float(latency.iloc[0]) if len(latency) else float("nan"),
+        "latency_p50_ms": float(largest["latency_p50_ms"]),
         "seconds_per_100": float(largest["seconds_per_100"]),
+        "timestamp": largest["timestamp"],
     }
 
 
@@ -81,10 +86,11 @@ def _lever_row(
         "nme_twin": _mean(twin, "test_nme"), "nme": _mean(seeds, "test_nme"),
         "params": seeds[0].params_pytorch, "params_twin": twin[0].params_pytorch,
     }  # fmt: skip
-    for key, value in _cost(timing, seeds).items():
-        entry[key] = value
-    for key, value in _cost(timing, twin).items():
-        entry[f"{key}_twin"] = value
+    cost, twin_cost = _cost(timing, seeds), _cost(timing, twin)
+    entry.update({key: value for key, value in cost.items() if key != "timestamp"})
+    entry.update({f"{key}_twin": value for key, value in twin_cost.items() if key != "timestamp"})
+    if cost and twin_cost:
+        entry["same_bench_run"] = cost["timestamp"] == twin_cost["timestamp"]
     if not _same_faces(seeds, twin):
         entry["verdict"] = "not compared (no per-face errors on the same faces)"
         return entry
@@ -125,11 +131,13 @@ def _gain(row: Any) -> str:
     return f"{row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]"
 
 
-def _cost_cell(value: Any, twin: Any, spec: str) -> str:
+def _cost_cell(value: Any, twin: Any, same_run: Any, spec: str) -> str:
     if pd.isna(value):
         return NOT_MEASURED
-    ratio = f" ({value / twin:.2f}x)" if not pd.isna(twin) and twin > 0 else ""
-    return f"{format(value, spec)}{ratio}"
+    if pd.isna(twin) or twin <= 0:
+        return format(value, spec)
+    mark = "" if pd.notna(same_run) and bool(same_run) else OTHER_RUN_MARK
+    return f"{format(value, spec)} ({value / twin:.2f}x{mark})"
 
 
 def levers_section(result: ReportResult) -> list[str] | None:
@@ -153,11 +161,11 @@ def levers_section(result: ReportResult) -> list[str] | None:
             "NME": table["nme"].map(lambda v: fmt(v, ".4f", NOT_MEASURED)),
             "params": table["params"].map(lambda v: fmt_int(v, NOT_MEASURED)),
             "ORT batch-1 p50 ms (x beside)": [
-                _cost_cell(r.latency_p50_ms, r.latency_p50_ms_twin, ".3f")
+                _cost_cell(r.latency_p50_ms, r.latency_p50_ms_twin, r.same_bench_run, ".3f")
                 for r in table.itertuples()
             ],
             "ORT s/100 (x beside)": [
-                _cost_cell(r.seconds_per_100, r.seconds_per_100_twin, ".4f")
+                _cost_cell(r.seconds_per_100, r.seconds_per_100_twin, r.same_bench_run, ".4f")
                 for r in table.itertuples()
             ],
         }
@@ -170,12 +178,18 @@ def levers_section(result: ReportResult) -> list[str] | None:
         f"({BOOTSTRAP_RESAMPLES:,} resamples) and the Wilcoxon signed-rank p of the per-face "
         "RMSEs; a verdict is better or worse only when the interval excludes 0. The cost is "
         f"{COST_BACKEND}'s batch-1 p50 latency and seconds per 100 images at its largest "
-        "batch, beside the twin's from the same bench run (a flip test runs every image "
-        "twice).",
+        "batch, as a ratio to the twin's (a flip test runs every image twice).",
         "",
         markdown_table(shown),
         "",
     ]
+    if not table["same_bench_run"].eq(True).all():
+        lines += [
+            f"{OTHER_RUN_MARK} The lever and its twin were timed by different bench runs, so "
+            "the ratio mixes two states of the machine; `fkdbench bench LEVER TWIN` times "
+            "them in one run.",
+            "",
+        ]
     disagree = table[table["tests_disagree"].fillna(False).astype(bool)]
     for row in disagree.itertuples():
         lines.append(

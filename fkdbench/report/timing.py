@@ -64,6 +64,7 @@ _TIMING_COLUMNS = [
     "timed_as",
     "unstable",
     "unstable_reasons",
+    "timestamp",
 ]
 # Timing column -> the bench record's field, for the numbers copied as they are.
 _RECORD_NUMBERS = {
@@ -113,6 +114,8 @@ def _timing_row(record: dict[str, Any]) -> dict[str, Any]:
         "timed_as": record.get("timed_as"),
         "unstable": record.get("unstable"),
         "unstable_reasons": "; ".join(record.get("unstable_reasons") or ()) or None,
+        # One bench run stamps all its records alike: ratios are fair within one stamp.
+        "timestamp": record.get("timestamp"),
     }
     row.update({ours: number(record.get(theirs)) for ours, theirs in _RECORD_NUMBERS.items()})
     return row
