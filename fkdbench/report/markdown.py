@@ -67,8 +67,15 @@ def _rows_line(run_summaries: list[RunSummary]) -> list[str]:
         and any(run.converged is not True for run in runs if run.finished)
         for runs in rows.values()
     )
+    levers = sum(bool(row.recipe) for row in rows)
+    key = "architecture x variant x weights mode" + (" x recipe" if levers else "")
+    lever_text = (
+        f"; {levers} with another head, loss or the flip test: see What each lever buys"
+        if levers
+        else ""
+    )
     return [
-        f"- Rows: {_count(len(rows), 'row')} (architecture x variant x weights mode), "
+        f"- Rows: {_count(len(rows), 'row')} ({key}{lever_text}), "
         f"{' or '.join(str(count) for count in seeds)} seed(s) each; "
         f"{time_limited} time-limited (no finished seed: not ranked, see Not finished "
         f"results); {not_converged} finished but not converged (marked \u2020)."
