@@ -509,6 +509,37 @@ def _pending_backends(folder: Path, options: BenchOptions, done: set[tuple]) -> 
     return pending
 
 
+def _row_of(folder: Path) -> tuple[tuple, bool] | None:
+    """(arch, variant, weights mode, seed) of a run folder, and whether it is a lever (a
+    recipe other than the papers'); None when its config cannot be read."""
+    try:
+        config = runs.read_config(folder)
+    except (ValueError, OSError):
+        return None
+    train = config.get("train") or {}
+    arch = (config.get("model") or {}).get("arch")
+    key = (arch, train.get("variant"), config.get("weights_mode", "scratch"), train.get("seed"))
+    return key, bool(runs.recipe_of(config))
+
+
+def _with_twins(
+    pending: list[tuple[Path, list[str]]], folders: Sequence[Path], options: BenchOptions
+) -> list[tuple[Path, list[str]]]:
+    """``pending`` plus the twin of each lever in it (the same run trained the papers' way,
+    among ``folders``) on the lever's backends: a lever's cost is read as a ratio to its
+    twin's, and a ratio is fair only within one bench run (one state of the machine)."""
+    rows = {folder: _row_of(folder) for folder in folders}
+    twins = {row[0]: folder for folder, row in rows.items() if row and not row[1]}
+    chosen = dict(pending)
+    for folder, backends in pending:
+        row = rows.get(folder)
+        twin = twins.get(row[0]) if row and row[1] else None
+        if twin is not None:
+            wanted = set(chosen.get(twin, ())) | set(backends)
+            chosen[twin] = [backend for backend in options.backends if backend in wanted]
+    return [(folder, chosen[folder]) for folder in folders if folder in chosen]
+
+
 def bench(
     folders: Sequence[Path],
     options: BenchOptions,
@@ -543,6 +574,8 @@ def bench(
     folders = [Path(folder) for folder in folders]
     pending = [(folder, _pending_backends(folder, options, done)) for folder in folders]
     pending = [(folder, backends) for folder, backends in pending if backends]
+    if done:
+        pending = _with_twins(pending, folders, options)
     records, calibration = _measure_folders(pending, options, peak_meter, clock)
     if records:
         append_records(options.results, records)
