@@ -68,11 +68,6 @@ def recipe_text(recipe: Sequence[str]) -> str:
     return RECIPE_JOIN.join(recipe)
 
 
-def recipe_from_text(text: Any) -> tuple[str, ...]:
-    """The parts of a :func:`recipe_text` cell; () for "" or a missing cell."""
-    return tuple(str(text).split(RECIPE_JOIN)) if isinstance(text, str) and text else ()
-
-
 def as_recipe(value: Any) -> tuple[str, ...]:
     """A recipe as a record holds it (a JSON list, a tuple, or None in records older
     than the field) as a tuple of parts."""

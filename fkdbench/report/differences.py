@@ -14,7 +14,12 @@ from fkdbench.report.cells import fmt, markdown_table
 from fkdbench.report.common import NOT_MEASURED
 from fkdbench.report.inputs import RunSummary
 from fkdbench.report.result import ReportResult
-from fkdbench.report.statistics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, paired_difference
+from fkdbench.report.statistics import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    WILCOXON_ALPHA,
+    paired_difference,
+)
 from fkdbench.report.uncertainty import Row, cell_interval, finished_rows, row_key
 
 # How many of the best rows are compared (the best itself included).
@@ -29,7 +34,7 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
-def _comparable(seeds: Sequence[RunSummary]) -> bool:
+def comparable(seeds: Sequence[RunSummary]) -> bool:
     """Every seed recorded per-face errors, on one test split and the same faces."""
     first = seeds[0]
     return all(
@@ -39,6 +44,22 @@ def _comparable(seeds: Sequence[RunSummary]) -> bool:
         and run.per_face_coordinates == first.per_face_coordinates
         for run in seeds
     )
+
+
+def split_verdict(real: bool, wilcoxon_p: float) -> str:
+    """When the RMSE interval (``real``: it excludes 0) and the Wilcoxon test disagree,
+    what each says, as a sentence to follow a verdict; "" when they agree."""
+    if real and wilcoxon_p >= WILCOXON_ALPHA:
+        return (
+            " The RMSE gap is real (its interval excludes 0) but the typical face's error "
+            "is not significantly different (Wilcoxon): the gap comes from a few faces."
+        )
+    if not real and wilcoxon_p < WILCOXON_ALPHA:
+        return (
+            " The per-face errors differ (Wilcoxon) but the RMSE gap's interval holds 0: not "
+            "significant for RMSE."
+        )
+    return ""
 
 
 def mean_rmse(seeds: Sequence[RunSummary]) -> float:
@@ -57,7 +78,7 @@ def leading_rows(run_summaries: Sequence[RunSummary]) -> list[tuple[Row, list[Ru
     rows = [
         (row, seeds)
         for row, seeds in finished_rows(run_summaries).items()
-        if _comparable(seeds) and not np.isnan(mean_rmse(seeds))
+        if comparable(seeds) and not np.isnan(mean_rmse(seeds))
     ]
     rows.sort(key=lambda item: (mean_rmse(item[1]), row_key(item[0])))
     if not rows:
@@ -102,7 +123,7 @@ def differences_table(run_summaries: Sequence[RunSummary]) -> pd.DataFrame:
 
 
 def _without_per_face(run_summaries: Sequence[RunSummary]) -> int:
-    return sum(not _comparable(seeds) for seeds in finished_rows(run_summaries).values())
+    return sum(not comparable(seeds) for seeds in finished_rows(run_summaries).values())
 
 
 def differences_section(result: ReportResult) -> list[str]:

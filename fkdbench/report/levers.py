@@ -6,8 +6,9 @@ A lever's gain is RMSE(lever) - RMSE(twin) with its 95% paired bootstrap interva
 test faces and the Wilcoxon signed-rank p of the per-face RMSEs
 (``statistics.paired_difference``): "better" or "worse" only when the interval excludes 0,
 else "tie (not significant)", and the two tests' disagreement is said. Its cost is the
-ONNX Runtime batch-1 latency and time per 100 images of both, with their ratio; a ratio of
-records from two bench runs (two machine states) is marked as such.
+ONNX Runtime batch-1 latency and time per 100 images of both, from the records that stand
+for a run's speed elsewhere in the report (``timing.speed_rows``), with their ratio; a
+ratio of records from two bench runs (two machine states) is marked as such.
 The section and ``levers.csv`` exist only when a lever row does.
 """
 
@@ -16,23 +17,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from fkdbench.report.cells import fmt, fmt_int, markdown_table
 from fkdbench.report.common import NOT_MEASURED
-from fkdbench.report.differences import TIE, mean_rmse, per_face_of
+from fkdbench.report.differences import TIE, comparable, mean_rmse, per_face_of, split_verdict
 from fkdbench.report.inputs import RunSummary
 from fkdbench.report.result import ReportResult
 from fkdbench.report.statistics import BOOTSTRAP_RESAMPLES, paired_difference
-from fkdbench.report.uncertainty import finished_rows
+from fkdbench.report.timing import SPEED_BACKEND, speed_rows
+from fkdbench.report.uncertainty import cell_interval, finished_rows
 
 LEVERS_TABLE = "levers"
 BETTER, WORSE = "better", "worse"
-# The backend whose times stand beside each lever: what an edge deployment runs.
-COST_BACKEND = "onnxruntime"
-# Wilcoxon p under which the test calls a difference real, beside the interval's verdict.
-ALPHA = 0.05
 
 _COLUMNS = [
     "model", "twin", "variant", "n_seeds", "rmse_twin", "rmse", "difference", "low", "high",
@@ -40,58 +37,47 @@ _COLUMNS = [
     "latency_p50_ms", "latency_p50_ms_twin", "seconds_per_100", "seconds_per_100_twin",
     "same_bench_run",
 ]  # fmt: skip
+_FLOAT_COLUMNS = [
+    "rmse_twin", "rmse", "difference", "low", "high", "wilcoxon_p", "nme_twin", "nme",
+    "latency_p50_ms", "latency_p50_ms_twin", "seconds_per_100", "seconds_per_100_twin",
+]  # fmt: skip
 # Beside a cost ratio of records from two bench runs: the ratio mixes two machine states.
 OTHER_RUN_MARK = "*"
 
 
-def _same_faces(first: Sequence[RunSummary], second: Sequence[RunSummary]) -> bool:
-    """Both rows recorded per-face errors on one test split and the same faces."""
-    reference = first[0]
-    return all(
-        run.has_per_face
-        and run.manifest_sha256 == reference.manifest_sha256
-        and run.per_face_coordinates == reference.per_face_coordinates
-        for run in (*first, *second)
-    )
-
-
-def _mean(seeds: Sequence[RunSummary], field: str) -> float:
-    values = [getattr(run, field) for run in seeds if getattr(run, field) is not None]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _cost(timing: pd.DataFrame, seeds: Sequence[RunSummary]) -> dict[str, Any]:
-    """The first seed's ONNX Runtime batch-1 p50 and its largest batch's s/100 images, and
-    when that record was made (one bench run stamps all its records alike)."""
-    if timing.empty:
-        return {}
-    of_run = timing["run_name"] == seeds[0].run_name
-    measured = timing[of_run & (timing["backend"] == COST_BACKEND)]
+def _cost(speed: pd.DataFrame, seeds: Sequence[RunSummary]) -> dict[str, Any]:
+    """The first seed's batch-1 p50 and s/100 images in its speed record, and when that
+    record was made (one bench run stamps all its records alike); {} when not timed."""
+    measured = speed[speed["run_name"] == seeds[0].run_name]
     if measured.empty:
         return {}
-    largest = measured.sort_values("batch_size").iloc[-1]
+    record = measured.iloc[-1]
     return {
-        "latency_p50_ms": float(largest["latency_p50_ms"]),
-        "seconds_per_100": float(largest["seconds_per_100"]),
-        "timestamp": largest["timestamp"],
+        "latency_p50_ms": float(record["latency_p50_ms"]),
+        "seconds_per_100": float(record["seconds_per_100"]),
+        "timestamp": record["timestamp"],
     }
 
 
+def _mean_nme(seeds: Sequence[RunSummary]) -> float:
+    return float(cell_interval(seeds, "test_nme")[0].value)
+
+
 def _lever_row(
-    seeds: list[RunSummary], twin: list[RunSummary], variant: Any, timing: pd.DataFrame
+    seeds: list[RunSummary], twin: list[RunSummary], variant: Any, speed: pd.DataFrame
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "model": seeds[0].label, "twin": twin[0].label, "variant": variant,
         "n_seeds": len(seeds), "rmse_twin": mean_rmse(twin), "rmse": mean_rmse(seeds),
-        "nme_twin": _mean(twin, "test_nme"), "nme": _mean(seeds, "test_nme"),
+        "nme_twin": _mean_nme(twin), "nme": _mean_nme(seeds),
         "params": seeds[0].params_pytorch, "params_twin": twin[0].params_pytorch,
     }  # fmt: skip
-    cost, twin_cost = _cost(timing, seeds), _cost(timing, twin)
+    cost, twin_cost = _cost(speed, seeds), _cost(speed, twin)
     entry.update({key: value for key, value in cost.items() if key != "timestamp"})
     entry.update({f"{key}_twin": value for key, value in twin_cost.items() if key != "timestamp"})
     if cost and twin_cost:
         entry["same_bench_run"] = cost["timestamp"] == twin_cost["timestamp"]
-    if not _same_faces(seeds, twin):
+    if not comparable([*twin, *seeds]):
         entry["verdict"] = "not compared (no per-face errors on the same faces)"
         return entry
     compared = paired_difference(
@@ -104,7 +90,7 @@ def _lever_row(
     entry.update(
         difference=difference.value, low=difference.low, high=difference.high,
         wilcoxon_p=compared.wilcoxon_p, verdict=verdict,
-        tests_disagree=compared.real != (compared.wilcoxon_p < ALPHA),
+        tests_disagree=compared.tests_disagree,
     )  # fmt: skip
     return entry
 
@@ -112,16 +98,14 @@ def _lever_row(
 def levers_table(run_summaries: Sequence[RunSummary], timing: pd.DataFrame) -> pd.DataFrame:
     """One row per finished lever row that has a finished twin (see the module doc)."""
     rows = finished_rows(run_summaries)
+    speed = speed_rows(timing)
     entries = []
     for row, seeds in rows.items():
         twin = rows.get(row._replace(recipe=())) if row.recipe else None
         if twin:
-            entries.append(_lever_row(seeds, twin, row.variant, timing))
+            entries.append(_lever_row(seeds, twin, row.variant, speed))
     frame = pd.DataFrame(entries, columns=_COLUMNS)
-    numbers = [c for c in _COLUMNS if c not in ("model", "twin", "variant", "verdict")]
-    for column in numbers:
-        if column not in ("n_seeds", "params", "params_twin", "tests_disagree"):
-            frame[column] = frame[column].astype(float)
+    frame[_FLOAT_COLUMNS] = frame[_FLOAT_COLUMNS].astype(float)
     return frame
 
 
@@ -136,7 +120,7 @@ def _cost_cell(value: Any, twin: Any, same_run: Any, spec: str) -> str:
         return NOT_MEASURED
     if pd.isna(twin) or twin <= 0:
         return format(value, spec)
-    mark = "" if pd.notna(same_run) and bool(same_run) else OTHER_RUN_MARK
+    mark = "" if same_run is True else OTHER_RUN_MARK
     return f"{format(value, spec)} ({value / twin:.2f}x{mark})"
 
 
@@ -145,6 +129,8 @@ def levers_section(result: ReportResult) -> list[str] | None:
     table = result.tables.get(LEVERS_TABLE)
     if table is None or table.empty:
         return None
+    # True, False or missing (a side not timed): a plain bool only where it is one.
+    same_runs = [None if pd.isna(value) else bool(value) for value in table["same_bench_run"]]
     shown = pd.DataFrame(
         {
             "lever": table["model"],
@@ -161,12 +147,12 @@ def levers_section(result: ReportResult) -> list[str] | None:
             "NME": table["nme"].map(lambda v: fmt(v, ".4f", NOT_MEASURED)),
             "params": table["params"].map(lambda v: fmt_int(v, NOT_MEASURED)),
             "ORT batch-1 p50 ms (x beside)": [
-                _cost_cell(r.latency_p50_ms, r.latency_p50_ms_twin, r.same_bench_run, ".3f")
-                for r in table.itertuples()
+                _cost_cell(r.latency_p50_ms, r.latency_p50_ms_twin, same, ".3f")
+                for r, same in zip(table.itertuples(), same_runs, strict=True)
             ],
             "ORT s/100 (x beside)": [
-                _cost_cell(r.seconds_per_100, r.seconds_per_100_twin, r.same_bench_run, ".4f")
-                for r in table.itertuples()
+                _cost_cell(r.seconds_per_100, r.seconds_per_100_twin, same, ".4f")
+                for r, same in zip(table.itertuples(), same_runs, strict=True)
             ],
         }
     )
@@ -177,13 +163,14 @@ def levers_section(result: ReportResult) -> list[str] | None:
         "RMSE(twin) with a 95% paired bootstrap interval over the test faces "
         f"({BOOTSTRAP_RESAMPLES:,} resamples) and the Wilcoxon signed-rank p of the per-face "
         "RMSEs; a verdict is better or worse only when the interval excludes 0. The cost is "
-        f"{COST_BACKEND}'s batch-1 p50 latency and seconds per 100 images at its largest "
-        "batch, as a ratio to the twin's (a flip test runs every image twice).",
+        f"{SPEED_BACKEND}'s batch-1 p50 latency and seconds per 100 images at the batch size "
+        "and threads most of its records share (as in the accuracy-vs-speed figure), as a "
+        "ratio to the twin's (a flip test runs every image twice).",
         "",
         markdown_table(shown),
         "",
     ]
-    if not table["same_bench_run"].eq(True).all():
+    if False in same_runs:
         lines += [
             f"{OTHER_RUN_MARK} The lever and its twin were timed by different bench runs, so "
             "the ratio mixes two states of the machine; `fkdbench bench LEVER TWIN` times "
@@ -192,10 +179,10 @@ def levers_section(result: ReportResult) -> list[str] | None:
         ]
     disagree = table[table["tests_disagree"].fillna(False).astype(bool)]
     for row in disagree.itertuples():
+        real = row.verdict in (BETTER, WORSE)
         lines.append(
-            f"- {row.model} ({row.variant}): the interval says {row.verdict}, the Wilcoxon "
-            f"test (p = {row.wilcoxon_p:.3g}) says otherwise; the per-face errors move in "
-            "a direction the pooled RMSE does not show, or the reverse."
+            f"- {row.model} ({row.variant}): {row.verdict}, Wilcoxon p = "
+            f"{row.wilcoxon_p:.3g}.{split_verdict(real, row.wilcoxon_p)}"
         )
     if len(disagree):
         lines.append("")

@@ -30,7 +30,7 @@ from fkdbench.peers import NOT_INSTALLED, PEER_MARK
 from fkdbench.peers.score import PEERS_DIR
 from fkdbench.report.cells import fmt
 from fkdbench.report.common import NO_PAPER, NOT_MEASURED, ReportError, is_missing
-from fkdbench.report.differences import REAL, TIE, leading_rows, per_face_of
+from fkdbench.report.differences import REAL, TIE, leading_rows, per_face_of, split_verdict
 from fkdbench.report.inputs import RunSummary
 from fkdbench.report.statistics import bootstrap_rmse, paired_difference
 
@@ -463,28 +463,10 @@ def accuracy_peer_lines(peers: pd.DataFrame) -> list[str]:
                 f"  - vs the best trained row ({row.vs_model}, {row.vs_variant}): RMSE "
                 f"{row.test_rmse:.3f} - {row.vs_rmse:.3f} = {row.difference:+.3f} px "
                 f"[{row.difference_low:+.3f}, {row.difference_high:+.3f}], Wilcoxon "
-                f"p = {row.wilcoxon_p:.3g}: {row.verdict}.{_split_verdict(row)}"
+                f"p = {row.wilcoxon_p:.3g}: {row.verdict}."
+                f"{split_verdict(row.verdict == REAL, row.wilcoxon_p)}"
             )
     return lines
-
-
-# Below this Wilcoxon p the per-face errors' typical (median) difference is significant.
-WILCOXON_ALPHA = 0.05
-
-
-def _split_verdict(row: Any) -> str:
-    """When the RMSE interval and the Wilcoxon test disagree, what each says."""
-    if row.verdict == REAL and row.wilcoxon_p >= WILCOXON_ALPHA:
-        return (
-            " The RMSE gap is real (its interval excludes 0) but the typical face's error "
-            "is not significantly different (Wilcoxon): the gap comes from a few faces."
-        )
-    if row.verdict != REAL and row.wilcoxon_p < WILCOXON_ALPHA:
-        return (
-            " The per-face errors differ (Wilcoxon) but the RMSE gap's interval holds 0: not "
-            "significant for RMSE."
-        )
-    return ""
 
 
 def _face_counts(row: Any) -> str:

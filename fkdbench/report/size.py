@@ -18,7 +18,6 @@ from fkdbench.report.common import (
     as_recipe,
     display_name,
     mb,
-    recipe_from_text,
     recipe_text,
     run_key,
 )
@@ -142,16 +141,13 @@ def size_table(
     """
     by_name = _sizes_of_runs(run_summaries)
     _fill_from_bench(by_name, bench_records)
-    rows = sorted(
-        (_size_row(row) for row in by_name.values()),
+    ordered = sorted(
+        by_name.values(),
         key=lambda r: run_key(
-            r["arch"],
-            r["variant"],
-            r["weights_mode"],
-            r["trained"],
-            recipe_from_text(r[RECIPE_COLUMN]),
+            r["arch"], r["variant"], r["weights_mode"], r["trained"], r["recipe"]
         ),
     )
+    rows = [_size_row(row) for row in ordered]
     frame = pd.DataFrame(rows, columns=_SIZE_COLUMNS)
     for column in ("params_pytorch", "params_keras", "paper_params"):
         frame[column] = frame[column].astype("Int64")

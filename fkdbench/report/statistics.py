@@ -69,6 +69,10 @@ def bootstrap_rmse(squared_error_sum: Sequence[float], coordinates: Sequence[int
     return Interval(value, low, high)
 
 
+# Below this Wilcoxon p the per-face errors' typical (median) difference is significant.
+WILCOXON_ALPHA = 0.05
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """RMSE(other) - RMSE(best) on the same faces: its 95% paired-bootstrap interval and
@@ -82,6 +86,11 @@ class PairedDifference:
         """The interval excludes 0."""
         low, high = self.difference.low, self.difference.high
         return low is not None and high is not None and (low > 0 or high < 0)
+
+    @property
+    def tests_disagree(self) -> bool:
+        """The RMSE interval and the Wilcoxon test give different verdicts."""
+        return self.real != (self.wilcoxon_p < WILCOXON_ALPHA)
 
 
 def paired_difference(
