@@ -34,8 +34,14 @@ class TrainConfig:
     data_dir: Path = Path("data/synthetic")
     # Parent of the run folders; this run lives in ``<runs_dir>/<run name>/``.
     runs_dir: Path = Path("runs")
-    # Pretrained backbone weights to start from; None trains from scratch (said loudly).
+    # Pretrained backbone weights to start from: a local file, or timm's ``timm:imagenet``
+    # (downloads; fails at once offline); None trains from scratch (said loudly).
     weights: Path | None = None
+    # A pretraining step whose backbone the run starts from, instead of a weights file: a
+    # method name ("synthetic-landmarks", "autoencoder") or a dict of
+    # fkdbench.pretrain.PRESET_KEYS. Made by fkdbench.pretrain once, cached under
+    # <runs_dir>/pretrain/ by its recipe checksum; weights_mode says frozen or finetuned.
+    pretrain: str | dict[str, Any] | None = None
     # With weights: "frozen" trains only the head, "finetuned" trains every layer.
     weights_mode: str = "finetuned"
     # The head the model ends with: regression | heatmap | integral (fkdbench.models.heads);
@@ -103,6 +109,24 @@ FREE_ON_RESUME = (
     "quiet",
     "force",
 )
+
+
+def below_minimum(settings: object, minimums: dict[str, int]) -> str | None:
+    """The first of ``settings``' integer fields that is not an integer >= its minimum, as
+    "<field> must be an integer >= <minimum>, got <value>"; None when all are."""
+    for name, minimum in minimums.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            return f"{name} must be an integer >= {minimum}, got {value!r}"
+    return None
+
+
+def pretrain_method(step: str | dict[str, Any] | None) -> str | None:
+    """The method of a :attr:`TrainConfig.pretrain` step (a name or a dict with "method")."""
+    if isinstance(step, dict):
+        method = step.get("method")
+        return str(method) if method is not None else None
+    return step
 
 
 def seeded_configs(config: TrainConfig, seeds: int) -> list[TrainConfig]:

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from fkdbench import io
-from fkdbench.config import DEFAULT_LOSS, TrainConfig
+from fkdbench.config import DEFAULT_LOSS, TrainConfig, pretrain_method
 from fkdbench.data.schemes import KeypointScheme, get_scheme
 from fkdbench.data.splits import read_manifest
 from fkdbench.io import atomic_path, plain, write_json_atomic
@@ -66,6 +66,10 @@ LOCK_FILE = "train.lock"
 
 # The run-name part and report word of the flip test (``TrainConfig.flip_test``).
 FLIP_PART = "flip"
+# The recipe part of a run whose backbone came from a pretraining step (fkdbench.pretrain):
+# "pretrained-<method>". It says where the weights came from, so it is no lever: such a
+# row is set against the scratch run (report/levers), and it has the papers' cells.
+PRETRAINED_PREFIX = "pretrained-"
 
 # How a model's weights started: random init, or a pretrained backbone kept fixed / trained.
 WEIGHTS_MODES = ("scratch", "frozen", "finetuned")
@@ -227,10 +231,13 @@ def run_name(
     return name if seed is None else f"{name}--s{seed}"
 
 
-def recipe_parts(arch: str, head: str | None, loss: str, flip_test: bool) -> list[str]:
+def recipe_parts(
+    arch: str, head: str | None, loss: str, flip_test: bool, pretrain: str | None = None
+) -> list[str]:
     """What a run does beyond the papers' recipe (the architecture's own head, MSE, no flip
-    test), in name order: ``["heatmap", "wing", "flip"]``; [] for the papers' recipe."""
-    parts = []
+    test, weights from a file or none), in name order:
+    ``["pretrained-autoencoder", "heatmap", "wing", "flip"]``; [] for the papers' recipe."""
+    parts = [f"{PRETRAINED_PREFIX}{pretrain}"] if pretrain else []
     if head is not None and head != get_arch_info(arch).default_head:
         parts.append(head)
     if loss != DEFAULT_LOSS:
@@ -240,9 +247,34 @@ def recipe_parts(arch: str, head: str | None, loss: str, flip_test: bool) -> lis
     return parts
 
 
+def lever_parts(recipe: Sequence[str]) -> tuple[str, ...]:
+    """The parts of a recipe that change how a model is trained or run (head, loss, flip
+    test), without the one that says where its weights came from."""
+    return tuple(part for part in recipe if not part.startswith(PRETRAINED_PREFIX))
+
+
+def twin_recipe(weights_mode: str, recipe: Sequence[str]) -> tuple[str, tuple[str, ...]] | None:
+    """The (weights mode, recipe) a lever is measured against, same architecture, data and
+    seed: for a backbone pretrained here, the same recipe from scratch; for another head,
+    loss or flip test, the papers' recipe with the same weights. None for no lever."""
+    if pretrained_by(recipe):
+        return "scratch", lever_parts(recipe)
+    return (weights_mode, ()) if recipe else None
+
+
+def pretrained_by(recipe: Sequence[str]) -> str | None:
+    """The pretraining method a recipe names ("pretrained-<method>"), or None."""
+    for part in recipe:
+        if part.startswith(PRETRAINED_PREFIX):
+            return part.removeprefix(PRETRAINED_PREFIX)
+    return None
+
+
 def config_recipe(config: TrainConfig) -> list[str]:
     """:func:`recipe_parts` of a config."""
-    return recipe_parts(config.arch, config.head, config.loss, config.flip_test)
+    return recipe_parts(
+        config.arch, config.head, config.loss, config.flip_test, pretrain_method(config.pretrain)
+    )
 
 
 def run_dir(
@@ -264,7 +296,13 @@ def recipe_of(config_json: dict[str, Any]) -> list[str]:
     if arch not in list_models(include_tests=True):
         return []
     loss = train.get("loss") or DEFAULT_LOSS
-    return recipe_parts(arch, train.get("head"), loss, bool(train.get("flip_test")))
+    return recipe_parts(
+        arch,
+        train.get("head"),
+        loss,
+        bool(train.get("flip_test")),
+        pretrain_method(train.get("pretrain")),
+    )
 
 
 def config_run_name(config: TrainConfig, weights_mode: str) -> str:

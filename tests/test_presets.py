@@ -21,7 +21,7 @@ def _write(path: Path, document: dict) -> Path:
 
 
 def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
-    assert list_presets() == ["levers", "paper", "quick", "smoke"]
+    assert list_presets() == ["levers", "paper", "pretrain", "quick", "smoke"]
     quick, paper = load_preset("quick"), load_preset("paper")
     for preset in (quick, paper):
         configs = preset.configs(tmp_path / "data", tmp_path / "runs")
@@ -38,21 +38,24 @@ def test_shipped_presets_cover_the_registry(tmp_path: Path) -> None:
     assert all(config.max_minutes for config in quick.configs(tmp_path, tmp_path))
 
 
-@pytest.mark.parametrize("name", ["levers", "paper", "quick"])
+@pytest.mark.parametrize("name", ["levers", "paper", "pretrain", "quick"])
 def test_every_lever_row_has_its_papers_recipe_twin_at_the_same_budget(
     name: str, tmp_path: Path
 ) -> None:
-    """A lever (another head, loss or the flip test) is measured beside the same model,
-    data, budget and seeds trained the papers' way, so the paired tests compare the lever
-    alone."""
+    """A lever (another head, loss or the flip test; a backbone pretrained here) is
+    measured beside the same model, data, budget and seeds trained the papers' way from
+    scratch, so the paired tests compare the lever alone."""
     configs = load_preset(name).configs(tmp_path, tmp_path)
-    names = [runs.config_run_name(config, "scratch") for config in configs]
+    names = [
+        runs.config_run_name(config, config.weights_mode if config.pretrain else "scratch")
+        for config in configs
+    ]
     assert len(set(names)) == len(names), "two runs of a preset share a folder"
     budget = ("epochs", "batch_size", "lr", "patience", "seed", "max_train_rows")
     twins = {
         (config.arch, config.variant, *(getattr(config, key) for key in budget))
         for config in configs
-        if not runs.config_recipe(config)
+        if not runs.config_recipe(config) and config.weights is None
     }
     levers = [config for config in configs if runs.config_recipe(config)]
     assert levers, f"{name} has no lever rows"
@@ -134,7 +137,7 @@ def test_bad_presets_name_the_file(tmp_path: Path, document: dict, message: str)
 
 
 def test_unknown_and_missing_presets(tmp_path: Path) -> None:
-    with pytest.raises(PresetError, match="unknown preset 'nope'; known: levers, paper, quick"):
+    with pytest.raises(PresetError, match="unknown preset 'nope'; known: levers, paper, pretrain, quick"):
         load_preset("nope")
     with pytest.raises(PresetError, match="no such preset file"):
         load_preset(tmp_path / "absent.json")

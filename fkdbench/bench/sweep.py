@@ -509,31 +509,35 @@ def _pending_backends(folder: Path, options: BenchOptions, done: set[tuple]) -> 
     return pending
 
 
-def _row_of(folder: Path) -> tuple[tuple, bool] | None:
-    """(arch, variant, weights mode, seed) of a run folder, and whether it is a lever (a
-    recipe other than the papers'); None when its config cannot be read."""
+def _row_of(folder: Path) -> tuple[tuple, tuple | None] | None:
+    """(arch, variant, weights mode, recipe, seed) of a run folder, and that of its twin
+    (``runs.twin_recipe``: None for no lever); None when its config cannot be read."""
     try:
         config = runs.read_config(folder)
     except (ValueError, OSError):
         return None
     train = config.get("train") or {}
     arch = (config.get("model") or {}).get("arch")
-    key = (arch, train.get("variant"), config.get("weights_mode", "scratch"), train.get("seed"))
-    return key, bool(runs.recipe_of(config))
+    mode, recipe = config.get("weights_mode", "scratch"), tuple(runs.recipe_of(config))
+    twin = runs.twin_recipe(mode, recipe)
+    seed = train.get("seed")
+    own = (arch, train.get("variant"), mode, recipe, seed)
+    return own, (arch, train.get("variant"), *twin, seed) if twin else None
 
 
 def _with_twins(
     pending: list[tuple[Path, list[str]]], folders: Sequence[Path], options: BenchOptions
 ) -> list[tuple[Path, list[str]]]:
-    """``pending`` plus the twin of each lever in it (the same run trained the papers' way,
-    among ``folders``) on the lever's backends: a lever's cost is read as a ratio to its
-    twin's, and a ratio is fair only within one bench run (one state of the machine)."""
+    """``pending`` plus the twin of each lever in it (among ``folders``: the same run
+    trained the papers' way, or from scratch for a backbone pretrained here) on the lever's
+    backends: a lever's cost is read as a ratio to its twin's, and a ratio is fair only
+    within one bench run (one state of the machine)."""
     rows = {folder: _row_of(folder) for folder in folders}
-    twins = {row[0]: folder for folder, row in rows.items() if row and not row[1]}
+    by_row = {row[0]: folder for folder, row in rows.items() if row}
     chosen = dict(pending)
     for folder, backends in pending:
         row = rows.get(folder)
-        twin = twins.get(row[0]) if row and row[1] else None
+        twin = by_row.get(row[1]) if row and row[1] else None
         if twin is not None:
             wanted = set(chosen.get(twin, ())) | set(backends)
             chosen[twin] = [backend for backend in options.backends if backend in wanted]

@@ -17,6 +17,7 @@ from fkdbench.cli import (
     peer,
     predict,
     prepare,
+    pretrain,
     report,
     reproduce,
     train,
@@ -36,6 +37,7 @@ app = typer.Typer(
 # In the order of the flow; `fkdbench --help` lists them sorted.
 for command in (
     prepare.prepare,
+    pretrain.pretrain,
     train.train,
     train.models,
     tune.tune,

@@ -26,6 +26,7 @@ from fkdbench.export import EXPORTERS, INT8_ACTIVATIONS
 from fkdbench.faces.detect import DETECTORS
 from fkdbench.models.heads import HEADS
 from fkdbench.presets import list_presets
+from fkdbench.pretrain.options import METHODS as PRETRAIN_METHODS
 from fkdbench.provenance import available_cores
 from fkdbench.report import FORMATS
 from fkdbench.tune import OBJECTIVES
@@ -114,5 +115,6 @@ Device = choices("Device", DEVICES)
 WeightsMode = choices("WeightsMode", PRETRAINED_WEIGHTS_MODES)
 Head = choices("Head", HEADS)
 Loss = choices("Loss", LOSSES)
+PretrainMethod = choices("PretrainMethod", PRETRAIN_METHODS)
 
 VariantOption = Annotated[Variant, typer.Option(help="Data variant of the training split.")]

@@ -14,6 +14,7 @@ from fkdbench.cli.options import (
     Head,
     Loss,
     PresetOption,
+    PretrainMethod,
     QuietOption,
     RunsDirOption,
     SeedsOption,
@@ -71,7 +72,18 @@ _AePretrainEpochsOption = Annotated[
 _DeviceOption = Annotated[Device, typer.Option(help="Where to train.")]
 _WeightsOption = Annotated[
     Path | None,
-    typer.Option(help="Local pretrained backbone weights (.pth/.safetensors, timm keys)."),
+    typer.Option(
+        help="Pretrained backbone weights: a local .pth/.safetensors file (timm keys; "
+        "fkdbench pretrain makes one), or timm:imagenet (timm downloads it; fails at once "
+        "offline)."
+    ),
+]
+_PretrainOption = Annotated[
+    PretrainMethod | None,
+    typer.Option(
+        help="Start from a backbone pretrained here by this method (made once, cached in "
+        "<runs-dir>/pretrain/; fkdbench pretrain for its settings) [preset's; none]."
+    ),
 ]
 _WeightsModeOption = Annotated[
     WeightsMode, typer.Option(help="With --weights: frozen (head only) or finetuned (all).")
@@ -121,6 +133,7 @@ def train(
     device: _DeviceOption = Device[_TRAIN.device],
     weights: _WeightsOption = None,
     weights_mode: _WeightsModeOption = WeightsMode[_TRAIN.weights_mode],
+    pretrain: _PretrainOption = None,
     spec: _SpecOption = None,
     head: _HeadOption = None,
     loss: _LossOption = None,
@@ -157,6 +170,7 @@ def train(
             loss=value(loss),
             # An absent flag keeps the preset's choice.
             flip_test=True if flip_test else None,
+            pretrain=value(pretrain),
         )
     echo_runs(results)
 

@@ -42,7 +42,8 @@ class ArchInfo:
     input_size: int = DEFAULT_INPUT_SIZE
     # Default number of input channels (gray).
     in_chans: int = 1
-    # True where pretrained weights can be loaded and frozen/finetuned variants apply.
+    # A transfer-learning architecture (the papers load ImageNet weights into it): training
+    # it without weights warns. Every backbone takes weights (fkdbench pretrain makes them).
     has_backbone: bool = False
     # "autoencoder": the trainer runs a reconstruction phase before the keypoint phase.
     pretrain: str | None = None

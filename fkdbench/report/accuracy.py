@@ -20,6 +20,7 @@ from fkdbench.report.common import (
     NOT_RUN,
     is_missing,
     label_key,
+    pretrained_weights_note,
 )
 from fkdbench.report.inputs import RunSummary
 from fkdbench.report.peers import (
@@ -251,8 +252,9 @@ def accuracy_section(result: ReportResult) -> list[str]:
             lines += accuracy_peer_lines(peers)
     else:
         lines = _measured_lines(tables)
+    recipes = [run.recipe for run in result.run_summaries if run.trained]
+    lines += ["", *pretrained_weights_note(recipes)]
     lines += [
-        "",
         "Paper RMSE: paper 003 shows its RMSEs only as bar charts (Fig. 6-7) with no printed "
         "values, and paper 000 prints Keras 'accuracy' only, so there is no paper RMSE to set "
         "beside ours. The Kaggle RMSEs paper 003 cites from earlier work:",

@@ -12,7 +12,8 @@ import pandas as pd
 
 from fkdbench.bench.options import BACKENDS
 from fkdbench.data.variants import VARIANTS
-from fkdbench.runs import WEIGHTS_MODES
+from fkdbench.pretrain.options import METHODS as PRETRAIN_METHODS
+from fkdbench.runs import PRETRAINED_PREFIX, WEIGHTS_MODES, pretrained_by
 
 # Under the report's out dir: the PNGs, the report's own and the tune studies' copies.
 FIGURES_DIR = "figures"
@@ -157,3 +158,22 @@ def is_missing(value: Any) -> bool:
         return bool(isinstance(value, float) and math.isnan(value))
     except TypeError:
         return False
+
+
+def pretrained_weights_note(recipes: Sequence[Sequence[str]]) -> list[str]:
+    """Where the weights of the ``pretrained-<method>`` rows came from, said beside the
+    papers' frozen and fine-tuned cells (whose weights were ImageNet's); [] without such
+    rows. ``recipes``: every row's recipe."""
+    methods = sorted({method for recipe in recipes if (method := pretrained_by(recipe))})
+    if not methods:
+        return []
+    origins = "; ".join(
+        f"{PRETRAINED_PREFIX}{method}: {PRETRAIN_METHODS.get(method, 'unknown method')}"
+        for method in methods
+    )
+    return [
+        f"Weights of the {PRETRAINED_PREFIX}<method> rows: made here by `fkdbench pretrain`, "
+        f"not ImageNet ({origins}). Paper 003's frozen and fine-tuned rows, whose cells sit "
+        "beside them, started from ImageNet weights.",
+        "",
+    ]

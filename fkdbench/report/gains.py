@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fkdbench import reference
+from fkdbench import reference, runs
 from fkdbench.data.variants import VARIANTS
 from fkdbench.report.accuracy import accuracy_table
 from fkdbench.report.cells import markdown_table
@@ -21,6 +21,7 @@ from fkdbench.report.common import (
     RECIPE_COLUMN,
     is_missing,
     label_key,
+    pretrained_weights_note,
     recipe_text,
 )
 from fkdbench.report.inputs import RunSummary
@@ -82,9 +83,10 @@ def gains_table(run_summaries: Sequence[RunSummary]) -> pd.DataFrame:
         for variant in (column for column in accuracy.columns if column != "none"):
             value = accuracy.loc[label, variant]
             gain = (base - value) / base * 100.0 if base > 0 else np.nan
-            # The papers trained no other recipe: a lever row has no label of theirs.
+            # The papers trained no other recipe: a lever row has no label of theirs (a
+            # backbone pretrained here has: it stands where their ImageNet weights did).
             paper = None
-            if not recipe:
+            if not runs.lever_parts(recipe):
                 paper = reference.paper_row(arch, variant, weights_mode, reference.TABLE2)
             rows.append(
                 {
@@ -105,27 +107,35 @@ def gains_table(run_summaries: Sequence[RunSummary]) -> pd.DataFrame:
 
 
 def ratio_table(run_summaries: Sequence[RunSummary]) -> pd.DataFrame:
-    """The paper's stated fine-tuned vs non-fine-tuned RMSE ratios beside ours."""
-    rmse = {
-        (run.arch, run.variant, run.weights_mode): run.test_rmse
-        for run in run_summaries
-        if run.trained and run.test_rmse is not None and not run.recipe
-    }
+    """The paper's stated fine-tuned vs non-fine-tuned RMSE ratios beside ours: per claim,
+    one row for weights from a file (ImageNet's, as the paper's) and one per pretraining
+    method of ours that has runs there; each RMSE the mean over the row's seeds."""
+    samples: dict[tuple, list[float]] = {}
+    for run in run_summaries:
+        if run.trained and run.test_rmse is not None and not runs.lever_parts(run.recipe):
+            key = (run.arch, run.variant, run.weights_mode, runs.pretrained_by(run.recipe))
+            samples.setdefault(key, []).append(run.test_rmse)
+    rmse = {key: float(np.mean(values)) for key, values in samples.items()}
     rows = []
     for claim in reference.RATIO_CLAIMS:
-        worse = rmse.get((claim.arch, claim.variant, claim.worse_mode))
-        better = rmse.get((claim.arch, claim.variant, claim.better_mode))
-        rows.append(
-            {
-                "arch": claim.arch,
-                "variant": claim.variant,
-                "ratio": f"RMSE {claim.worse_mode} / RMSE {claim.better_mode}",
-                "paper_low": claim.low,
-                "paper_high": claim.high,
-                "ours": worse / better if worse is not None and better else np.nan,
-                "citation": claim.citation,
-            }
+        methods = sorted(
+            {key[3] for key in rmse if key[:2] == (claim.arch, claim.variant) and key[3]}
         )
+        for method in (None, *methods):
+            worse = rmse.get((claim.arch, claim.variant, claim.worse_mode, method))
+            better = rmse.get((claim.arch, claim.variant, claim.better_mode, method))
+            ratio = f"RMSE {claim.worse_mode} / RMSE {claim.better_mode}"
+            rows.append(
+                {
+                    "arch": claim.arch,
+                    "variant": claim.variant,
+                    "ratio": f"{ratio}, {runs.PRETRAINED_PREFIX}{method}" if method else ratio,
+                    "paper_low": claim.low,
+                    "paper_high": claim.high,
+                    "ours": worse / better if worse is not None and better else np.nan,
+                    "citation": claim.citation,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -177,9 +187,11 @@ def gains_section(result: ReportResult) -> list[str]:
     tables = result.tables
     gains = tables["gains"]
     paper_gains = tables["paper_gains"].fillna(NO_PAPER)
+    recipes = [run.recipe for run in result.run_summaries if run.trained]
     return [
         _labels_explained(),
         "",
+        *pretrained_weights_note(recipes),
         gains_markdown(gains) if not gains.empty else f"No trained runs: {NOT_RUN}.",
         "",
         "The paper's Table 2 as printed:",

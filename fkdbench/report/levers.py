@@ -1,6 +1,8 @@
 """The "What each lever buys" section: every row trained with another head, loss or the flip
 test (its ``recipe``, ``runs.recipe_parts``) beside its twin, the same architecture, data,
-weights and seeds trained the papers' way, on the same test faces.
+weights and seeds trained the papers' way, on the same test faces; and every row whose
+backbone was pretrained here (``pretrained-<method>``, frozen or fine-tuned) beside the
+same model trained from scratch (:func:`twin_of`).
 
 A lever's gain is RMSE(lever) - RMSE(twin) with its 95% paired bootstrap interval over the
 test faces and the Wilcoxon signed-rank p of the per-face RMSEs
@@ -19,10 +21,11 @@ from typing import Any
 
 import pandas as pd
 
+from fkdbench import runs
 from fkdbench.report.cells import fmt, fmt_int, markdown_table
 from fkdbench.report.common import NOT_MEASURED
 from fkdbench.report.differences import TIE, comparable, mean_rmse, per_face_of, split_verdict
-from fkdbench.report.inputs import RunSummary
+from fkdbench.report.inputs import Row, RunSummary
 from fkdbench.report.result import ReportResult
 from fkdbench.report.statistics import BOOTSTRAP_RESAMPLES, paired_difference
 from fkdbench.report.timing import SPEED_BACKEND, speed_rows
@@ -95,13 +98,20 @@ def _lever_row(
     return entry
 
 
+def twin_of(row: Row) -> Row | None:
+    """The row a lever row is set against (``runs.twin_recipe``); None for no lever."""
+    twin = runs.twin_recipe(row.weights_mode, row.recipe)
+    return row._replace(weights_mode=twin[0], recipe=twin[1]) if twin else None
+
+
 def levers_table(run_summaries: Sequence[RunSummary], timing: pd.DataFrame) -> pd.DataFrame:
     """One row per finished lever row that has a finished twin (see the module doc)."""
     rows = finished_rows(run_summaries)
     speed = speed_rows(timing)
     entries = []
     for row, seeds in rows.items():
-        twin = rows.get(row._replace(recipe=())) if row.recipe else None
+        twin_row = twin_of(row)
+        twin = rows.get(twin_row) if twin_row else None
         if twin:
             entries.append(_lever_row(seeds, twin, row.variant, speed))
     frame = pd.DataFrame(entries, columns=_COLUMNS)
@@ -159,7 +169,9 @@ def levers_section(result: ReportResult) -> list[str] | None:
     lines = [
         "Each row trained with another head, loss or the flip test beside its twin: the same "
         "architecture, data variant, weights, budget and seeds trained the papers' way (dense "
-        "head, MSE, no flip), scored on the same test faces. The gain is RMSE(lever) - "
+        "head, MSE, no flip), scored on the same test faces; a row whose backbone was "
+        "pretrained here (pretrained-<method>) sits beside the same model from scratch. The "
+        "gain is RMSE(lever) - "
         "RMSE(twin) with a 95% paired bootstrap interval over the test faces "
         f"({BOOTSTRAP_RESAMPLES:,} resamples) and the Wilcoxon signed-rank p of the per-face "
         "RMSEs; a verdict is better or worse only when the interval excludes 0. The cost is "
@@ -177,7 +189,10 @@ def levers_section(result: ReportResult) -> list[str] | None:
             "them in one run.",
             "",
         ]
-    disagree = table[table["tests_disagree"].fillna(False).astype(bool)]
+    # True, False or missing (not compared): missing is no disagreement.
+    disagree = table[
+        [False if pd.isna(value) else bool(value) for value in table["tests_disagree"]]
+    ]
     for row in disagree.itertuples():
         real = row.verdict in (BETTER, WORSE)
         lines.append(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from fkdbench import reference
+from fkdbench import reference, runs
 from fkdbench.report.common import model_label
 
 
@@ -40,8 +40,10 @@ def paper_row_beside(
     """The row of the paper's size or time ``table`` a model of ours sits beside (see
     :func:`paper_variant` and :func:`paper_weights_mode`); None where the paper has none,
     and for a row with a recipe other than the papers' (another head, loss or the flip
-    test: the papers trained none such, so no number of theirs measures it)."""
-    if recipe:
+    test: the papers trained none such, so no number of theirs measures it). A backbone
+    pretrained here is no such lever: its row sits beside the paper's frozen or fine-tuned
+    one, whose weights were ImageNet's (the report says so)."""
+    if runs.lever_parts(recipe):
         return None
     return reference.paper_row(
         arch,

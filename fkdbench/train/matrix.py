@@ -105,9 +105,11 @@ def run_training(
     head: str | None = None,
     loss: str | None = None,
     flip_test: bool | None = None,
+    pretrain: str | None = None,
 ) -> list[RunResult]:
     """``fkdbench train``: one run of ``arch`` on ``variant``, or with ``all_runs`` every run
-    of ``preset`` (where ``variant``, ``weights`` and ``weights_mode`` do not apply), each
+    of ``preset`` (where ``variant``, ``weights`` and ``weights_mode`` do not apply; a given
+    ``pretrain``, a method of :data:`fkdbench.pretrain.METHODS`, replaces the preset's), each
     with ``seeds`` seeds from ``seed`` on (None: the preset's, or one for a single run).
 
     Only the options given (not None) override the preset's or :class:`TrainConfig`'s
@@ -125,6 +127,7 @@ def run_training(
         head=head,
         loss=loss,
         flip_test=flip_test,
+        pretrain=pretrain,
         model_kwargs=None if spec is None else {"spec": str(spec)},
     )
     shared = dict(device=device, num_threads=num_threads, force=force, quiet=quiet)

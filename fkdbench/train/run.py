@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from fkdbench import runs
-from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES, TrainConfig
+from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES, TrainConfig, below_minimum
 from fkdbench.data.schemes import KeypointScheme, get_scheme
 from fkdbench.data.splits import read_manifest
 from fkdbench.data.variants import VARIANTS
@@ -66,6 +66,7 @@ def train_run(config: TrainConfig, on_epoch_end: EpochHook | None = None) -> Run
     """
     started = time.monotonic()
     check_threads(config.num_threads)
+    config = _with_weights_file(config)
     run = _open_run_folder(config)
     # One process owns the folder; nothing in it is written before the lock is held.
     with runs.hold_run(run.folder, run.name) as stale:
@@ -165,6 +166,35 @@ def _open_run_folder(config: TrainConfig) -> Run:
     return run
 
 
+def _with_weights_file(config: TrainConfig) -> TrainConfig:
+    """``config`` with its weights as a local file: its pretraining step made (or reused
+    from the cache), or timm's ``timm:<tag>`` fetched; any other config as it is."""
+    # Imported here: fkdbench.pretrain trains with this package's loop (train.loop).
+    from fkdbench import pretrain
+
+    if config.pretrain is None and not pretrain.is_timm_tag(config.weights):
+        return config
+    _check_choices(config)
+    if config.pretrain is None:
+        weights = pretrain.timm_weights(config.arch, str(config.weights), config.runs_dir)
+    elif config.weights is not None:
+        raise RunError(
+            f"{config.arch}: give a weights file or a pretraining step, not both "
+            f"(weights {config.weights}, pretrain {config.pretrain!r})"
+        )
+    else:
+        options = pretrain.options_from_preset(
+            config.pretrain,
+            config.arch,
+            config.data_dir,
+            config.runs_dir,
+            num_threads=config.num_threads,
+            quiet=config.quiet,
+        )
+        weights = pretrain.pretrain(options).weights
+    return dataclasses.replace(config, weights=weights)
+
+
 def _finished_run_settings(config: TrainConfig, run: Run) -> dict[str, Any]:
     """The settings fingerprint this config would train, without loading the data: the
     model's kwargs need only the image size, which the manifest records."""
@@ -190,10 +220,9 @@ def _check_choices(config: TrainConfig) -> ArchInfo:
         raise RunError(f"unknown weights mode {config.weights_mode!r}; known: {known}")
     # BatchNorm cannot train on one image, so a batch holds at least two.
     minimums = {"epochs": 1, "batch_size": 2, "augment_copies": 0, "ae_pretrain_epochs": 0}
-    for setting, minimum in minimums.items():
-        value = getattr(config, setting)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise RunError(f"{setting} must be an integer >= {minimum}, got {value!r}")
+    problem = below_minimum(config, minimums)
+    if problem:
+        raise RunError(problem)
     if not config.lr > 0:
         raise RunError(f"lr must be positive, got {config.lr!r}")
     arch_info = get_arch_info(config.arch)
@@ -212,8 +241,6 @@ def _weights_mode(config: TrainConfig, arch_info: ArchInfo) -> str:
     """``scratch`` without a weights file, else the configured frozen/finetuned."""
     if config.weights is None:
         return "scratch"
-    if not arch_info.has_backbone:
-        raise RunError(f"{config.arch} has no pretrained backbone to load {config.weights} into")
     if not Path(config.weights).is_file():
         raise RunError(f"{config.weights}: no such weights file")
     return config.weights_mode
@@ -285,12 +312,17 @@ def _load_weights(
     report = load_backbone_weights(model, path)
     if weights_mode == "frozen":
         freeze_backbone(model)
+    from fkdbench.pretrain.cache import made_by
+
     return {
         "path": str(path),
         "sha256": sha256_file(path),
         "load_report": plain(dataclasses.asdict(report))
         if dataclasses.is_dataclass(report)
         else str(report),
+        # What made the file, when fkdbench did (pretrain.json beside it): None for a
+        # file of the user's, whose origin only the user knows.
+        "made_by": made_by(path),
     }
 
 
