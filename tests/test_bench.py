@@ -291,18 +291,34 @@ def test_cli_failed_target_is_recorded_and_exits_1(runs_dir: Path, tmp_path: Pat
     assert no_baseline.exit_code == 1 and "no such baseline" in no_baseline.output
 
 
-def test_skip_existing_times_a_new_lever_beside_its_twin(runs_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "changes", "recipe"),
+    [
+        ("--wing", {"loss": "wing"}, ("wing",)),
+        # A backbone pretrained here is set against the same model from scratch.
+        (
+            "--frozen--pretrained-autoencoder",
+            {"pretrain": "autoencoder", "weights_mode": "frozen"},
+            ("pretrained-autoencoder",),
+        ),
+    ],
+)
+def test_skip_existing_times_a_new_lever_beside_its_twin(
+    runs_dir: Path, tmp_path: Path, suffix: str, changes: dict, recipe: tuple
+) -> None:
     """A lever's cost is a ratio to its twin's: a ratio of one bench run, so a new lever
     brings its already-timed twin back into the run."""
-    lever = runs_dir / f"{RUN}--wing"
+    lever = runs_dir / f"{RUN}{suffix}"
     shutil.copytree(runs_dir / RUN, lever)
     config = json.loads((lever / runs.CONFIG_FILE).read_text())
-    config["run_name"], config["train"]["loss"] = lever.name, "wing"
+    config["run_name"] = lever.name
+    config["train"].update(changes)
+    config["weights_mode"] = changes.get("weights_mode", "scratch")
     (lever / runs.CONFIG_FILE).write_text(json.dumps(config))
     options = _options(tmp_path, backends=("torch",), skip_existing=True)
     _bench([runs_dir / RUN], options)
     both = _bench([runs_dir / RUN, lever], options)
     timed = {(r.identity.run_name, r.identity.recipe) for r in both.records}
-    assert timed == {(RUN, ()), (lever.name, ("wing",))}
+    assert timed == {(RUN, ()), (lever.name, recipe)}
     # Nothing new: nothing timed, the twin included.
     assert _bench([runs_dir / RUN, lever], options).records == []

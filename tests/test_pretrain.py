@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
@@ -290,3 +291,44 @@ def test_any_bytes_in_a_record_never_make_a_checkpoint_reusable(
     weights.write_bytes(b"weights")
     (folder / cache.RECORD_FILE).write_bytes(content)
     assert cache.reusable(weights, "a" * 64) is None
+
+
+@pytest.mark.slow
+def test_a_preset_with_a_pretraining_step_runs_end_to_end(tmp_path: Path) -> None:
+    """reproduce on a tiny preset: the step is made once, the pretrained row trains from
+    it, is exported, timed in one bench call with its scratch twin, and reported beside
+    it, its weights said not to be ImageNet's; a second call reuses everything."""
+    step = {"method": "autoencoder", "epochs": 1, "batch_size": 8}
+    preset = {
+        "name": "tiny-pretrain",
+        "description": "a scratch run and a frozen run from a backbone pretrained here",
+        "defaults": {"epochs": 1, "batch_size": 8, "patience": None, "max_train_rows": 32},
+        "runs": [
+            {"arch": "cnn-manual", "variant": "none"},
+            {"arch": "cnn-manual", "variant": "none", "pretrain": step, "weights_mode": "frozen"},
+        ],
+        "bench": {"repeats": 1, "latency_samples": 3, "time_untrained": False,
+                  "backends": ["onnxruntime"]},
+    }  # fmt: skip
+    path = tmp_path / "tiny-pretrain.json"
+    path.write_text(json.dumps(preset))
+    results, runs_dir = tmp_path / "results", tmp_path / "runs"
+    arguments = [
+        "reproduce", "--preset", str(path), "--data-root", str(tmp_path / "data"),
+        "--runs-dir", str(runs_dir), "--results-dir", str(results), "--n-train", "60",
+        "--n-test", "6", "--quiet",
+    ]  # fmt: skip
+    outcome = CliRunner().invoke(app, arguments)
+    assert outcome.exit_code == 0, outcome.output
+    pretrained = "cnn-manual--none--frozen--pretrained-autoencoder"
+    assert (runs_dir / pretrained / "model.onnx").is_file()
+    (cached,) = (runs_dir / cache.PRETRAIN_DIR).iterdir()
+    assert (cached / cache.WEIGHTS_FILE).is_file() and (cached / cache.RECORD_FILE).is_file()
+    levers = pd.read_csv(results / "levers.csv")
+    assert list(levers["model"]) == ["cnn-manual (frozen) + pretrained-autoencoder"]
+    assert list(levers["twin"]) == ["cnn-manual"] and levers["same_bench_run"].all()
+    report = (results / "REPORT.md").read_text()
+    assert "not ImageNet" in report and "pretrained-autoencoder" in report
+    again = CliRunner().invoke(app, arguments)
+    assert again.exit_code == 0 and again.output.count(": skipped") == 2
+    assert [path.name for path in (runs_dir / cache.PRETRAIN_DIR).iterdir()] == [cached.name]
