@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fkdbench import reference
+from fkdbench import reference, runs
 from fkdbench.report.accuracy import accuracy_section, not_finished_section
 from fkdbench.report.agreement import agreement_section
 from fkdbench.report.cells import bench_file_status
@@ -67,13 +67,15 @@ def _rows_line(run_summaries: list[RunSummary]) -> list[str]:
         and any(run.converged is not True for run in runs if run.finished)
         for runs in rows.values()
     )
-    levers = sum(bool(row.recipe) for row in rows)
-    key = "architecture x variant x weights mode" + (" x recipe" if levers else "")
-    lever_text = (
-        f"; {levers} with another head, loss or the flip test: see What each lever buys"
-        if levers
-        else ""
-    )
+    levers = sum(bool(runs.lever_parts(row.recipe)) for row in rows)
+    pretrained = sum(bool(runs.pretrained_by(row.recipe)) for row in rows)
+    key = "architecture x variant x weights mode" + (" x recipe" if levers or pretrained else "")
+    kinds = [
+        f"{levers} with another head, loss or the flip test" if levers else "",
+        f"{pretrained} from a backbone pretrained here" if pretrained else "",
+    ]
+    lever_text = "; ".join(kind for kind in kinds if kind)
+    lever_text = f"; {lever_text}: see What each lever buys" if lever_text else ""
     return [
         f"- Rows: {_count(len(rows), 'row')} ({key}{lever_text}), "
         f"{' or '.join(str(count) for count in seeds)} seed(s) each; "

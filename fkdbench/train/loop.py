@@ -11,13 +11,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from fkdbench import runs
-from fkdbench.config import DEFAULT_LOSS, TrainConfig
+from fkdbench.config import DEFAULT_LOSS
 from fkdbench.train.losses import describe_loss
 from fkdbench.train.result import TrainingDiverged
 
@@ -60,7 +60,14 @@ def learning_rate_at(step: int, total_steps: int, peak_lr: float) -> float:
     return peak_lr * (FINAL_LR_FRACTION + (1.0 - FINAL_LR_FRACTION) * cosine)
 
 
-def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+class OptimiserSettings(Protocol):
+    """What :func:`make_optimizer` reads: a TrainConfig, or fkdbench.pretrain's options."""
+
+    lr: float
+    weight_decay: float
+
+
+def make_optimizer(module: nn.Module, config: OptimiserSettings) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters; no decay on biases and normalisation scales."""
     trainable = [p for p in module.parameters() if p.requires_grad]
     decayed = [p for p in trainable if p.ndim >= 2]
