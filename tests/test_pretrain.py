@@ -169,6 +169,10 @@ def test_out_copies_the_checkpoint_and_never_replaces_other_weights(
     with pytest.raises(PretrainError, match="exists and holds other weights"):
         pretrain(_options(tiny_dataset, checkpoints, out=other))
     assert other.read_bytes() == b"the user's own weights"
+    # A wrong name is refused before any work: no cache folder is made for it.
+    with pytest.raises(PretrainError, match="written as .safetensors"):
+        pretrain(_options(tiny_dataset, tmp_path / "fresh", out=tmp_path / "w.pt"))
+    assert not (tmp_path / "fresh").exists()
 
 
 @pytest.mark.parametrize(

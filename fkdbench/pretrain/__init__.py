@@ -80,6 +80,8 @@ def pretrain(options: PretrainOptions) -> PretrainResult:
         raise PretrainError(
             f"unknown architecture {options.arch!r}; known: {', '.join(list_models())}"
         )
+    if options.out is not None:
+        cache.check_out(options.out)
     image_size = _image_size(options)
     layout = methods.backbone_layout(methods.build_backbone_model(options.arch, 2, image_size))
     recipe_record = recipe(options, methods.recipe_data(options, image_size), layout)

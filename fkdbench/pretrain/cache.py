@@ -95,12 +95,17 @@ def write_cache(folder: Path, tensors: dict[str, Tensor], record: dict[str, Any]
     return folder / WEIGHTS_FILE
 
 
+def check_out(out: Path) -> None:
+    """Refuse an --out that is not a .safetensors name, before any pretraining is done."""
+    if Path(out).suffix != ".safetensors":
+        raise PretrainError(f"{out}: the checkpoint is written as .safetensors; name it so")
+
+
 def copy_out(weights: Path, record: dict[str, Any], out: Path, force: bool) -> Path:
     """Put the checkpoint at ``out`` (record beside it); an existing ``out`` holding other
     weights is refused unless ``force``: nothing a user has is silently replaced."""
     out = Path(out)
-    if out.suffix != ".safetensors":
-        raise PretrainError(f"{out}: the checkpoint is written as .safetensors; name it so")
+    check_out(out)
     if out.exists() and not force and not reusable(out, record["recipe_sha256"]):
         raise PretrainError(
             f"{out}: exists and holds other weights; pass --force to replace it, or another --out"
