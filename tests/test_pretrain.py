@@ -218,6 +218,17 @@ def test_timm_tags_offline_fail_at_once_with_one_line(
     assert len(lines) == 1 and "no download is possible" in lines[0]
     assert "--weights FILE" in lines[0]
     assert not (tmp_path / "test-mobilenetv2--none--finetuned").exists()
+    # Fetched before: the kept file is used, no download; edited since: fetched again.
+    from fkdbench.pretrain.timm_weights import timm_weights
+
+    kept = tmp_path / cache.PRETRAIN_DIR / "test-mobilenetv2--timm-imagenet" / cache.WEIGHTS_FILE
+    cache.save_weights(kept, create_model("test-mobilenetv2").backbone.state_dict(), "timm")
+    record = {"method": "timm", "weights_sha256": runs.io.sha256_file(kept)}
+    (kept.parent / cache.RECORD_FILE).write_text(json.dumps(record))
+    assert timm_weights("test-mobilenetv2", "timm:imagenet", tmp_path) == kept
+    kept.write_bytes(b"edited")
+    with pytest.raises(PretrainError, match="no download is possible"):
+        timm_weights("test-mobilenetv2", "timm:imagenet", tmp_path)
     # A backbone timm does not have: said as plainly, whatever the network.
     arguments[1] = "cnn-manual"
     outcome = CliRunner().invoke(app, arguments)

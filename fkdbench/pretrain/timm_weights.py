@@ -41,13 +41,20 @@ def _timm_name(arch: str) -> str:
 def timm_weights(arch: str, tag_text: str, runs_dir: Path) -> Path:
     """The cached safetensors of ``arch``'s backbone with timm's ``tag`` weights."""
     from fkdbench.io import sha256_file, write_json_atomic
-    from fkdbench.pretrain.cache import PRETRAIN_DIR, RECORD_FILE, WEIGHTS_FILE, save_weights
+    from fkdbench.pretrain.cache import (
+        PRETRAIN_DIR,
+        RECORD_FILE,
+        WEIGHTS_FILE,
+        read_record,
+        save_weights,
+    )
 
     tag = str(tag_text).removeprefix(TIMM_PREFIX) or DEFAULT_TAG
     name = _timm_name(arch)
     folder = Path(runs_dir) / PRETRAIN_DIR / f"{arch}--timm-{tag}"
     path = folder / WEIGHTS_FILE
-    if path.is_file():
+    if read_record(path) is not None:
+        # Fetched before and unchanged since (its record's sha256 still holds).
         return path
     qualified = name if tag == DEFAULT_TAG else f"{name}.{tag}"
     state = _download(qualified, tag_text)
