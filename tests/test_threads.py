@@ -29,15 +29,17 @@ def test_every_command_with_threads_is_covered_here() -> None:
         for name, command in COMMANDS.items()
         if any("--threads" in parameter.opts for parameter in command.params)
     }
-    assert with_threads == {"bench", "train", "predict", "tune"}
+    assert with_threads == {"bench", "train", "predict", "pretrain", "tune"}
 
 
-@pytest.mark.parametrize("command", ["bench", "train", "predict", "tune"])
+@pytest.mark.parametrize("command", ["bench", "train", "predict", "pretrain", "tune"])
 @pytest.mark.parametrize("threads", [0, -1, TOO_MANY, 999])
 def test_the_command_line_refuses_threads_outside_the_usable_cores(
     command: str, threads: int
 ) -> None:
-    result = runner.invoke(app, [command, "--threads", str(threads)])
+    # pretrain's ARCH argument comes first: give one, so the option is what is refused.
+    arguments = [command, "cnn-manual"] if command == "pretrain" else [command]
+    result = runner.invoke(app, [*arguments, "--threads", str(threads)])
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--threads'" in result.output
 
@@ -79,3 +81,14 @@ def test_a_training_run_refuses_too_many_threads_before_making_its_folder(
     with pytest.raises(ThreadsError):
         train_run(config)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_pretraining_refuses_too_many_threads_before_making_its_cache(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    from fkdbench.pretrain import PretrainOptions, pretrain
+
+    options = PretrainOptions(data_dir=tiny_dataset, runs_dir=tmp_path, num_threads=TOO_MANY)
+    with pytest.raises(ThreadsError):
+        pretrain(options)
+    assert list(tmp_path.iterdir()) == []
