@@ -81,7 +81,13 @@ _DEFAULTS: dict[type, dict[str, Any]] = {
         "onnx_bytes": 410_000,
         "int8_onnx_bytes": 120_000,
     },
-    Scores: {"test_rmse": 2.5, "test_nme": 0.05, "test_fr": 0.01, "test_auc": 0.6},
+    Scores: {
+        "test_rmse": 2.5,
+        "test_nme": 0.05,
+        "test_fr": 0.01,
+        "test_auc": 0.6,
+        "parity_max_abs_diff_pixels": None,
+    },
     Calibration: {
         "peak_gflops": 100.0,
         "torch_gflops": 80.0,

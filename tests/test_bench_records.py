@@ -35,6 +35,7 @@ FORMAT3_KEYS = (
     "passes_per_sample",
 )
 FORMAT4_KEYS = ("recipe",)
+FORMAT5_KEYS = ("parity_max_abs_diff_pixels",)
 MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
 
 
@@ -54,9 +55,9 @@ def _assert_flat_view_is_the_line(path: Path) -> int:
             if name == "format_version":
                 continue
             assert (flat[name], type(flat[name])) == (value, type(value)), (number, name)
-        # Format 1's optional fields (FR, AUC) read as absent, and format 3's as unknown;
+        # Format 1's optional fields (FR, AUC) read as absent, format 3's and 5's as unknown;
         # nothing else is added.
-        added = {"error", "test_fr", "test_auc", *FORMAT3_KEYS, *FORMAT4_KEYS}
+        added = {"error", "test_fr", "test_auc", *FORMAT3_KEYS, *FORMAT4_KEYS, *FORMAT5_KEYS}
         assert set(flat) - set(original) <= added
         assert flat["recipe"] == []  # every run of format 1 trained the papers' recipe
         assert flat["format_version"] == BENCH_FORMAT_VERSION and flat["error"] is None
@@ -66,7 +67,7 @@ def _assert_flat_view_is_the_line(path: Path) -> int:
 def test_format1_fixture_is_upgraded_without_inventing_samples() -> None:
     original = _lines(FORMAT1_FIXTURE)[0]
     record = read_records(FORMAT1_FIXTURE)[0]
-    assert record.format_version == BENCH_FORMAT_VERSION == 4 and not record.failed
+    assert record.format_version == BENCH_FORMAT_VERSION == 5 and not record.failed
     assert record.samples.seconds_per_100_images == original["seconds_per_100_images_all"]
     # Format 1 kept no latency samples: its percentiles are kept as recorded, and said so.
     assert record.samples.latency_batch1_ms == []
@@ -217,6 +218,16 @@ def test_format3_record_is_upgraded_with_the_papers_recipe() -> None:
     record = record_from_json(line)
     assert record.format_version == BENCH_FORMAT_VERSION and record.identity.recipe == ()
     assert record.flat()["recipe"] == []
+
+
+def test_format4_record_is_upgraded_without_a_parity_it_never_checked() -> None:
+    line = make_bench_record().to_json()
+    del line["scores"]["parity_max_abs_diff_pixels"]
+    line["format_version"] = 4
+    record = record_from_json(line)
+    assert record.format_version == BENCH_FORMAT_VERSION
+    assert record.scores.parity_max_abs_diff_pixels is None
+    assert record.flat()["parity_max_abs_diff_pixels"] is None
 
 
 def test_recipe_round_trips_as_a_tuple_and_shows_as_a_list() -> None:

@@ -58,6 +58,7 @@ from fkdbench.bench.gate import (
 from fkdbench.bench.options import (
     BACKEND_FILES,
     BACKENDS,
+    CORE_BACKENDS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_RESULTS,
     BenchOptions,
@@ -108,6 +109,7 @@ from fkdbench.onnxrt import session_predictor
 __all__ = [
     "ALPHA",
     "BACKENDS",
+    "CORE_BACKENDS",
     "BACKEND_FILES",
     "BASELINE_FORMAT_VERSION",
     "BENCH_FORMAT_VERSION",

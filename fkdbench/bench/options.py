@@ -8,11 +8,24 @@ from pathlib import Path
 
 from fkdbench import runs
 from fkdbench.bench.records import BenchError
+from fkdbench.edge import EDGE_BACKENDS
 from fkdbench.export import DEFAULT_INT8_ACTIVATIONS, INT8_FILE, ONNX_FILE
 from fkdbench.provenance import available_cores
 
-BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
-BACKEND_FILES = {"torch": runs.MODEL_FILE, "onnxruntime": ONNX_FILE, "onnxruntime-int8": INT8_FILE}
+# What a bench times unless told otherwise: the three backends every install has.
+CORE_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+# ... and the edge runtimes of the optional `edge` extra (fkdbench.edge), asked for by name.
+BACKENDS = CORE_BACKENDS + tuple(EDGE_BACKENDS)
+BACKEND_FILES = {
+    "torch": runs.MODEL_FILE,
+    "onnxruntime": ONNX_FILE,
+    "onnxruntime-int8": INT8_FILE,
+    **{name: backend.file for name, backend in EDGE_BACKENDS.items()},
+}
+# The backends that run an ONNX file export makes, or a file made from one.
+NEEDS_ONNX = ("onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "ncnn")
+# ... and those that need the INT8 graph in particular.
+NEEDS_INT8 = ("onnxruntime-int8", "openvino-int8")
 DEFAULT_RESULTS = Path("results/bench.jsonl")
 # Keras' predict() batch, which the paper's timings used.
 DEFAULT_BATCH_SIZE = 32
@@ -22,7 +35,7 @@ DEFAULT_BATCH_SIZE = 32
 class BenchOptions:
     """How to measure. The defaults are the design's; ``quick`` presets shrink repeats."""
 
-    backends: Sequence[str] = BACKENDS
+    backends: Sequence[str] = CORE_BACKENDS
     threads: int | None = None  # None: every core this process may use
     batch_size: int = DEFAULT_BATCH_SIZE
     warmup_passes: int = 1

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fkdbench.bench.options import BACKEND_FILES
+from fkdbench.edge import EDGE_BACKENDS
 from fkdbench.io import plain
 
 # The config.json "model" fields that decide the graph (not the weights, the variant, the
@@ -34,11 +35,14 @@ def graph_key(
 ) -> str:
     """sha256 of the canonical JSON of what builds the timed graph: ``model`` is
     config.json's model section; the backend's file kind, the ONNX exporter and the INT8
-    activation type are part of it because each makes a different graph of one model."""
+    activation type are part of it because each makes a different graph of one model. An
+    edge runtime adds its name: OpenVINO runs the very file ONNX Runtime does."""
     described = {name: model.get(name) for name in GRAPH_FIELDS}
     described.update(
         file=BACKEND_FILES[backend], exporter=exporter, int8_activations=int8_activations
     )
+    if backend in EDGE_BACKENDS:
+        described["runtime"] = backend
     text = json.dumps(plain(described), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

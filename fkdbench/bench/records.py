@@ -1,11 +1,11 @@
-"""The bench record (format 4): what was measured, how, the raw samples, where, and what failed.
+"""The bench record (format 5): what was measured, how, the raw samples, where, and what failed.
 
 In the manner of pyperf, a record keeps its raw samples and one ``environment`` block;
 every statistic (median, quartiles, percentiles, fraction of peak, normalised time) is
 derived from the samples by :mod:`fkdbench.bench.stats`, never stored beside them. One
 JSON object per line of ``results/bench.jsonl``::
 
-    {"format_version": 4, "timestamp": ..., "identity": {...}, "settings": {...},
+    {"format_version": 5, "timestamp": ..., "identity": {...}, "settings": {...},
      "samples": {...}, "model": {...}, "scores": {...}, "calibration": {...},
      "environment": {...}, "unstable": false, "unstable_reasons": [], "error": null}
 
@@ -14,10 +14,12 @@ timing a record shares, since runs with one graph are timed once), every peak me
 and the load averages beside them (``calibration``), and the steadiness verdict. Format 4
 added the run's recipe (``identity.recipe``: its head, loss and flip test where they are not
 the papers', :func:`fkdbench.runs.recipe_parts`), so that a lever's timing is its own row.
+Format 5 added ``scores.parity_max_abs_diff_pixels``: how far a backend's predictions of
+the test split lie from PyTorch eager's (the edge runtimes' check, :mod:`fkdbench.edge`).
 
 A target that failed is a record too: ``error`` holds one line, ``samples`` are empty and
 ``model`` is null when the run could not be read. Older files keep reading: a line of an
-older format is upgraded on read (asv's habit, :func:`_update_to_2` to :func:`_update_to_4`),
+older format is upgraded on read (asv's habit, :func:`_update_to_2` to :func:`_update_to_5`),
 never rewritten.
 :meth:`BenchRecord.flat` gives the flat view with format 1's field names that the report
 and other readers of the old layout use.
@@ -35,7 +37,7 @@ from typing import Any, TypeVar
 import fkdbench.bench.stats as stats
 from fkdbench.io import append_jsonl_atomic, plain
 
-BENCH_FORMAT_VERSION = 4
+BENCH_FORMAT_VERSION = 5
 # The machine fields format 1 copied to the top level of each record beside `environment`.
 _V1_MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
 # The identity fields formats 3 and 4 added (format 2's identity is the rest).
@@ -135,6 +137,9 @@ class Scores:
     test_nme: float | None = None
     test_fr: float | None = None
     test_auc: float | None = None
+    # Format 5: the largest difference (px) of this backend's test-split predictions from
+    # PyTorch eager's (None for torch itself, and for older records, which did not check).
+    parity_max_abs_diff_pixels: float | None = None
 
 
 @dataclass(frozen=True)
@@ -384,8 +389,14 @@ def _update_to_4(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "format_version": 4, "identity": {**record["identity"], "recipe": []}}
 
 
+def _update_to_5(record: dict[str, Any]) -> dict[str, Any]:
+    """A format-4 record as format 5: its predictions were not compared with PyTorch's."""
+    scores = {**record["scores"], "parity_max_abs_diff_pixels": None}
+    return {**record, "format_version": 5, "scores": scores}
+
+
 # Each upgrade takes a record of format N to N + 1.
-_UPDATES = {1: _update_to_2, 2: _update_to_3, 3: _update_to_4}
+_UPDATES = {1: _update_to_2, 2: _update_to_3, 3: _update_to_4, 4: _update_to_5}
 
 
 def _fields(cls: type) -> list[str]:

@@ -25,7 +25,7 @@ import torch
 
 from fkdbench import runs
 from fkdbench.bench.gate import GateResult, check_baseline, load_baseline, save_baseline
-from fkdbench.bench.options import BACKEND_FILES, BenchOptions
+from fkdbench.bench.options import BACKEND_FILES, NEEDS_INT8, NEEDS_ONNX, BenchOptions
 from fkdbench.bench.plan import graph_key, timing_sources
 from fkdbench.bench.records import (
     BenchError,
@@ -52,15 +52,21 @@ from fkdbench.bench.timing import (
 )
 from fkdbench.data.schemes import KeypointScheme, get_scheme
 from fkdbench.data.splits import SplitArrays, load_split, read_manifest
-from fkdbench.export import INT8_FILE, ONNX_FILE, export_run, read_export_record, run_data_dir
+from fkdbench.edge import EDGE_BACKENDS, check_predictions, prepare_backend
+from fkdbench.export import (
+    INT8_FILE,
+    ONNX_FILE,
+    PixelKeypoints,
+    export_run,
+    read_export_record,
+    run_data_dir,
+)
 from fkdbench.io import sha256_file
 from fkdbench.metrics import FAILURE_THRESHOLD, landmark_metrics, rmse
 from fkdbench.models import count_parameters, list_models
 from fkdbench.onnxrt import Predictor, images_as_float
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import available_cores, environment_record
-
-ONNX_BACKENDS = ("onnxruntime", "onnxruntime-int8")
 
 
 @dataclass
@@ -101,6 +107,8 @@ class _Target:
     facts: ModelFacts
     manifest_sha256: str
     export_record: dict[str, Any]
+    # PyTorch eager's predictions of the test split, made once when a backend is checked.
+    reference: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,7 @@ class _Slot:
     graph_key: str | None = None
     timed_as: str | None = None  # the run whose timings these are, when not this one
     timings: Timings | None = None
+    parity: float | None = None  # px from PyTorch eager's predictions (not for torch)
 
 
 # -- stages of one run folder ---------------------------------------------------------------
@@ -137,7 +146,7 @@ def _ensure_exported(folder: Path, options: BenchOptions) -> None:
     export_run(
         folder,
         options.data_dir,
-        int8="onnxruntime-int8" in options.backends,
+        int8=any(backend in NEEDS_INT8 for backend in options.backends),
         int8_activations=options.int8_activations,
         quiet=True,
         note_stale=not options.quiet,
@@ -202,7 +211,7 @@ def _identity(folder: Path, backend: str, target: _Target | None) -> Identity:
         trained=target.trained if known else None,
         model_file=str(model_file),
         model_sha256=sha256_file(model_file) if model_file.is_file() else None,
-        exporter=export_record.get("exporter") if backend != "torch" else None,
+        exporter=export_record.get("exporter") if backend in NEEDS_ONNX else None,
         data_dir=str(target.data_dir) if known else None,
         data_manifest_sha256=target.manifest_sha256 if known else None,
     )
@@ -219,7 +228,7 @@ def _settings(
     options: BenchOptions, threads: int, backend: str, target: _Target | None
 ) -> Settings:
     int8_activations = None
-    if target is not None and backend == "onnxruntime-int8":
+    if target is not None and backend in NEEDS_INT8:
         int8_activations = target.export_record.get("int8_activations")
     return Settings(
         batch_size=options.batch_size,
@@ -233,10 +242,10 @@ def _settings(
     )
 
 
-def _scores(target: _Target, predictions: np.ndarray) -> Scores:
+def _scores(target: _Target, predictions: np.ndarray, parity: float | None) -> Scores:
     """Test-split scores of this backend's own predictions (untrained runs have none)."""
     if not target.trained:
-        return Scores()
+        return Scores(parity_max_abs_diff_pixels=parity)
     keypoints = target.test.keypoints
     scores = landmark_metrics(predictions, keypoints, target.scheme, FAILURE_THRESHOLD)
     return Scores(
@@ -244,6 +253,7 @@ def _scores(target: _Target, predictions: np.ndarray) -> Scores:
         test_nme=scores["nme"],
         test_fr=scores["fr"],
         test_auc=scores["auc"],
+        parity_max_abs_diff_pixels=parity,
     )
 
 
@@ -270,7 +280,7 @@ def _record(slot: _Slot, context: _Context) -> BenchRecord:
                 latency_batch1_ms=list(timings.latency_batch1_ms),
             ),
             model=target.facts,
-            scores=_scores(target, slot.predictions),
+            scores=_scores(target, slot.predictions, slot.parity),
             calibration=calibration,
             environment=context.environment,
             timestamp=_now(),
@@ -321,16 +331,61 @@ def _prepare_folder(folder: Path, backends: Sequence[str], options: BenchOptions
         target = _load_target(folder, options)
     except Exception as error:  # noqa: BLE001 - a failed target is a record, not a crash
         return [_Slot(folder, backend, error=error) for backend in backends]
+    for backend in backends:
+        if backend in EDGE_BACKENDS and backend not in failed:
+            error = _edge_failure(target, backend, options)
+            if error is not None:
+                failed[backend] = error
     return [_Slot(folder, backend, target, failed.get(backend)) for backend in backends]
 
 
+def _edge_failure(target: _Target, backend: str, options: BenchOptions) -> Exception | None:
+    """Make (or reuse) an edge backend's file for a run; the error when that fails (not
+    installed, or the runtime's converter refused the model)."""
+    example = torch.from_numpy(target.images[: options.batch_size])
+    module = PixelKeypoints(target.model, target.facts.input_size).eval()
+    try:
+        prepare_backend(target.folder, backend, module, example, quiet=options.quiet)
+    except Exception as error:  # noqa: BLE001 - a runtime that fails fails only its target
+        return error
+    return None
+
+
 def _graph_key(slot: _Slot) -> str:
+    target, backend = slot.target, slot.backend
+    exporter = target.export_record.get("exporter") if backend in NEEDS_ONNX else None
+    int8 = target.export_record.get("int8_activations") if backend in NEEDS_INT8 else None
+    return graph_key(target.config["model"], backend, exporter, int8)
+
+
+def _reference(target: _Target, options: BenchOptions) -> np.ndarray:
+    """PyTorch eager's predictions of a run's test split, which every other backend's are
+    checked against (made once per run and bench call)."""
+    if target.reference is None:
+        predict = backend_predictor(
+            target.folder, "torch", target.model, target.facts.in_chans, target.facts.input_size
+        )
+        target.reference = score_pass(predict, target.images, options.batch_size)
+    return target.reference
+
+
+def _checked_parity(slot: _Slot, options: BenchOptions) -> float | None:
+    """The slot's difference from PyTorch eager (px); an edge backend must also pass its
+    check (fkdbench.edge.check_predictions) or it is not timed. The core ONNX graphs
+    passed theirs at export."""
+    if slot.backend == "torch":
+        return None
     target = slot.target
-    exporter = target.export_record.get("exporter") if slot.backend != "torch" else None
-    int8 = None
-    if slot.backend == "onnxruntime-int8":
-        int8 = target.export_record.get("int8_activations")
-    return graph_key(target.config["model"], slot.backend, exporter, int8)
+    reference = _reference(target, options)
+    if slot.backend not in EDGE_BACKENDS:
+        return float(np.max(np.abs(slot.predictions - reference))) if len(reference) else 0.0
+    keypoints = target.test.keypoints
+    rmse_of = functools.partial(_rmse_against, keypoints) if target.trained else None
+    return check_predictions(slot.backend, slot.predictions, reference, rmse_of)
+
+
+def _rmse_against(keypoints: np.ndarray, predictions: np.ndarray) -> float:
+    return rmse(predictions, keypoints)
 
 
 def _score_all(slots: Sequence[_Slot], options: BenchOptions) -> list[tuple[_Slot, Predictor]]:
@@ -348,6 +403,7 @@ def _score_all(slots: Sequence[_Slot], options: BenchOptions) -> list[tuple[_Slo
                 target.facts.input_size,
             )
             slot.predictions = score_pass(predict, target.images, options.batch_size)
+            slot.parity = _checked_parity(slot, options)
             slot.graph_key = _graph_key(slot)
         except Exception as error:  # noqa: BLE001 - likewise, for one backend
             slot.error = error
@@ -433,7 +489,7 @@ def bench_folder(
 def _export_failures(folder: Path, options: BenchOptions) -> dict[str, Exception]:
     """Export what the ONNX backends need; when that fails, the error of each of them
     (torch can still be measured)."""
-    onnx_backends = [backend for backend in options.backends if backend in ONNX_BACKENDS]
+    onnx_backends = [backend for backend in options.backends if backend in NEEDS_ONNX]
     if not onnx_backends:
         return {}
     try:

@@ -23,6 +23,7 @@ import fkdbench.bench.stats as stats
 from fkdbench.bench.options import BACKEND_FILES, BenchOptions
 from fkdbench.bench.plan import LATENCY_CHUNK, round_robin
 from fkdbench.bench.records import Calibration
+from fkdbench.edge import EDGE_BACKENDS, edge_predictor
 from fkdbench.export import PixelKeypoints
 from fkdbench.onnxrt import Predictor, check_session_input, open_session, session_predictor
 
@@ -161,6 +162,9 @@ def backend_predictor(
                 return module(torch.from_numpy(images)).numpy()
 
         return predict_torch
+    if backend in EDGE_BACKENDS:
+        module = PixelKeypoints(model, image_size).eval()
+        return edge_predictor(folder, backend, module, torch.get_num_threads())
     path = folder / BACKEND_FILES[backend]
     session = open_session(path, threads=torch.get_num_threads())
     check_session_input(session, path, in_chans, image_size)

@@ -87,7 +87,11 @@ def bench(
     runs_dir: RunsDirOption = RUNS_DIR,
     data: DataOverrideOption = None,
     backend: Annotated[
-        list[Backend] | None, typer.Option(help="Backend to time; repeat for several [all].")
+        list[Backend] | None,
+        typer.Option(
+            help="Backend to time; repeat for several [torch, onnxruntime, onnxruntime-int8; "
+            "the edge runtimes when named: uv sync --extra edge]."
+        ),
     ] = None,
     threads: ThreadsOption = _BENCH.threads,
     batch_size: BatchSizeOption = _BENCH.batch_size,

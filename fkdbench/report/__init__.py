@@ -41,6 +41,7 @@ from typing import Any
 import pandas as pd
 
 from fkdbench import runs
+from fkdbench.edge import is_unavailable
 from fkdbench.io import write_text_atomic
 from fkdbench.progress import say
 from fkdbench.report.accuracy import accuracy_table, landmark_table, not_finished_table
@@ -71,6 +72,7 @@ from fkdbench.report.peers import (
     read_peers,
 )
 from fkdbench.report.result import ReportResult
+from fkdbench.report.runtimes import RUNTIMES_TABLE, runtimes_table
 from fkdbench.report.size import size_table
 from fkdbench.report.studies import TuneSummary, load_tune_studies, snapshot_tune_studies
 from fkdbench.report.timing import timing_table
@@ -178,15 +180,17 @@ def _tune_studies(runs_dir: Path | None, out_dir: Path, problems: list[str]) -> 
 
 def _latest_bench_records(
     bench_file: Path | None, run_summaries: Sequence[RunSummary], quiet: bool, problems: list[str]
-) -> list[dict[str, Any]]:
-    """The latest measured record per measurement, and a line saying what the report is
-    built from. A target whose latest attempt failed is a problem line; an older good
-    timing of it, if any, is still shown."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The latest measured record per measurement and the latest failed ones, and a line
+    saying what the report is built from. A target whose latest attempt failed is a
+    problem line (a runtime not installed is a cell of the runtimes table instead); an
+    older good timing of it, if any, is still shown."""
     all_records = load_bench_records(bench_file)
+    failed = [record for record in latest_records(all_records) if record.get("error")]
     problems.extend(
         f"bench: {record.get('run_name')} {record.get('backend')} failed: {record['error']}"
-        for record in latest_records(all_records)
-        if record.get("error")
+        for record in failed
+        if not is_unavailable(str(record["error"]))
     )
     records = latest_records([record for record in all_records if not record.get("error")])
     say(
@@ -194,12 +198,12 @@ def _latest_bench_records(
         f"{len(records)} bench records (latest of {len(all_records)})",
         quiet,
     )
-    return records
+    return records, failed
 
 
 # Tables only a report with their inputs has: a rebuild without them removes their CSVs,
 # so an earlier build's peers or video rows do not linger beside the new report.
-OPTIONAL_TABLES = (PEERS_TABLE, VIDEO_TABLE, LEVERS_TABLE)
+OPTIONAL_TABLES = (PEERS_TABLE, VIDEO_TABLE, LEVERS_TABLE, RUNTIMES_TABLE)
 
 
 def _write_csvs(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
@@ -276,12 +280,15 @@ def build_report(
     run_summaries = _read_runs(runs_dir, out_dir, run_records, problems)
     other_runs = read_run_records(compare_with) if compare_with is not None else []
     bench_problems: list[str] = []
-    records = _latest_bench_records(bench_file, run_summaries, quiet, bench_problems)
+    records, failed = _latest_bench_records(bench_file, run_summaries, quiet, bench_problems)
     tune_studies = _tune_studies(runs_dir, out_dir, problems)
     peers = read_peers(peers_from or runs_dir, out_dir, problems)
     video_records = read_video_beside(bench_file)
     problems += bench_problems
     tables = build_tables(run_summaries, records, tune_studies, other_runs, peers, video_records)
+    runtimes = runtimes_table(records, failed)
+    if runtimes is not None:
+        tables[RUNTIMES_TABLE] = runtimes
     figures: dict[str, Path] = {}
     missing: dict[str, str] = {}
     if "md" in formats:

@@ -29,6 +29,7 @@ from fkdbench.report.inputs import RunSummary, latest_records
 from fkdbench.report.paper import paper_row_beside
 from fkdbench.report.peers import peers_of, timing_peer_lines, timing_rows_of_peers
 from fkdbench.report.result import ReportResult
+from fkdbench.report.runtimes import RUNTIMES_TABLE, runtimes_lines
 
 # The backend whose records stand for a trained run's speed.
 SPEED_BACKEND = "onnxruntime"
@@ -304,5 +305,7 @@ def timing_section(result: ReportResult) -> list[str]:
         lines += ["", *peaks]
     if "onnxruntime-int8" not in set(timing["backend"]):
         lines += ["", f"ONNX Runtime INT8: {NOT_MEASURED} (no records for that backend)."]
+    if RUNTIMES_TABLE in result.tables:
+        lines += ["", *runtimes_lines(result.tables[RUNTIMES_TABLE])]
     lines.append("")
     return lines

@@ -1,0 +1,334 @@
+"""The runtimes edge users deploy with, beside PyTorch and ONNX Runtime: each an optional
+extra (``uv sync --extra edge``), made from the run's files and checked before it is timed.
+
+- ``torch-compiled``: ``torch.compile`` on the CPU (inductor; needs a C++ compiler), so the
+  torch column can be PyTorch at its best, not only eager.
+- ``openvino``: OpenVINO reading ``model.onnx``, with the FP32 precision hint stated. On a
+  CPU with bf16 units OpenVINO's default is bf16: measured here (Xeon with AMX) that missed
+  parity by 0.48 px on cnn-manual, so an FP32 row must ask for f32.
+- ``openvino-int8``: OpenVINO running ONNX Runtime's QDQ graph ``model.int8.onnx`` in INT8.
+- ``executorch-xnnpack``: the program phones run, ``torch.export`` lowered to the XNNPACK
+  delegate, batch dynamic up to the bench's batch size.
+- ``ncnn``: ncnn through pnnx's conversion of ``model.onnx`` with FP32 weights (pnnx's
+  default stores fp16 weights, which missed parity by 0.003 px). ncnn has no batch
+  dimension: a batch is run image by image, as an app does.
+
+Every backend passes a check before it is timed (the bench's, on its predictions of the
+whole test split): FP32 within :data:`~fkdbench.export.PARITY_TOLERANCE_PIXELS` of PyTorch
+eager, INT8 with a test RMSE at most :data:`INT8_RMSE_TOLERANCE` above PyTorch's.
+``edge.json`` in the run folder records, per backend, the file made, its sha256, the
+weights it came from and the versions that made it; an entry is reused only while the
+weights and the file are the ones it recorded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fkdbench import runs
+from fkdbench.io import sha256_file, write_json_atomic
+from fkdbench.onnxrt import Predictor
+from fkdbench.progress import say
+
+EDGE_EXTRA = "edge"
+NOT_INSTALLED = f"not installed (uv sync --extra {EDGE_EXTRA})"
+EDGE_RECORD_FILE = "edge.json"
+# An INT8 graph is kept when its test RMSE is at most this much above the FP32 graph's.
+INT8_RMSE_TOLERANCE = 0.02
+PTE_FILE = "model.xnnpack.pte"
+NCNN_PARAM, NCNN_BIN = "model.ncnn.param", "model.ncnn.bin"
+
+
+class EdgeError(ValueError):
+    """An edge backend that cannot run or be trusted here; one line naming run and cause."""
+
+
+@dataclass(frozen=True)
+class EdgeBackend:
+    """One runtime: the module it needs, the file bench times, whether it is INT8."""
+
+    name: str
+    modules: tuple[str, ...]
+    file: str
+    int8: bool = False
+
+
+EDGE_BACKENDS = {
+    backend.name: backend
+    for backend in (
+        EdgeBackend("torch-compiled", ("torch",), runs.MODEL_FILE),
+        EdgeBackend("openvino", ("openvino",), "model.onnx"),
+        EdgeBackend("openvino-int8", ("openvino",), "model.int8.onnx", int8=True),
+        EdgeBackend("executorch-xnnpack", ("executorch",), PTE_FILE),
+        EdgeBackend("ncnn", ("ncnn", "pnnx"), NCNN_BIN),
+    )
+}
+
+
+NO_COMPILER = "no C++ compiler on PATH (torch.compile's CPU backend needs one)"
+
+
+def is_unavailable(error: str) -> bool:
+    """Whether a bench error line says a runtime is absent here (not that it failed)."""
+    return NOT_INSTALLED in error or NO_COMPILER in error
+
+
+def missing_reason(name: str) -> str | None:
+    """None when backend ``name`` can run here, else why not (one line)."""
+    backend = EDGE_BACKENDS[name]
+    absent = [module for module in backend.modules if importlib.util.find_spec(module) is None]
+    if absent:
+        return f"{name}: {NOT_INSTALLED}; no module {absent[0]!r}"
+    if name == "torch-compiled" and shutil.which("g++") is None and shutil.which("c++") is None:
+        return f"{name}: {NO_COMPILER}"
+    return None
+
+
+# -- predictors: float32 (n, C, H, W) -> (n, K, 2) pixels -------------------------------------
+
+
+def _torch_compiled(folder: Path, module: torch.nn.Module, threads: int) -> Predictor:
+    compiled = torch.compile(module, dynamic=False)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return compiled(torch.from_numpy(images)).numpy()
+
+    return predict
+
+
+def _openvino(path: Path, threads: int) -> Predictor:
+    import openvino
+
+    core = openvino.Core()
+    hints = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", hints)
+    request = compiled.create_infer_request()
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return np.asarray(request.infer([images])[0])
+
+    return predict
+
+
+def _executorch(path: Path, threads: int, max_batch: int) -> Predictor:
+    import executorch.extension.pybindings.portable_lib as portable
+    from executorch.runtime import Runtime
+
+    portable._unsafe_reset_threadpool(threads)  # XNNPACK's pool is process-wide
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        batches = [
+            method.execute([torch.from_numpy(images[start : start + max_batch])])[0].numpy()
+            for start in range(0, len(images), max_batch)
+        ]
+        return np.concatenate(batches)
+
+    return predict
+
+
+def _ncnn(folder: Path, threads: int) -> Predictor:
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.num_threads = threads
+    # FP32 throughout: ncnn stores and computes in fp16 or bf16 where the CPU has them.
+    for option in dir(net.opt):
+        if "fp16" in option or "bf16" in option:
+            setattr(net.opt, option, False)
+    net.load_param(str(folder / NCNN_PARAM))
+    net.load_model(str(folder / NCNN_BIN))
+    input_name, output_name = net.input_names()[0], net.output_names()[0]
+
+    def one(image: np.ndarray) -> np.ndarray:
+        extractor = net.create_extractor()
+        # A Mat over a numpy array borrows its memory; the clone owns its own, so nothing
+        # is freed while ncnn reads it (the borrowed one crashed the process here).
+        extractor.input(input_name, ncnn.Mat(np.ascontiguousarray(image)).clone())
+        _, out = extractor.extract(output_name)
+        return np.array(out)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return np.stack([one(image) for image in images]).astype(np.float32)
+
+    return predict
+
+
+def edge_predictor(folder: Path, name: str, module: torch.nn.Module, threads: int) -> Predictor:
+    """The predictor of edge backend ``name`` for a run whose file :func:`prepare_backend`
+    made (``module`` answers in pixels); :class:`EdgeError` when it is not installed."""
+    reason = missing_reason(name)
+    if reason is not None:
+        raise EdgeError(reason)
+    path = Path(folder) / EDGE_BACKENDS[name].file
+    if name == "torch-compiled":
+        return _torch_compiled(folder, module, threads)
+    if name.startswith("openvino"):
+        return _openvino(path, threads)
+    if name == "executorch-xnnpack":
+        return _executorch(path, threads, int(_recorded(folder, name).get("max_batch") or 1))
+    return _ncnn(Path(folder), threads)
+
+
+# -- making the files --------------------------------------------------------------------------
+
+
+def _make_pte(folder: Path, module: torch.nn.Module, example: torch.Tensor) -> None:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    # XNNPACK plans memory for the example's size: the largest batch it will be given.
+    batch = torch.export.Dim("batch", min=1, max=len(example))
+    program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    _write_bytes(folder / PTE_FILE, lowered.to_executorch().buffer)
+
+
+def _make_ncnn(folder: Path, in_chans: int, image_size: int) -> None:
+    pnnx = Path(sys.executable).parent / "pnnx"
+    command = str(pnnx) if pnnx.is_file() else shutil.which("pnnx")
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".pnnx-") as scratch:
+        source = Path(scratch) / "model.onnx"
+        shutil.copyfile(folder / "model.onnx", source)
+        shape = f"inputshape=[1,{in_chans},{image_size},{image_size}]"
+        done = subprocess.run(
+            [command or "pnnx", str(source), shape, "fp16=0"],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+        )
+        made = [Path(scratch) / name for name in ("model.ncnn.param", "model.ncnn.bin")]
+        if done.returncode != 0 or not all(path.is_file() for path in made):
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise EdgeError(f"{folder}: pnnx could not convert model.onnx ({tail[0]})")
+        for path, name in zip(made, (NCNN_PARAM, NCNN_BIN), strict=True):
+            _write_bytes(folder / name, path.read_bytes())
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    from fkdbench.io import atomic_path
+
+    with atomic_path(path) as scratch:
+        Path(scratch).write_bytes(data)
+
+
+def _records(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / EDGE_RECORD_FILE
+    return runs.read_json(path) if path.is_file() else {}
+
+
+def _recorded(folder: Path, name: str) -> dict[str, Any]:
+    return _records(folder).get(name) or {}
+
+
+def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
+    """Why the made file of ``name`` cannot be reused for batches of up to ``max_batch``
+    (None: it can)."""
+    entry = _recorded(folder, name)
+    if not entry:
+        return f"no {EDGE_RECORD_FILE} entry"
+    if name == "executorch-xnnpack" and int(entry.get("max_batch") or 0) < max_batch:
+        return f"made for batches of up to {entry.get('max_batch')}, {max_batch} asked"
+    if entry.get("model_sha256") != sha256_file(Path(folder) / runs.MODEL_FILE):
+        return f"{runs.MODEL_FILE} changed since {name} was made"
+    path = Path(folder) / EDGE_BACKENDS[name].file
+    if not path.is_file() or sha256_file(path) != entry.get("file_sha256"):
+        return f"{path.name} is not the file {EDGE_RECORD_FILE} recorded"
+    return None
+
+
+def prepare_backend(
+    folder: Path, name: str, module: torch.nn.Module, example: torch.Tensor, quiet: bool = True
+) -> dict[str, Any]:
+    """Make (or reuse) the file backend ``name`` runs for a run and record it in
+    ``edge.json``; :class:`EdgeError` when it is not installed or cannot be made.
+
+    ``module`` answers in pixels; ``example`` is a batch of the largest size the bench will
+    pass (ExecuTorch plans its memory for it). A file is reused only while
+    :func:`stale_reason` finds nothing; otherwise one line (unless ``quiet``) says why it
+    is made again. The parity check is the bench's: it scores every backend's predictions
+    of the whole test split against PyTorch's before timing it.
+    """
+    folder = Path(folder)
+    reason = missing_reason(name)
+    if reason is not None:
+        raise EdgeError(reason)
+    stale = stale_reason(folder, name, len(example))
+    if stale is None:
+        return _recorded(folder, name)
+    if _recorded(folder, name):
+        say(f"{folder.name}: {name} made again ({stale})", quiet)
+    started = time.perf_counter()
+    if name == "executorch-xnnpack":
+        _make_pte(folder, module, example)
+    elif name == "ncnn":
+        _make_ncnn(folder, int(example.shape[1]), int(example.shape[2]))
+    path = folder / EDGE_BACKENDS[name].file
+    if not path.is_file():
+        raise EdgeError(f"{folder}: {name} needs {path.name}, which is not there")
+    entry = {
+        "file": path.name,
+        "file_sha256": sha256_file(path),
+        "model_sha256": sha256_file(folder / runs.MODEL_FILE),
+        "max_batch": len(example),
+        "seconds": time.perf_counter() - started,
+        "versions": _versions(EDGE_BACKENDS[name].modules),
+    }
+    write_json_atomic(folder / EDGE_RECORD_FILE, {**_records(folder), name: entry})
+    return entry
+
+
+def _versions(modules: tuple[str, ...]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for module in modules:
+        try:
+            found[module] = version(module)
+        except PackageNotFoundError:
+            found[module] = "unknown"
+    return found
+
+
+# -- the bench's checks ---------------------------------------------------------------------
+
+
+def check_predictions(
+    name: str, predictions: np.ndarray, reference: np.ndarray, rmse_of: Callable | None
+) -> float:
+    """The largest difference (px) of backend ``name``'s predictions of the test split
+    from PyTorch eager's (``reference``), after the backend's check: FP32 within
+    :data:`~fkdbench.export.PARITY_TOLERANCE_PIXELS`; INT8 with a test RMSE at most
+    :data:`INT8_RMSE_TOLERANCE` above PyTorch's (``rmse_of(predictions)``; None for an
+    untrained run, whose RMSE means nothing, so only FP32 backends are checked there).
+    :class:`EdgeError` when the check fails."""
+    from fkdbench.export import PARITY_TOLERANCE_PIXELS
+
+    difference = float(np.max(np.abs(predictions - reference))) if len(reference) else 0.0
+    if not EDGE_BACKENDS[name].int8:
+        if not difference <= PARITY_TOLERANCE_PIXELS:
+            raise EdgeError(
+                f"{name}: predictions differ from PyTorch's by {difference:.3g} px "
+                f"(more than {PARITY_TOLERANCE_PIXELS:g} px): not timed"
+            )
+    elif rmse_of is not None:
+        ours, fp32 = rmse_of(predictions), rmse_of(reference)
+        if not ours <= fp32 * (1 + INT8_RMSE_TOLERANCE):
+            raise EdgeError(
+                f"{name}: test RMSE {ours:.4f} px against PyTorch's {fp32:.4f} px, more than "
+                f"{100 * INT8_RMSE_TOLERANCE:g}% worse: not timed"
+            )
+    return difference

@@ -1,0 +1,194 @@
+"""The edge runtimes (fkdbench.edge): each installed one is made, checked against PyTorch and
+timed by the bench with the same records; a missing one is one line and an error record.
+
+The backends come from the optional ``edge`` extra. Where it is absent the tests that need
+a runtime skip, saying so, except when ``FKDBENCH_REQUIRE_EDGE=1`` (CI, which installs the
+extra): there an absent runtime is a failure. Timing runs on a fake clock: speed is
+measured by ``fkdbench bench``, never asserted here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bench_factory import fake_clock
+
+from fkdbench import bench, edge, runs
+from fkdbench.bench import BenchOptions, Calibration
+from fkdbench.bench.plan import graph_key
+from fkdbench.export import PARITY_TOLERANCE_PIXELS
+from fkdbench.io import sha256_file
+
+RUN = "cnn-manual--none"
+CALIBRATION = Calibration(
+    peak_gflops=100.0, torch_gflops=80.0, onnxruntime_gflops=100.0, threads=1, seconds=0.5
+)
+REQUIRED = os.environ.get("FKDBENCH_REQUIRE_EDGE") == "1"
+EDGE = tuple(edge.EDGE_BACKENDS)
+
+
+def _installed_or_skip(name: str) -> None:
+    reason = edge.missing_reason(name)
+    if reason is not None:
+        if REQUIRED:
+            pytest.fail(f"FKDBENCH_REQUIRE_EDGE=1 but {reason}")
+        pytest.skip(reason)
+
+
+def _options(tmp_path: Path, backends: tuple[str, ...]) -> BenchOptions:
+    return BenchOptions(
+        backends=backends,
+        threads=1,
+        repeats=2,
+        latency_samples=3,
+        latency_warmup=1,
+        batch_size=4,
+        results=tmp_path / "bench.jsonl",
+        quiet=True,
+    )
+
+
+def _bench(folder: Path, options: BenchOptions) -> bench.BenchResult:
+    return bench.bench([folder], options, calibration=CALIBRATION, clock=fake_clock())
+
+
+@pytest.fixture(scope="module")
+def edge_bench(trained_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """One bench of a copy of the trained run on torch, onnxruntime-int8 and every edge
+    backend that is installed: (run folder, result), shared by the tests below (making the
+    ExecuTorch program and compiling with torch.compile take tens of seconds)."""
+    root = tmp_path_factory.mktemp("edge")
+    folder = root / RUN
+    shutil.copytree(trained_runs / RUN, folder)
+    installed = tuple(name for name in EDGE if edge.missing_reason(name) is None)
+    options = _options(root, ("torch", "onnxruntime", "onnxruntime-int8", *installed))
+    return folder, _bench(folder, options)
+
+
+def _record(result: bench.BenchResult, backend: str) -> bench.BenchRecord:
+    [record] = [r for r in result.records if r.identity.backend == backend]
+    return record
+
+
+@pytest.mark.parametrize("name", EDGE)
+def test_each_installed_backend_passes_its_check_and_is_timed(edge_bench, name: str) -> None:
+    _installed_or_skip(name)
+    folder, result = edge_bench
+    record = _record(result, name)
+    assert record.error is None, record.error
+    torch_record = _record(result, "torch")
+    # Its own predictions, scored, and the largest difference from PyTorch eager's.
+    parity = record.scores.parity_max_abs_diff_pixels
+    assert parity is not None and torch_record.scores.parity_max_abs_diff_pixels is None
+    if edge.EDGE_BACKENDS[name].int8:
+        assert record.scores.test_rmse <= torch_record.scores.test_rmse * (
+            1 + edge.INT8_RMSE_TOLERANCE
+        )
+        assert (
+            record.settings.int8_activations
+            == _record(result, "onnxruntime-int8").settings.int8_activations
+        )
+    else:
+        assert parity <= PARITY_TOLERANCE_PIXELS
+        assert record.scores.test_rmse == pytest.approx(torch_record.scores.test_rmse, abs=1e-3)
+    # The same record fields as the core backends: samples, the file timed and its sha256.
+    assert len(record.samples.seconds_per_100_images) == 2
+    assert len(record.samples.latency_batch1_ms) == 3
+    model_file = Path(record.identity.model_file)
+    assert model_file.name == edge.EDGE_BACKENDS[name].file
+    assert record.identity.model_sha256 == sha256_file(model_file)
+    assert record.model.flops_per_image == torch_record.model.flops_per_image
+
+
+@pytest.mark.parametrize("name", EDGE)
+def test_edge_json_says_what_was_made_from_which_weights(edge_bench, name: str) -> None:
+    _installed_or_skip(name)
+    folder, _ = edge_bench
+    entry = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())[name]
+    assert entry["file"] == edge.EDGE_BACKENDS[name].file
+    assert entry["file_sha256"] == sha256_file(folder / entry["file"])
+    assert entry["model_sha256"] == sha256_file(folder / runs.MODEL_FILE)
+    assert entry["max_batch"] == 4 and entry["seconds"] >= 0
+    assert all(entry["versions"][module] != "unknown" for module in entry["versions"])
+    assert edge.stale_reason(folder, name, 4) is None
+
+
+def test_each_runtime_is_its_own_graph_even_on_one_file() -> None:
+    model = {"arch": "cnn-manual", "num_outputs": 30, "in_chans": 1, "input_size": 96}
+    keys = {backend: graph_key(model, backend, "torchscript") for backend in bench.BACKENDS}
+    # OpenVINO times the very model.onnx ONNX Runtime does: still another measurement.
+    assert len(set(keys.values())) == len(bench.BACKENDS)
+
+
+def test_a_made_file_is_reused_until_the_weights_or_the_file_change(edge_bench, tmp_path):
+    name = "executorch-xnnpack"
+    _installed_or_skip(name)
+    source, _ = edge_bench
+    folder = tmp_path / RUN
+    shutil.copytree(source, folder)
+    before = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())[name]
+    _bench(folder, _options(tmp_path, (name,)))
+    assert json.loads((folder / edge.EDGE_RECORD_FILE).read_text())[name] == before
+
+    # A larger batch than the program was made for: made again, for that batch.
+    assert "made for batches of up to 4" in edge.stale_reason(folder, name, 8)
+    # A program that is not the one recorded is never run.
+    (folder / edge.PTE_FILE).write_bytes(b"not a program")
+    assert "is not the file" in edge.stale_reason(folder, name, 4)
+    result = _bench(folder, _options(tmp_path, (name,)))
+    assert result.failures == []
+    after = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())[name]
+    assert after["file_sha256"] == sha256_file(folder / edge.PTE_FILE) != "not a program"
+
+
+def test_a_missing_runtime_is_one_line_and_a_record_not_a_crash(
+    trained_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "openvino" else real(name, *args),
+    )
+    reason = edge.missing_reason("openvino")
+    assert reason == f"openvino: {edge.NOT_INSTALLED}; no module 'openvino'"
+    folder = tmp_path / RUN
+    shutil.copytree(trained_runs / RUN, folder)
+    result = _bench(folder, _options(tmp_path, ("torch", "openvino", "openvino-int8")))
+    errors = {record.identity.backend: record.error for record in result.records}
+    assert errors["torch"] is None
+    assert errors["openvino"] == reason and "\n" not in reason
+    assert errors["openvino-int8"].startswith(f"openvino-int8: {edge.NOT_INSTALLED}")
+    assert result.failure_summary() == "2 of 3 targets failed"
+    # Nothing was made for a runtime that is not there.
+    assert not (folder / edge.EDGE_RECORD_FILE).exists()
+
+
+def test_fp32_parity_and_int8_accuracy_rules() -> None:
+    truth = np.zeros((3, 15, 2), dtype=np.float32)
+    reference = truth + 1.0  # PyTorch's predictions: 1 px off everywhere (RMSE 1)
+
+    def rmse_of(predictions: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((predictions - truth) ** 2)))
+
+    close = reference + PARITY_TOLERANCE_PIXELS / 2
+    assert edge.check_predictions("openvino", close, reference, rmse_of) == pytest.approx(
+        PARITY_TOLERANCE_PIXELS / 2, rel=1e-3
+    )
+    with pytest.raises(edge.EdgeError, match=r"openvino: predictions differ .* not timed"):
+        edge.check_predictions("openvino", reference + 0.01, reference, rmse_of)
+    # INT8 is judged by accuracy: 1.5% worse passes, 3% worse does not.
+    assert edge.check_predictions("openvino-int8", reference * 1.015, reference, rmse_of) > 0
+    with pytest.raises(edge.EdgeError, match=r"more than 2% worse"):
+        edge.check_predictions("openvino-int8", reference * 1.03, reference, rmse_of)
+    # An untrained run's RMSE means nothing: INT8 is then not judged by it.
+    assert edge.check_predictions("openvino-int8", reference * 2, reference, None) == 1.0
+    # NaN predictions never pass.
+    with pytest.raises(edge.EdgeError):
+        edge.check_predictions("ncnn", reference * np.nan, reference, rmse_of)
