@@ -9,6 +9,8 @@ extra (``uv sync --extra edge``), made from the run's files and checked before i
 - ``openvino-int8``: OpenVINO running ONNX Runtime's QDQ graph ``model.int8.onnx`` in INT8.
 - ``executorch-xnnpack``: the program phones run, ``torch.export`` lowered to the XNNPACK
   delegate, batch dynamic up to the bench's batch size.
+- ``executorch-xnnpack-int8``: the same, quantized first as ExecuTorch's XNNPACK path does
+  (PT2E with XNNPACKQuantizer: per-channel symmetric INT8, calibrated on training images).
 - ``ncnn``: ncnn through pnnx's conversion of ``model.onnx`` with FP32 weights (pnnx's
   default stores fp16 weights, which missed parity by 0.003 px). ncnn has no batch
   dimension: a batch is run image by image, as an app does.
@@ -38,6 +40,7 @@ import numpy as np
 import torch
 
 from fkdbench import runs
+from fkdbench.int8 import INT8_RMSE_TOLERANCE
 from fkdbench.io import sha256_file, write_json_atomic
 from fkdbench.onnxrt import Predictor
 from fkdbench.progress import say
@@ -45,9 +48,8 @@ from fkdbench.progress import say
 EDGE_EXTRA = "edge"
 NOT_INSTALLED = f"not installed (uv sync --extra {EDGE_EXTRA})"
 EDGE_RECORD_FILE = "edge.json"
-# An INT8 graph is kept when its test RMSE is at most this much above the FP32 graph's.
-INT8_RMSE_TOLERANCE = 0.02
 PTE_FILE = "model.xnnpack.pte"
+PTE_INT8_FILE = "model.xnnpack.int8.pte"
 NCNN_PARAM, NCNN_BIN = "model.ncnn.param", "model.ncnn.bin"
 
 
@@ -72,6 +74,7 @@ EDGE_BACKENDS = {
         EdgeBackend("openvino", ("openvino",), "model.onnx"),
         EdgeBackend("openvino-int8", ("openvino",), "model.int8.onnx", int8=True),
         EdgeBackend("executorch-xnnpack", ("executorch",), PTE_FILE),
+        EdgeBackend("executorch-xnnpack-int8", ("executorch",), PTE_INT8_FILE, int8=True),
         EdgeBackend("ncnn", ("ncnn", "pnnx"), NCNN_BIN),
     )
 }
@@ -178,7 +181,7 @@ def edge_predictor(folder: Path, name: str, module: torch.nn.Module, threads: in
         return _torch_compiled(folder, module, threads)
     if name.startswith("openvino"):
         return _openvino(path, threads)
-    if name == "executorch-xnnpack":
+    if name.startswith("executorch"):
         return _executorch(path, threads, int(_recorded(folder, name).get("max_batch") or 1))
     return _ncnn(Path(folder), threads)
 
@@ -186,22 +189,55 @@ def edge_predictor(folder: Path, name: str, module: torch.nn.Module, threads: in
 # -- making the files --------------------------------------------------------------------------
 
 
-def _make_pte(folder: Path, module: torch.nn.Module, example: torch.Tensor) -> None:
+def _make_pte(
+    path: Path,
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    calibration: torch.Tensor | None = None,
+) -> None:
+    """The ExecuTorch program of ``module`` lowered to XNNPACK; with ``calibration``
+    images, first quantized the way ExecuTorch's XNNPACK path quantizes (PT2E with
+    XNNPACKQuantizer: per-channel symmetric INT8 weights, INT8 activations calibrated on
+    those images)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     # XNNPACK plans memory for the example's size: the largest batch it will be given.
-    batch = torch.export.Dim("batch", min=1, max=len(example))
-    program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    shapes = ({0: torch.export.Dim("batch", min=1, max=len(example))},)
+    if calibration is not None:
+        module = _quantized_pt2e(module, example, calibration, shapes)
+    program = torch.export.export(module, (example,), dynamic_shapes=shapes)
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    _write_bytes(folder / PTE_FILE, lowered.to_executorch().buffer)
+    _write_bytes(path, lowered.to_executorch().buffer)
+
+
+def _quantized_pt2e(
+    module: torch.nn.Module, example: torch.Tensor, calibration: torch.Tensor, shapes: tuple
+) -> torch.nn.Module:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    captured = torch.export.export(module, (example,), dynamic_shapes=shapes).module()
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True)
+    )
+    prepared = prepare_pt2e(captured, quantizer)
+    with torch.no_grad():
+        for start in range(0, len(calibration), len(example)):
+            prepared(calibration[start : start + len(example)])
+    return convert_pt2e(prepared)
 
 
 def _make_ncnn(folder: Path, in_chans: int, image_size: int) -> None:
     pnnx = Path(sys.executable).parent / "pnnx"
     command = str(pnnx) if pnnx.is_file() else shutil.which("pnnx")
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".pnnx-") as scratch:
-        source = Path(scratch) / "model.onnx"
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".pnnx-") as name:
+        # pnnx runs in the scratch folder: every path it is given must be absolute.
+        scratch = Path(name).resolve()
+        source = scratch / "model.onnx"
         shutil.copyfile(folder / "model.onnx", source)
         shape = f"inputshape=[1,{in_chans},{image_size},{image_size}]"
         done = subprocess.run(
@@ -210,12 +246,12 @@ def _make_ncnn(folder: Path, in_chans: int, image_size: int) -> None:
             capture_output=True,
             text=True,
         )
-        made = [Path(scratch) / name for name in ("model.ncnn.param", "model.ncnn.bin")]
+        made = [scratch / made_name for made_name in ("model.ncnn.param", "model.ncnn.bin")]
         if done.returncode != 0 or not all(path.is_file() for path in made):
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise EdgeError(f"{folder}: pnnx could not convert model.onnx ({tail[0]})")
-        for path, name in zip(made, (NCNN_PARAM, NCNN_BIN), strict=True):
-            _write_bytes(folder / name, path.read_bytes())
+        for path, kept in zip(made, (NCNN_PARAM, NCNN_BIN), strict=True):
+            _write_bytes(folder / kept, path.read_bytes())
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -240,7 +276,7 @@ def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
     entry = _recorded(folder, name)
     if not entry:
         return f"no {EDGE_RECORD_FILE} entry"
-    if name == "executorch-xnnpack" and int(entry.get("max_batch") or 0) < max_batch:
+    if name.startswith("executorch") and int(entry.get("max_batch") or 0) < max_batch:
         return f"made for batches of up to {entry.get('max_batch')}, {max_batch} asked"
     if entry.get("model_sha256") != sha256_file(Path(folder) / runs.MODEL_FILE):
         return f"{runs.MODEL_FILE} changed since {name} was made"
@@ -251,13 +287,19 @@ def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
 
 
 def prepare_backend(
-    folder: Path, name: str, module: torch.nn.Module, example: torch.Tensor, quiet: bool = True
+    folder: Path,
+    name: str,
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    calibration: Callable[[], torch.Tensor] | None = None,
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Make (or reuse) the file backend ``name`` runs for a run and record it in
     ``edge.json``; :class:`EdgeError` when it is not installed or cannot be made.
 
     ``module`` answers in pixels; ``example`` is a batch of the largest size the bench will
-    pass (ExecuTorch plans its memory for it). A file is reused only while
+    pass (ExecuTorch plans its memory for it); ``calibration`` gives the training images
+    an INT8 program is calibrated on (read only when one is made). A file is reused only while
     :func:`stale_reason` finds nothing; otherwise one line (unless ``quiet``) says why it
     is made again. The parity check is the bench's: it scores every backend's predictions
     of the whole test split against PyTorch's before timing it.
@@ -272,11 +314,15 @@ def prepare_backend(
     if _recorded(folder, name):
         say(f"{folder.name}: {name} made again ({stale})", quiet)
     started = time.perf_counter()
+    path = folder / EDGE_BACKENDS[name].file
     if name == "executorch-xnnpack":
-        _make_pte(folder, module, example)
+        _make_pte(path, module, example)
+    elif name == "executorch-xnnpack-int8":
+        if calibration is None:
+            raise EdgeError(f"{folder}: {name} needs training images to calibrate on")
+        _make_pte(path, module, example, calibration())
     elif name == "ncnn":
         _make_ncnn(folder, int(example.shape[1]), int(example.shape[2]))
-    path = folder / EDGE_BACKENDS[name].file
     if not path.is_file():
         raise EdgeError(f"{folder}: {name} needs {path.name}, which is not there")
     entry = {

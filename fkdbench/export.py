@@ -37,10 +37,26 @@ from torch import Tensor, nn
 from fkdbench import runs
 from fkdbench.data.schemes import get_scheme
 from fkdbench.data.splits import SplitArrays, load_split, read_manifest
+from fkdbench.int8 import (
+    DEFAULT_CHOICE,
+    SEARCH_BATCH,
+    Int8Choice,
+    SearchResult,
+    excluded_nodes,
+    search,
+)
 from fkdbench.io import atomic_path, plain, sha256_file, write_json_atomic
 from fkdbench.metrics import normalised_mean_error, rmse
 from fkdbench.models.base import denormalise_keypoints
-from fkdbench.onnxrt import INPUT_NAME, OUTPUT_NAME, images_as_float, onnx_predict, open_session
+from fkdbench.onnxrt import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Predictor,
+    images_as_float,
+    onnx_predict,
+    open_session,
+    session_predictor,
+)
 from fkdbench.progress import make_progress, say
 from fkdbench.provenance import environment_record
 
@@ -102,6 +118,11 @@ class ExportRecord:
     seconds: float
     data_dir: str
     environment: dict[str, Any]
+    # How model.int8.onnx was quantized (fkdbench.int8.Int8Choice), and with --int8-search
+    # every choice tried, its RMSE and time beside FP32's; None: no INT8 graph, or an
+    # export older than the search (the fixed recipe, int8_recipe says).
+    int8_choice: dict[str, Any] | None = None
+    int8_search: dict[str, Any] | None = None
 
 
 def run_data_dir(folder: Path, config: dict[str, Any], data_dir: Path | None) -> Path:
@@ -245,33 +266,48 @@ INT8_ACTIVATIONS = ("uint8", "int8")
 DEFAULT_INT8_ACTIVATIONS = "uint8"
 
 
-def int8_recipe(activations: str) -> str:
+def int8_recipe(activations: str, choice: Int8Choice = DEFAULT_CHOICE) -> str:
     """One line saying how ``model.int8.onnx`` was made."""
     kind = {"int8": "QInt8", "uint8": "QUInt8"}[activations]
     return (
-        "onnxruntime static quantization: quant_pre_process, QDQ format, per-channel QInt8 "
-        f"weights, {kind} activations, MinMax calibration on training images"
+        f"onnxruntime static quantization: quant_pre_process, {choice.describe()}, {kind} "
+        "activations, calibrated on training images"
     )
 
 
-def quantize_int8(
-    fp32_path: Path,
-    int8_path: Path,
-    calibration_images: np.ndarray,
-    activations: str = DEFAULT_INT8_ACTIVATIONS,
-) -> None:
-    """Statically quantize ``fp32_path`` to ``int8_path`` (see :func:`int8_recipe`)."""
+def _check_activations(activations: str) -> None:
     if activations not in INT8_ACTIVATIONS:
         raise ExportError(
             f"unknown INT8 activation type {activations!r}; known: {', '.join(INT8_ACTIVATIONS)}"
         )
+
+
+def _prepared(fp32_path: Path, scratch: Path) -> Path:
+    """ONNX Runtime's pre-processing (shape inference, folding) of an FP32 graph."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = Path(scratch) / "prepared.onnx"
+    with _exporter_quiet():
+        quant_pre_process(str(fp32_path), str(prepared))
+    return prepared
+
+
+def _quantize(
+    prepared: Path,
+    out: Path,
+    calibration_images: np.ndarray,
+    activations: str,
+    choice: Int8Choice,
+) -> None:
+    """One static quantization of a prepared graph, as ``choice`` says."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class TrainingImages(CalibrationDataReader):
         """Feeds the calibrator batches of training images."""
@@ -285,22 +321,74 @@ def quantize_int8(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
+    with _exporter_quiet():
+        quantize_static(
+            str(prepared),
+            str(out),
+            TrainingImages(),
+            quant_format=getattr(QuantFormat, choice.quant_format),
+            per_channel=choice.per_channel,
+            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded_nodes(onnx.load(str(prepared)), choice.excluded),
+            calibrate_method=getattr(CalibrationMethod, choice.calibration),
+        )
+
+
+def quantize_int8(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration_images: np.ndarray,
+    activations: str = DEFAULT_INT8_ACTIVATIONS,
+    choice: Int8Choice = DEFAULT_CHOICE,
+) -> None:
+    """Statically quantize ``fp32_path`` to ``int8_path`` (see :func:`int8_recipe`)."""
+    _check_activations(activations)
     int8_path = Path(int8_path)
     with tempfile.TemporaryDirectory(dir=int8_path.parent, prefix=".quantize-") as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
         quantized = Path(scratch) / "int8.onnx"
-        with _exporter_quiet():
-            quant_pre_process(str(fp32_path), str(prepared))
-            quantize_static(
-                str(prepared),
-                str(quantized),
-                TrainingImages(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
+        prepared = _prepared(fp32_path, Path(scratch))
+        _quantize(prepared, quantized, calibration_images, activations, choice)
         _copy_atomically(quantized, int8_path)
+
+
+def search_int8(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration_images: np.ndarray,
+    activations: str,
+    test: SplitArrays,
+    test_images: np.ndarray,
+) -> SearchResult:
+    """The fastest INT8 graph within the RMSE bound (:func:`fkdbench.int8.search`), written
+    to ``int8_path``; every candidate stays in a scratch folder that is removed after."""
+    _check_activations(activations)
+    int8_path = Path(int8_path)
+
+    def open_predictor(path: Path) -> Predictor:
+        return session_predictor(open_session(path))
+
+    def score(predict: Predictor) -> float:
+        starts = range(0, len(test_images), SEARCH_BATCH)
+        predicted = [predict(test_images[start : start + SEARCH_BATCH]) for start in starts]
+        return rmse(np.concatenate(predicted), test.keypoints)
+
+    with tempfile.TemporaryDirectory(dir=int8_path.parent, prefix=".int8-search-") as scratch:
+        prepared = _prepared(fp32_path, Path(scratch))
+
+        def quantize(path: Path, choice: Int8Choice) -> None:
+            _quantize(prepared, path, calibration_images, activations, choice)
+
+        result, chosen = search(
+            Path(scratch),
+            open_predictor(fp32_path),
+            quantize,
+            open_predictor,
+            score,
+            test_images[: 2 * SEARCH_BATCH],
+        )
+        _copy_atomically(chosen, int8_path)
+    return result
 
 
 def _scores(predicted: np.ndarray, split: SplitArrays, scheme_name: str) -> tuple[float, float]:
@@ -334,7 +422,7 @@ def _graph_problem(folder: Path, name: str, recorded: Any) -> str | None:
 
 
 def stale_export_reason(
-    folder: Path, model_sha: str, int8: bool, int8_activations: str
+    folder: Path, model_sha: str, int8: bool, int8_activations: str, int8_search: bool = False
 ) -> str | None:
     """Why the export on disk cannot be reused for these weights and files (None: it can).
 
@@ -348,6 +436,8 @@ def stale_export_reason(
         return f"{runs.MODEL_FILE} changed since the export"
     if int8 and existing.get("int8_activations") not in (None, int8_activations):
         return f"INT8 activations {existing.get('int8_activations')} asked as {int8_activations}"
+    if int8 and int8_search and not existing.get("int8_search"):
+        return "the INT8 search was asked for; model.int8.onnx has the fixed recipe"
     problem = _graph_problem(folder, ONNX_FILE, existing.get("onnx_sha256"))
     if problem is None and int8:
         problem = _graph_problem(folder, INT8_FILE, existing.get("int8_sha256"))
@@ -355,11 +445,11 @@ def stale_export_reason(
 
 
 def _current_export(
-    folder: Path, model_sha: str, int8: bool, int8_activations: str, quiet: bool
+    folder: Path, model_sha: str, int8: tuple[bool, str, bool], quiet: bool
 ) -> ExportRecord | None:
     """The export on disk when it can be reused; otherwise None, with one line saying why
-    when there was an export to reuse."""
-    reason = stale_export_reason(folder, model_sha, int8, int8_activations)
+    when there was an export to reuse. ``int8``: (asked, activations, searched)."""
+    reason = stale_export_reason(folder, model_sha, *int8)
     if reason is None:
         existing = read_export_record(folder) or {}
         fields = ExportRecord.__dataclass_fields__
@@ -405,6 +495,8 @@ class _Graphs:
     int8_calibration_images: int | None = None
     test_rmse_int8: float | None = None
     test_nme_int8: float | None = None
+    int8_choice: Int8Choice | None = None
+    int8_search: dict[str, Any] | None = None
 
 
 def _write_fp32(
@@ -433,29 +525,41 @@ def _write_int8(
     test_images: np.ndarray,
     model_info: dict[str, Any],
     calibration: tuple[int, str],
+    int8_search: bool = False,
 ) -> _Graphs:
-    """``model.int8.onnx`` from ``model.onnx``, calibrated on training images, then scored.
+    """``model.int8.onnx`` from ``model.onnx``, calibrated on training images, then scored:
+    export's fixed recipe, or with ``int8_search`` the fastest choice within the RMSE
+    bound (:func:`search_int8`).
 
     ``calibration`` is (at most how many images, activation type)."""
     count, activations = calibration
-    train_images = load_split(data, "train").images
-    # Spread over the split rather than its head, seeded by nothing: the split's order
-    # is already a seeded shuffle, so evenly spaced rows are a fair sample.
-    rows = np.linspace(0, len(train_images) - 1, min(count, len(train_images)))
-    chosen = train_images[np.unique(rows.astype(int))]
-    quantize_int8(
-        folder / ONNX_FILE,
-        folder / INT8_FILE,
-        images_as_float(chosen, int(model_info["in_chans"])),
-        activations,
-    )
+    chosen = calibration_images(data, int(model_info["in_chans"]), count)
+    paths = (folder / ONNX_FILE, folder / INT8_FILE)
+    choice, searched = DEFAULT_CHOICE, None
+    if int8_search:
+        result = search_int8(*paths, chosen, activations, test, test_images)
+        choice, searched = result.choice, result.record()
+    else:
+        quantize_int8(*paths, chosen, activations)
     rmse_int8, nme_int8 = _score_graph(folder / INT8_FILE, test, test_images, model_info["scheme"])
     return dataclasses.replace(
         graphs,
         int8_calibration_images=len(chosen),
         test_rmse_int8=rmse_int8,
         test_nme_int8=nme_int8,
+        int8_choice=choice,
+        int8_search=searched,
     )
+
+
+def calibration_images(data: Path, in_chans: int, count: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """At most ``count`` training images of a data set, as float model inputs, to
+    calibrate INT8 on (export's ONNX graph and the edge runtimes' INT8 programs alike)."""
+    train_images = load_split(data, "train").images
+    # Spread over the split rather than its head, seeded by nothing: the split's order
+    # is already a seeded shuffle, so evenly spaced rows are a fair sample.
+    rows = np.linspace(0, len(train_images) - 1, min(count, len(train_images)))
+    return images_as_float(train_images[np.unique(rows.astype(int))], in_chans)
 
 
 def export_run(
@@ -469,6 +573,7 @@ def export_run(
     quiet: bool = False,
     *,
     note_stale: bool | None = None,
+    int8_search: bool = False,
 ) -> ExportRecord:
     """Export one run folder (trained, or untrained from :func:`runs.create_untrained_run`).
 
@@ -485,7 +590,8 @@ def export_run(
     model_sha = _checked_weights(folder)
     _refuse_interrupted(folder)
     silent = quiet if note_stale is None else not note_stale
-    existing = None if force else _current_export(folder, model_sha, int8, int8_activations, silent)
+    wanted = (int8, int8_activations, int8_search)
+    existing = None if force else _current_export(folder, model_sha, wanted, silent)
     if existing is not None:
         say(f"{folder.name}: already exported, skipped (force to export again)", quiet)
         return existing
@@ -500,7 +606,9 @@ def export_run(
     graphs = _write_fp32(folder, model, model_info, test, test_images, exporter)
     if int8:
         calibration = (calibration_images, int8_activations)
-        graphs = _write_int8(graphs, folder, data, test, test_images, model_info, calibration)
+        graphs = _write_int8(
+            graphs, folder, data, test, test_images, model_info, calibration, int8_search
+        )
     else:
         (folder / INT8_FILE).unlink(missing_ok=True)
 
@@ -544,7 +652,9 @@ def _export_record(
         int8=int8,
         int8_bytes=(folder / INT8_FILE).stat().st_size if int8 else None,
         int8_calibration_images=graphs.int8_calibration_images,
-        int8_recipe=int8_recipe(int8_activations) if int8_activations else None,
+        int8_recipe=int8_recipe(int8_activations, graphs.int8_choice or DEFAULT_CHOICE)
+        if int8_activations
+        else None,
         int8_activations=int8_activations,
         test_images=graphs.test_images,
         test_rmse_torch=runs.read_metrics(folder).get("test_rmse") if trained else None,
@@ -556,6 +666,8 @@ def _export_record(
         seconds=seconds,
         data_dir=str(data),
         environment=environment_record(),
+        int8_choice=asdict(graphs.int8_choice) if int8 and graphs.int8_choice else None,
+        int8_search=graphs.int8_search if int8 else None,
     )
 
 
@@ -589,6 +701,7 @@ def export_all(
     force: bool = False,
     quiet: bool = False,
     on_done: Callable[[ExportRecord], None] | None = None,
+    int8_search: bool = False,
 ) -> list[ExportRecord]:
     """Export several run folders with one progress bar; stops at the first error.
 
@@ -611,6 +724,7 @@ def export_all(
                     quiet=True,
                     # Reuse is summed up by the caller; a re-export's reason is said here.
                     note_stale=not quiet,
+                    int8_search=int8_search,
                 )
             )
             progress.advance(task)

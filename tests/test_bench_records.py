@@ -35,7 +35,7 @@ FORMAT3_KEYS = (
     "passes_per_sample",
 )
 FORMAT4_KEYS = ("recipe",)
-FORMAT5_KEYS = ("parity_max_abs_diff_pixels",)
+FORMAT5_KEYS = ("parity_max_abs_diff_pixels", "int8_recipe")
 MACHINE_FIELDS = ("cpu_model", "cpu_cores", "cpu_features", "versions", "git_commit")
 
 

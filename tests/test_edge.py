@@ -21,6 +21,7 @@ from bench_factory import fake_clock
 
 from fkdbench import bench, edge, runs
 from fkdbench.bench import BenchOptions, Calibration
+from fkdbench.bench.options import NEEDS_INT8
 from fkdbench.bench.plan import graph_key
 from fkdbench.export import PARITY_TOLERANCE_PIXELS
 from fkdbench.io import sha256_file
@@ -90,10 +91,10 @@ def test_each_installed_backend_passes_its_check_and_is_timed(edge_bench, name: 
         assert record.scores.test_rmse <= torch_record.scores.test_rmse * (
             1 + edge.INT8_RMSE_TOLERANCE
         )
-        assert (
-            record.settings.int8_activations
-            == _record(result, "onnxruntime-int8").settings.int8_activations
-        )
+        if name in NEEDS_INT8:  # it runs export's INT8 graph, and says how that was made
+            ort_int8 = _record(result, "onnxruntime-int8").settings
+            assert record.settings.int8_activations == ort_int8.int8_activations
+            assert record.settings.int8_recipe == ort_int8.int8_recipe is not None
     else:
         assert parity <= PARITY_TOLERANCE_PIXELS
         assert record.scores.test_rmse == pytest.approx(torch_record.scores.test_rmse, abs=1e-3)
@@ -145,6 +146,20 @@ def test_a_made_file_is_reused_until_the_weights_or_the_file_change(edge_bench, 
     assert result.failures == []
     after = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())[name]
     assert after["file_sha256"] == sha256_file(folder / edge.PTE_FILE) != "not a program"
+
+
+def test_ncnn_is_made_from_a_run_folder_given_relative(
+    edge_bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pnnx runs in a scratch folder of its own: a relative path once sent it nowhere.
+    _installed_or_skip("ncnn")
+    source, _ = edge_bench
+    shutil.copytree(source, tmp_path / "runs" / RUN)
+    (tmp_path / "runs" / RUN / edge.EDGE_RECORD_FILE).unlink()
+    monkeypatch.chdir(tmp_path)
+    result = _bench(Path("runs") / RUN, _options(tmp_path, ("ncnn",)))
+    assert result.failures == [], result.failures[0].error
+    assert edge.stale_reason(Path("runs") / RUN, "ncnn") is None
 
 
 def test_a_missing_runtime_is_one_line_and_a_record_not_a_crash(

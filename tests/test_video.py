@@ -223,6 +223,17 @@ def test_bench_video_records_a_failed_target(tmp_path: Path) -> None:
     assert record.failed and record.samples["decode"] == []
 
 
+def test_an_edge_runtime_on_video_is_a_failed_record_saying_why(
+    exported_run: Path, tmp_path: Path
+) -> None:
+    short = tmp_path / "short.mp4"
+    synthetic_video.write_clip(short, frames=3)
+    options = BenchOptions(backends=("ncnn",), threads=1, repeats=1,
+                           results=tmp_path / "bench.jsonl")  # fmt: skip
+    [record] = bench_video([exported_run], short, options)
+    assert record.failed and "time the edge runtimes with bench without --video" in record.error
+
+
 def test_the_fps_interval_brackets_the_fps() -> None:
     rng = np.random.default_rng(1)
     seconds = rng.uniform(0.003, 0.006, 120) + np.where(np.arange(120) % 30 == 0, 0.03, 0)

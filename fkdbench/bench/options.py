@@ -46,6 +46,8 @@ class BenchOptions:
     results: Path = DEFAULT_RESULTS
     # Used only when a run must be exported first (see fkdbench.export.INT8_ACTIVATIONS).
     int8_activations: str = DEFAULT_INT8_ACTIVATIONS
+    # ... and whether its INT8 graph is searched for (fkdbench.int8) or the fixed recipe.
+    int8_search: bool = False
     # Skip (run, backend) pairs already recorded for the same model file and settings.
     skip_existing: bool = False
     quiet: bool = False

@@ -32,6 +32,7 @@ def graph_key(
     backend: str,
     exporter: str | None = None,
     int8_activations: str | None = None,
+    int8_choice: dict[str, Any] | None = None,
 ) -> str:
     """sha256 of the canonical JSON of what builds the timed graph: ``model`` is
     config.json's model section; the backend's file kind, the ONNX exporter and the INT8
@@ -43,6 +44,8 @@ def graph_key(
     )
     if backend in EDGE_BACKENDS:
         described["runtime"] = backend
+    if int8_choice is not None:  # how the INT8 graph was quantized (fkdbench.int8)
+        described["int8_choice"] = int8_choice
     text = json.dumps(plain(described), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

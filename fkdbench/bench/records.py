@@ -15,7 +15,8 @@ and the load averages beside them (``calibration``), and the steadiness verdict.
 added the run's recipe (``identity.recipe``: its head, loss and flip test where they are not
 the papers', :func:`fkdbench.runs.recipe_parts`), so that a lever's timing is its own row.
 Format 5 added ``scores.parity_max_abs_diff_pixels``: how far a backend's predictions of
-the test split lie from PyTorch eager's (the edge runtimes' check, :mod:`fkdbench.edge`).
+the test split lie from PyTorch eager's (the edge runtimes' check, :mod:`fkdbench.edge`),
+and ``settings.int8_recipe``: how an INT8 backend's graph was quantized.
 
 A target that failed is a record too: ``error`` holds one line, ``samples`` are empty and
 ``model`` is null when the run could not be read. Older files keep reading: a line of an
@@ -95,6 +96,8 @@ class Settings:
     # Whole passes in each timed sample (bench.timing.MIN_SAMPLE_SECONDS); None: one
     # (records before format 3 kept no such field).
     passes_per_sample: int | None = None
+    # Format 5, INT8 backends: how model.int8.onnx was quantized (export.json's recipe).
+    int8_recipe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,7 @@ class BenchRecord:
             "data_manifest_sha256": self.identity.data_manifest_sha256,
             "exporter": self.identity.exporter,
             "int8_activations": self.settings.int8_activations,
+            "int8_recipe": self.settings.int8_recipe,
             **{name: self.environment.get(name) for name in _V1_MACHINE_FIELDS},
             "timestamp": self.timestamp,
             "environment": self.environment,
@@ -343,7 +347,7 @@ def _update_to_2(record: dict[str, Any]) -> dict[str, Any]:
             **{
                 name: record[name]
                 for name in _fields(Settings)
-                if name not in ("latency_warmup", "passes_per_sample")
+                if name not in ("latency_warmup", "passes_per_sample", "int8_recipe")
             },
             "latency_warmup": None,
         },
@@ -392,7 +396,8 @@ def _update_to_4(record: dict[str, Any]) -> dict[str, Any]:
 def _update_to_5(record: dict[str, Any]) -> dict[str, Any]:
     """A format-4 record as format 5: its predictions were not compared with PyTorch's."""
     scores = {**record["scores"], "parity_max_abs_diff_pixels": None}
-    return {**record, "format_version": 5, "scores": scores}
+    settings = {**record["settings"], "int8_recipe": None}
+    return {**record, "format_version": 5, "scores": scores, "settings": settings}
 
 
 # Each upgrade takes a record of format N to N + 1.

@@ -57,6 +57,7 @@ from fkdbench.export import (
     INT8_FILE,
     ONNX_FILE,
     PixelKeypoints,
+    calibration_images,
     export_run,
     read_export_record,
     run_data_dir,
@@ -148,6 +149,7 @@ def _ensure_exported(folder: Path, options: BenchOptions) -> None:
         options.data_dir,
         int8=any(backend in NEEDS_INT8 for backend in options.backends),
         int8_activations=options.int8_activations,
+        int8_search=options.int8_search,
         quiet=True,
         note_stale=not options.quiet,
     )
@@ -227,9 +229,10 @@ def _run_name(folder: Path) -> str:
 def _settings(
     options: BenchOptions, threads: int, backend: str, target: _Target | None
 ) -> Settings:
-    int8_activations = None
+    int8_activations = int8_recipe = None
     if target is not None and backend in NEEDS_INT8:
         int8_activations = target.export_record.get("int8_activations")
+        int8_recipe = target.export_record.get("int8_recipe")
     return Settings(
         batch_size=options.batch_size,
         threads=threads,
@@ -239,6 +242,7 @@ def _settings(
         latency_warmup=options.latency_warmup,
         images=len(target.images) if target is not None else None,
         int8_activations=int8_activations,
+        int8_recipe=int8_recipe,
     )
 
 
@@ -344,8 +348,12 @@ def _edge_failure(target: _Target, backend: str, options: BenchOptions) -> Excep
     installed, or the runtime's converter refused the model)."""
     example = torch.from_numpy(target.images[: options.batch_size])
     module = PixelKeypoints(target.model, target.facts.input_size).eval()
+
+    def calibration() -> torch.Tensor:
+        return torch.from_numpy(calibration_images(target.data_dir, target.facts.in_chans))
+
     try:
-        prepare_backend(target.folder, backend, module, example, quiet=options.quiet)
+        prepare_backend(target.folder, backend, module, example, calibration, options.quiet)
     except Exception as error:  # noqa: BLE001 - a runtime that fails fails only its target
         return error
     return None
@@ -354,8 +362,11 @@ def _edge_failure(target: _Target, backend: str, options: BenchOptions) -> Excep
 def _graph_key(slot: _Slot) -> str:
     target, backend = slot.target, slot.backend
     exporter = target.export_record.get("exporter") if backend in NEEDS_ONNX else None
-    int8 = target.export_record.get("int8_activations") if backend in NEEDS_INT8 else None
-    return graph_key(target.config["model"], backend, exporter, int8)
+    int8, choice = None, None
+    if backend in NEEDS_INT8:
+        int8 = target.export_record.get("int8_activations")
+        choice = target.export_record.get("int8_choice")
+    return graph_key(target.config["model"], backend, exporter, int8, choice)
 
 
 def _reference(target: _Target, options: BenchOptions) -> np.ndarray:

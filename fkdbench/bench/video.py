@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fkdbench import runs
-from fkdbench.bench.options import BACKEND_FILES, BenchOptions
+from fkdbench.bench.options import BACKEND_FILES, CORE_BACKENDS, BenchOptions
 from fkdbench.bench.records import BenchError, Identity, _build, read_jsonl
 from fkdbench.faces.stages import PIPELINE_STAGES, STAGES, StageClock
 from fkdbench.io import append_jsonl_atomic, plain, sha256_file
@@ -177,6 +177,11 @@ def _predictor(folder: Path, backend: str, threads: int) -> Any:
     from fkdbench.export import export_run
     from fkdbench.predict import load_predictor
 
+    if backend not in CORE_BACKENDS:
+        raise BenchError(
+            f"{backend}: the video bench runs {', '.join(CORE_BACKENDS)} (predict's "
+            "pipeline); time the edge runtimes with bench without --video"
+        )
     path = folder / BACKEND_FILES[backend]
     if backend != "torch" and not path.is_file():
         export_run(folder, int8=backend == "onnxruntime-int8", quiet=True)

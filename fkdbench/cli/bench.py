@@ -23,6 +23,7 @@ from fkdbench.cli.options import (
     Backend,
     DataOverrideOption,
     DetectorChoice,
+    Int8SearchOption,
     QuietOption,
     RunNamesArgument,
     RunsDirOption,
@@ -100,6 +101,7 @@ def bench(
     latency_samples: LatencySamplesOption = _BENCH.latency_samples,
     results: ResultsOption = _BENCH.results,
     skip_existing: SkipExistingOption = False,
+    int8_search: Int8SearchOption = False,
     baseline: BaselineOption = None,
     tolerance: ToleranceOption = _TOLERANCE,
     save_baseline: SaveBaselineOption = None,
@@ -120,6 +122,7 @@ def bench(
             data_dir=data,
             results=results,
             skip_existing=skip_existing,
+            int8_search=int8_search,
             quiet=quiet,
         )
         folders = bench_targets(runs_dir, run_names or [], all_models, data)

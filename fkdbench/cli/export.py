@@ -12,6 +12,7 @@ from fkdbench.cli.options import (
     Exporter,
     ForceOption,
     Int8Activations,
+    Int8SearchOption,
     QuietOption,
     RunNamesArgument,
     RunsDirOption,
@@ -39,6 +40,7 @@ def export(
     int8_activations: Annotated[
         Int8Activations, typer.Option(help="INT8 activation type: uint8 is fast on x86.")
     ] = Int8Activations[DEFAULT_INT8_ACTIVATIONS],
+    int8_search: Int8SearchOption = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -53,6 +55,7 @@ def export(
             int8_activations=value(int8_activations),
             force=force,
             quiet=quiet,
+            int8_search=int8_search,
         )
     for record in records:
         scores = (

@@ -60,6 +60,14 @@ def values(chosen: Iterable[Enum | str] | None) -> tuple[str, ...] | None:
 
 
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Int8SearchOption = Annotated[
+    bool,
+    typer.Option(
+        "--int8-search",
+        help="Make model.int8.onnx by trying the INT8 choices (format, weight scales, ops "
+        "left FP32, calibration) and keeping the fastest within 2% of FP32's test RMSE.",
+    ),
+]
 ForceOption = Annotated[
     bool, typer.Option(help="Redo work that is already done and up to date instead of reusing it.")
 ]
