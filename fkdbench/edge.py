@@ -102,7 +102,22 @@ def missing_reason(name: str) -> str | None:
 # -- predictors: float32 (n, C, H, W) -> (n, K, 2) pixels -------------------------------------
 
 
+# Graphs torch.compile may keep per code object. Every run's PixelKeypoints.forward is one
+# code object, compiled once per model and batch shape (the batch, the test split's last
+# partial batch, 1): dynamo's default of 8 was hit at the third model of a bench, after
+# which it ran eager without a word (a "compiled" row that was not).
+COMPILED_GRAPHS_LIMIT = 256
+
+
 def _torch_compiled(folder: Path, module: torch.nn.Module, threads: int) -> Predictor:
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, COMPILED_GRAPHS_LIMIT)
+    config.accumulated_recompile_limit = max(
+        config.accumulated_recompile_limit, COMPILED_GRAPHS_LIMIT
+    )
+    config.fail_on_recompile_limit_hit = True  # beyond it: an error record, never eager
     compiled = torch.compile(module, dynamic=False)
 
     def predict(images: np.ndarray) -> np.ndarray:

@@ -207,3 +207,17 @@ def test_fp32_parity_and_int8_accuracy_rules() -> None:
     # NaN predictions never pass.
     with pytest.raises(edge.EdgeError):
         edge.check_predictions("ncnn", reference * np.nan, reference, rmse_of)
+
+
+def test_torch_compiled_raises_rather_than_running_eager_past_its_graphs(tmp_path) -> None:
+    # Each run's PixelKeypoints.forward is one code object: dynamo's default of 8 graphs
+    # per code object was hit at the third model of a bench, and it then ran eager silently.
+    _installed_or_skip("torch-compiled")
+    import torch
+    import torch._dynamo
+
+    edge.edge_predictor(tmp_path, "torch-compiled", torch.nn.Identity(), threads=1)
+    config = torch._dynamo.config
+    assert config.recompile_limit >= edge.COMPILED_GRAPHS_LIMIT
+    assert config.accumulated_recompile_limit >= edge.COMPILED_GRAPHS_LIMIT
+    assert config.fail_on_recompile_limit_hit is True
