@@ -40,10 +40,12 @@ import numpy as np
 import torch
 
 from fkdbench import runs
+from fkdbench.export import INT8_FILE, ONNX_FILE, PARITY_TOLERANCE_PIXELS
 from fkdbench.int8 import INT8_RMSE_TOLERANCE
-from fkdbench.io import sha256_file, write_json_atomic
+from fkdbench.io import sha256_file, write_bytes_atomic, write_json_atomic
 from fkdbench.onnxrt import Predictor
 from fkdbench.progress import say
+from fkdbench.provenance import package_versions
 
 EDGE_EXTRA = "edge"
 NOT_INSTALLED = f"not installed (uv sync --extra {EDGE_EXTRA})"
@@ -71,8 +73,8 @@ EDGE_BACKENDS = {
     backend.name: backend
     for backend in (
         EdgeBackend("torch-compiled", ("torch",), runs.MODEL_FILE),
-        EdgeBackend("openvino", ("openvino",), "model.onnx"),
-        EdgeBackend("openvino-int8", ("openvino",), "model.int8.onnx", int8=True),
+        EdgeBackend("openvino", ("openvino",), ONNX_FILE),
+        EdgeBackend("openvino-int8", ("openvino",), INT8_FILE, int8=True),
         EdgeBackend("executorch-xnnpack", ("executorch",), PTE_FILE),
         EdgeBackend("executorch-xnnpack-int8", ("executorch",), PTE_INT8_FILE, int8=True),
         EdgeBackend("ncnn", ("ncnn", "pnnx"), NCNN_BIN),
@@ -132,13 +134,25 @@ def _openvino(path: Path, threads: int) -> Predictor:
 
     core = openvino.Core()
     hints = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", hints)
+    try:
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", hints)
+    except RuntimeError as error:
+        raise EdgeError(f"{path}: OpenVINO cannot run it ({_openvino_summary(error)})") from None
     request = compiled.create_infer_request()
 
     def predict(images: np.ndarray) -> np.ndarray:
         return np.asarray(request.infer([images])[0])
 
     return predict
+
+
+def _openvino_summary(error: Exception) -> str:
+    """The lines after "Summary:" of an OpenVINO conversion error (which ops failed), or its
+    last line; its first line is only a source location."""
+    lines = [line.strip(" -") for line in str(error).splitlines() if line.strip(" -")]
+    if "Summary:" in lines:
+        return "; ".join(lines[lines.index("Summary:") + 1 :])
+    return lines[-1] if lines else type(error).__name__
 
 
 def _executorch(path: Path, threads: int, max_batch: int) -> Predictor:
@@ -169,6 +183,8 @@ def _ncnn(folder: Path, threads: int) -> Predictor:
             setattr(net.opt, option, False)
     net.load_param(str(folder / NCNN_PARAM))
     net.load_model(str(folder / NCNN_BIN))
+    if not net.input_names() or not net.output_names():
+        raise EdgeError(f"{folder / NCNN_PARAM}: ncnn finds no input or output blob in it")
     input_name, output_name = net.input_names()[0], net.output_names()[0]
 
     def one(image: np.ndarray) -> np.ndarray:
@@ -223,7 +239,7 @@ def _make_pte(
         module = _quantized_pt2e(module, example, calibration, shapes)
     program = torch.export.export(module, (example,), dynamic_shapes=shapes)
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    _write_bytes(path, lowered.to_executorch().buffer)
+    write_bytes_atomic(path, lowered.to_executorch().buffer)
 
 
 def _quantized_pt2e(
@@ -252,8 +268,8 @@ def _make_ncnn(folder: Path, in_chans: int, image_size: int) -> None:
     with tempfile.TemporaryDirectory(dir=folder, prefix=".pnnx-") as name:
         # pnnx runs in the scratch folder: every path it is given must be absolute.
         scratch = Path(name).resolve()
-        source = scratch / "model.onnx"
-        shutil.copyfile(folder / "model.onnx", source)
+        source = scratch / ONNX_FILE
+        shutil.copyfile(folder / ONNX_FILE, source)
         shape = f"inputshape=[1,{in_chans},{image_size},{image_size}]"
         done = subprocess.run(
             [command or "pnnx", str(source), shape, "fp16=0"],
@@ -266,14 +282,7 @@ def _make_ncnn(folder: Path, in_chans: int, image_size: int) -> None:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise EdgeError(f"{folder}: pnnx could not convert model.onnx ({tail[0]})")
         for path, kept in zip(made, (NCNN_PARAM, NCNN_BIN), strict=True):
-            _write_bytes(folder / kept, path.read_bytes())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    from fkdbench.io import atomic_path
-
-    with atomic_path(path) as scratch:
-        Path(scratch).write_bytes(data)
+            write_bytes_atomic(folder / kept, path.read_bytes())
 
 
 def _records(folder: Path) -> dict[str, Any]:
@@ -346,25 +355,18 @@ def prepare_backend(
         "model_sha256": sha256_file(folder / runs.MODEL_FILE),
         "max_batch": len(example),
         "seconds": time.perf_counter() - started,
-        "versions": _versions(EDGE_BACKENDS[name].modules),
+        "versions": package_versions(EDGE_BACKENDS[name].modules),
     }
     write_json_atomic(folder / EDGE_RECORD_FILE, {**_records(folder), name: entry})
     return entry
 
 
-def _versions(modules: tuple[str, ...]) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for module in modules:
-        try:
-            found[module] = version(module)
-        except PackageNotFoundError:
-            found[module] = "unknown"
-    return found
-
-
 # -- the bench's checks ---------------------------------------------------------------------
+
+
+def max_difference(predictions: np.ndarray, reference: np.ndarray) -> float:
+    """The largest difference (px) between two backends' predictions of the same images."""
+    return float(np.max(np.abs(predictions - reference))) if len(reference) else 0.0
 
 
 def check_predictions(
@@ -376,9 +378,7 @@ def check_predictions(
     :data:`INT8_RMSE_TOLERANCE` above PyTorch's (``rmse_of(predictions)``; None for an
     untrained run, whose RMSE means nothing, so only FP32 backends are checked there).
     :class:`EdgeError` when the check fails."""
-    from fkdbench.export import PARITY_TOLERANCE_PIXELS
-
-    difference = float(np.max(np.abs(predictions - reference))) if len(reference) else 0.0
+    difference = max_difference(predictions, reference)
     if not EDGE_BACKENDS[name].int8:
         if not difference <= PARITY_TOLERANCE_PIXELS:
             raise EdgeError(

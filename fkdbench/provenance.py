@@ -10,6 +10,7 @@ import functools
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -30,15 +31,20 @@ _TRACKED_PACKAGES = (
 _CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8")
 
 
-def library_versions() -> dict[str, str]:
-    """Python's version and each tracked package's, ``"absent"`` where not installed."""
-    versions = {"python": platform.python_version()}
-    for package in _TRACKED_PACKAGES:
+def package_versions(packages: Iterable[str]) -> dict[str, str]:
+    """Each package's installed version, ``"absent"`` where not installed."""
+    versions = {}
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "absent"
     return versions
+
+
+def library_versions() -> dict[str, str]:
+    """Python's version and each tracked package's, ``"absent"`` where not installed."""
+    return {"python": platform.python_version(), **package_versions(_TRACKED_PACKAGES)}
 
 
 @functools.cache

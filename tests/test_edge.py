@@ -116,7 +116,7 @@ def test_edge_json_says_what_was_made_from_which_weights(edge_bench, name: str) 
     assert entry["file_sha256"] == sha256_file(folder / entry["file"])
     assert entry["model_sha256"] == sha256_file(folder / runs.MODEL_FILE)
     assert entry["max_batch"] == 4 and entry["seconds"] >= 0
-    assert all(entry["versions"][module] != "unknown" for module in entry["versions"])
+    assert all(entry["versions"][module] != "absent" for module in entry["versions"])
     assert edge.stale_reason(folder, name, 4) is None
 
 
@@ -221,3 +221,24 @@ def test_torch_compiled_raises_rather_than_running_eager_past_its_graphs(tmp_pat
     assert config.recompile_limit >= edge.COMPILED_GRAPHS_LIMIT
     assert config.accumulated_recompile_limit >= edge.COMPILED_GRAPHS_LIMIT
     assert config.fail_on_recompile_limit_hit is True
+
+
+def test_an_openvino_conversion_error_is_one_line_naming_the_failed_ops() -> None:
+    error = RuntimeError(
+        "Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'false' failed\n\n"
+        "Summary:\n-- No conversion rule found for operations: com.microsoft.QGemm\n"
+        "-- Conversion is failed for: QLinearConv-18\n\n"
+    )
+    assert edge._openvino_summary(error) == (
+        "No conversion rule found for operations: com.microsoft.QGemm; "
+        "Conversion is failed for: QLinearConv-18"
+    )
+    assert edge._openvino_summary(RuntimeError("one line")) == "one line"
+
+
+def test_openvino_refusing_a_graph_is_an_edge_error(exported_run: Path) -> None:
+    _installed_or_skip("openvino")
+    broken = exported_run.parent / "broken.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    with pytest.raises(edge.EdgeError, match=r"broken.onnx: OpenVINO cannot run it \("):
+        edge._openvino(broken, threads=1)

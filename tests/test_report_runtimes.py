@@ -3,9 +3,11 @@ at batch 1 and 32, ranked only among backends timed in one bench call."""
 
 from __future__ import annotations
 
+import shutil
+
 from bench_factory import make_bench_record, make_error_record
 
-from fkdbench.edge import NOT_INSTALLED, missing_reason
+from fkdbench.edge import NO_COMPILER, NOT_INSTALLED, is_unavailable, missing_reason
 from fkdbench.report.runtimes import fastest, runtimes_lines, runtimes_table
 
 NOW, EARLIER = "2026-12-03T10:00:00+00:00", "2026-12-01T10:00:00+00:00"
@@ -71,6 +73,12 @@ def test_not_measured_at_batch_32_is_said() -> None:
     assert "not measured at batch 32" in "\n".join(runtimes_lines(table))
 
 
-def test_the_missing_reason_is_the_line_the_table_reads() -> None:
+def test_no_compiler_is_unavailable_too(monkeypatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     reason = missing_reason("torch-compiled")
-    assert reason is None or NOT_INSTALLED in reason or "C++" in reason
+    assert reason == f"torch-compiled: {NO_COMPILER}" and is_unavailable(reason)
+    failed = make_error_record(error=reason, run_name="cnn-manual--none", backend="torch-compiled")
+    table = runtimes_table([], [failed.flat()])
+    assert list(table["status"]) == [NO_COMPILER]
+    # A runtime that is there but failed is not "unavailable": it is a problem line.
+    assert not is_unavailable("ncnn: predictions differ from PyTorch's by 41.2 px")

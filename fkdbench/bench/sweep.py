@@ -52,7 +52,7 @@ from fkdbench.bench.timing import (
 )
 from fkdbench.data.schemes import KeypointScheme, get_scheme
 from fkdbench.data.splits import SplitArrays, load_split, read_manifest
-from fkdbench.edge import EDGE_BACKENDS, check_predictions, prepare_backend
+from fkdbench.edge import EDGE_BACKENDS, check_predictions, max_difference, prepare_backend
 from fkdbench.export import (
     INT8_FILE,
     ONNX_FILE,
@@ -389,7 +389,7 @@ def _checked_parity(slot: _Slot, options: BenchOptions) -> float | None:
     target = slot.target
     reference = _reference(target, options)
     if slot.backend not in EDGE_BACKENDS:
-        return float(np.max(np.abs(slot.predictions - reference))) if len(reference) else 0.0
+        return max_difference(slot.predictions, reference)
     keypoints = target.test.keypoints
     rmse_of = functools.partial(_rmse_against, keypoints) if target.trained else None
     return check_predictions(slot.backend, slot.predictions, reference, rmse_of)

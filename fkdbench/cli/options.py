@@ -24,6 +24,7 @@ from fkdbench.data.schemes import SCHEMES
 from fkdbench.data.variants import VARIANTS
 from fkdbench.export import EXPORTERS, INT8_ACTIVATIONS
 from fkdbench.faces.detect import DETECTORS
+from fkdbench.int8 import INT8_RMSE_TOLERANCE
 from fkdbench.models.heads import HEADS
 from fkdbench.presets import list_presets
 from fkdbench.pretrain.options import METHODS as PRETRAIN_METHODS
@@ -65,7 +66,8 @@ Int8SearchOption = Annotated[
     typer.Option(
         "--int8-search",
         help="Make model.int8.onnx by trying the INT8 choices (format, weight scales, ops "
-        "left FP32, calibration) and keeping the fastest within 2% of FP32's test RMSE.",
+        "left FP32, calibration) and keeping the fastest within "
+        f"{100 * INT8_RMSE_TOLERANCE:g}% of FP32's test RMSE.",
     ),
 ]
 ForceOption = Annotated[

@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from fkdbench.edge import EDGE_BACKENDS, NO_COMPILER, NOT_INSTALLED, is_unavailable
+from fkdbench.export import PARITY_TOLERANCE_PIXELS
+from fkdbench.int8 import INT8_RMSE_TOLERANCE
 from fkdbench.report.cells import fmt, markdown_table
 from fkdbench.report.common import (
     NOT_MEASURED,
@@ -170,8 +172,9 @@ def runtimes_lines(table: pd.DataFrame) -> list[str]:
         "Every backend each run was benched on: batch-1 p50 latency / seconds per 100 test "
         "images (at the largest batch measured). A runtime of the optional `edge` extra "
         'that was asked for but is absent reads "not installed"; each edge runtime\'s '
-        "predictions were checked against PyTorch's before it was timed (FP32 within 1e-3 "
-        "px, INT8 within 2% of its RMSE; `runtimes.csv` has the differences).",
+        "predictions were checked against PyTorch's before it was timed (FP32 within "
+        f"{PARITY_TOLERANCE_PIXELS:g} px, INT8 within {100 * INT8_RMSE_TOLERANCE:g}% of its "
+        "RMSE; `runtimes.csv` has the differences).",
         "",
         markdown_table(_grid(table)),
         "",
