@@ -14,6 +14,9 @@ from typing import Any
 
 # Where a run trains: "auto" is CUDA when torch sees a device, else the CPU.
 DEVICES = ("auto", "cpu", "cuda")
+# Where a matrix of runs trains: here, one after another, or as Ray tasks
+# (fkdbench.train.distributed).
+EXECUTORS = ("local", "ray")
 # What --weights does to a backbone: "frozen" trains only the head, "finetuned" every layer.
 # (A run without weights is "scratch": see fkdbench.runs.WEIGHTS_MODES.)
 PRETRAINED_WEIGHTS_MODES = ("frozen", "finetuned")

@@ -64,6 +64,8 @@ def reproduce(
     bench_overrides: dict[str, Any] | None = None,
     data_dir: Path | None = None,
     seeds: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> ReproduceResult:
     """Prepare the synthetic default, train every run of ``preset``, export, bench, report.
 
@@ -72,7 +74,8 @@ def reproduce(
     already prepared (e.g. real faces split by person) to use instead of the synthetic
     default (``data_root``, ``seed``, ``n_train`` and ``n_test`` then do not apply).
     ``seeds``: seeds per run (None: the preset's). ``bench_overrides`` replaces the
-    preset's bench settings (:class:`fkdbench.bench.BenchOptions` fields).
+    preset's bench settings (:class:`fkdbench.bench.BenchOptions` fields). ``executor`` and
+    ``ray_address``: where the runs train (:func:`fkdbench.train.train_matrix`).
     """
     started = time.perf_counter()
     preset_data = load_preset(preset)
@@ -97,6 +100,8 @@ def reproduce(
                 quiet=quiet,
                 on_run_end=flow.advance,
                 seeds=seeds,
+                executor=executor,
+                ray_address=ray_address,
             )
         with flow.step("export"):
             finished = finished_folders(trained)

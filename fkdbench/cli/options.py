@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from fkdbench.bench import BACKENDS
-from fkdbench.config import DEVICES, LOSSES, PRETRAINED_WEIGHTS_MODES, TrainConfig
+from fkdbench.config import DEVICES, EXECUTORS, LOSSES, PRETRAINED_WEIGHTS_MODES, TrainConfig
 from fkdbench.data.prepare import SOURCES
 from fkdbench.data.schemes import SCHEMES
 from fkdbench.data.variants import VARIANTS
@@ -60,6 +60,21 @@ def values(chosen: Iterable[Enum | str] | None) -> tuple[str, ...] | None:
     return tuple(value(choice) for choice in chosen) if chosen else None
 
 
+Executor = choices("Executor", EXECUTORS)
+ExecutorOption = Annotated[
+    Executor,
+    typer.Option(
+        help="Where the runs train: local (here, one after another) or ray (each run a Ray "
+        "task with --threads CPUs [1], results written here; uv sync --extra ray)."
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With --executor ray: the cluster to join (auto, or head-host:6379) "
+        "[start Ray on this machine for the matrix]."
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 Int8SearchOption = Annotated[
     bool,

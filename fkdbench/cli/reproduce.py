@@ -9,15 +9,19 @@ import typer
 
 from fkdbench.cli.options import (
     DataRootOption,
+    Executor,
+    ExecutorOption,
     ForceOption,
     NTestOption,
     NTrainOption,
     PresetOption,
     QuietOption,
+    RayAddressOption,
     RunsDirOption,
     SeedOption,
     SeedsOption,
     parameter_default,
+    value,
 )
 from fkdbench.cli.output import echo_runs, user_errors
 from fkdbench.reproduce import reproduce as reproduce_flow
@@ -51,6 +55,8 @@ def reproduce(
     n_test: NTestOption = _DEFAULTS["n_test"],
     data: PreparedDataOption = None,
     seeds: SeedsOption = None,
+    executor: ExecutorOption = Executor.local,
+    ray_address: RayAddressOption = None,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -67,6 +73,8 @@ def reproduce(
             n_test=n_test,
             data_dir=data,
             seeds=seeds,
+            executor=value(executor),
+            ray_address=ray_address,
             force=force,
             quiet=quiet,
         )

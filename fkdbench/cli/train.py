@@ -10,12 +10,15 @@ import typer
 from fkdbench.cli.options import (
     DataOption,
     Device,
+    Executor,
+    ExecutorOption,
     ForceOption,
     Head,
     Loss,
     PresetOption,
     PretrainMethod,
     QuietOption,
+    RayAddressOption,
     RunsDirOption,
     SeedsOption,
     ThreadsOption,
@@ -139,6 +142,8 @@ def train(
     loss: _LossOption = None,
     flip_test: _FlipTestOption = False,
     threads: ThreadsOption = None,
+    executor: ExecutorOption = Executor.local,
+    ray_address: RayAddressOption = None,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -171,6 +176,8 @@ def train(
             # An absent flag keeps the preset's choice.
             flip_test=True if flip_test else None,
             pretrain=value(pretrain),
+            executor=value(executor),
+            ray_address=ray_address,
         )
     echo_runs(results)
 

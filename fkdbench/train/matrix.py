@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fkdbench.config import TrainConfig, seeded_configs
+from fkdbench.config import EXECUTORS, TrainConfig, seeded_configs
 from fkdbench.data.splits import read_manifest
 from fkdbench.presets import Preset, load_preset
 from fkdbench.progress import say
+from fkdbench.train.distributed import RayOptions, train_configs_on_ray
 from fkdbench.train.result import RunResult, failed_result
 from fkdbench.train.run import train_run
 
@@ -26,6 +27,8 @@ def train_matrix(
     num_threads: int | None = None,
     on_run_end: Callable[[RunResult], None] | None = None,
     seeds: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
     **overrides: Any,
 ) -> list[RunResult]:
     """Train every run of a preset in turn, each with ``seeds`` seeds (None: the preset's
@@ -38,7 +41,9 @@ def train_matrix(
     with other settings, a run folder another process holds, ...) becomes a
     result row with ``status="failed"`` and its error line, and the matrix goes on.
     Ctrl-C stops the matrix (the current run stays resumable). Missing data fails at once,
-    before any run, since every run would fail the same way.
+    before any run, since every run would fail the same way. ``executor="ray"`` trains
+    each run as a Ray task (:mod:`fkdbench.train.distributed`) on the cluster at
+    ``ray_address`` (None: a Ray started on this machine), with the same results.
     """
     if not isinstance(preset, Preset):
         preset = load_preset(preset)
@@ -53,7 +58,8 @@ def train_matrix(
         num_threads=num_threads,
         **overrides,
     )
-    return train_configs(configs, f"preset {preset.name}", quiet, on_run_end)
+    label = f"preset {preset.name}"
+    return train_configs(configs, label, quiet, on_run_end, executor, ray_address)
 
 
 def train_configs(
@@ -61,9 +67,18 @@ def train_configs(
     label: str,
     quiet: bool,
     on_run_end: Callable[[RunResult], None] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> list[RunResult]:
-    """Train ``configs`` in turn; a run that fails is a result row and the next one goes
-    on (Ctrl-C stops them all)."""
+    """Train ``configs`` in turn (or as Ray tasks); a run that fails is a result row and
+    the next one goes on (Ctrl-C stops them all)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        options = RayOptions(address=ray_address)
+        return train_configs_on_ray(configs, label, quiet, options, on_run_end)
+    if ray_address is not None:
+        raise ValueError("--ray-address is for --executor ray")
     results = []
     for index, config in enumerate(configs, start=1):
         say(f"[bold]run {index}/{len(configs)}[/] of {label}", quiet)
@@ -106,6 +121,8 @@ def run_training(
     loss: str | None = None,
     flip_test: bool | None = None,
     pretrain: str | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> list[RunResult]:
     """``fkdbench train``: one run of ``arch`` on ``variant``, or with ``all_runs`` every run
     of ``preset`` (where ``variant``, ``weights`` and ``weights_mode`` do not apply; a given
@@ -113,7 +130,8 @@ def run_training(
     with ``seeds`` seeds from ``seed`` on (None: the preset's, or one for a single run).
 
     Only the options given (not None) override the preset's or :class:`TrainConfig`'s
-    defaults; ``spec`` becomes ``model_kwargs={"spec": str(spec)}``. Naming both ``arch``
+    defaults; ``spec`` becomes ``model_kwargs={"spec": str(spec)}``; ``executor`` and
+    ``ray_address`` as for :func:`train_matrix`. Naming both ``arch``
     and ``all_runs``, or neither, raises ``ValueError``.
     """
     given = dict(
@@ -135,7 +153,15 @@ def run_training(
     if all_runs:
         if arch is not None:
             raise ValueError("give either ARCH or --all, not both")
-        return train_matrix(preset, data_dir, runs_dir, seeds=seeds, **shared)
+        return train_matrix(
+            preset,
+            data_dir,
+            runs_dir,
+            seeds=seeds,
+            executor=executor,
+            ray_address=ray_address,
+            **shared,
+        )
     if arch is None:
         raise ValueError("name an architecture (e.g. cnn-manual) or use --all")
     config = TrainConfig(
@@ -148,6 +174,7 @@ def run_training(
         **shared,
     )
     configs = seeded_configs(config, 1 if seeds is None else seeds)
-    if len(configs) == 1:
+    if len(configs) == 1 and executor == "local" and ray_address is None:
         return [train_run(configs[0])]  # one run's error is the command's error
-    return train_configs(configs, f"{arch} on {variant}, {len(configs)} seeds", quiet)
+    label = f"{arch} on {variant}, {len(configs)} seeds"
+    return train_configs(configs, label, quiet, None, executor, ray_address)

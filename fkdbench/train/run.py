@@ -65,8 +65,16 @@ def train_run(config: TrainConfig, on_epoch_end: EpochHook | None = None) -> Run
     a file cannot be written (disk full, read-only).
     """
     started = time.monotonic()
+    return train_resolved(resolve_weights(config), on_epoch_end, started)
+
+
+def train_resolved(
+    config: TrainConfig, on_epoch_end: EpochHook | None = None, started: float | None = None
+) -> RunResult:
+    """:func:`train_run` for a config whose weights are already a local file
+    (:func:`resolve_weights` done): what a Ray worker runs with the file it was sent."""
+    started = time.monotonic() if started is None else started
     check_threads(config.num_threads)
-    config = _with_weights_file(config)
     run = _open_run_folder(config)
     # One process owns the folder; nothing in it is written before the lock is held.
     with runs.hold_run(run.folder, run.name) as stale:
@@ -166,7 +174,7 @@ def _open_run_folder(config: TrainConfig) -> Run:
     return run
 
 
-def _with_weights_file(config: TrainConfig) -> TrainConfig:
+def resolve_weights(config: TrainConfig) -> TrainConfig:
     """``config`` with its weights as a local file: its pretraining step made (or reused
     from the cache), or timm's ``timm:<tag>`` fetched; any other config as it is."""
     # Imported here: fkdbench.pretrain trains with this package's loop (train.loop).

@@ -1,0 +1,391 @@
+"""A matrix of runs as Ray tasks: ``train --all --executor ray`` (docs/scaling.md).
+
+The driver (the machine the command runs on) keeps every file: a task gets what its run
+reads as bytes through Ray's object store (the data folder's files, put there once and
+shared by every task; the weights file; a tuned spec; an interrupted run's folder, to
+resume), trains in a scratch folder of its worker with :func:`train_resolved` (the code a
+local run uses), and sends the finished run folder back. The driver writes it into its
+own runs folder file by file, each atomically, ``metrics.json`` last: a run is finished on
+the driver only once all of it is there, as for a local run. Workers need the locked
+environment and nothing else: no shared filesystem.
+
+What each choice guards:
+
+- Resources: a task asks Ray for ``num_threads`` CPUs (1 when not given) and sets torch
+  to exactly that many threads, and for one GPU when it trains on CUDA, so runs side by
+  side never oversubscribe a node. The thread count is part of what a run computes on
+  the CPU, so a run's ``metrics.json`` matches a local run with the same ``--threads``.
+- Faults: a task whose worker process or node dies is run again by Ray, at most
+  :data:`RETRIES` times, from its first epoch in a fresh scratch folder (its seed makes
+  the retry compute the same run). A run that fails for a reason of its own (divergence,
+  a bad spec, bad data) is caught in the task and comes back as one failed row, never
+  retried. Ctrl-C on the driver cancels the tasks still queued or running; every run
+  already written stays, and an unfinished one leaves nothing behind on the driver.
+- Locks: the driver holds the run-folder lock of every run it has sent out, so no other
+  process trains one of them meanwhile; finished runs with the same settings are
+  skipped on the driver as in a local matrix.
+- Pretraining steps (``pretrain`` in a preset) run on the driver before the tasks are
+  sent, cached by recipe as always; the tasks get the made file.
+
+Ray is imported only here, and only when a matrix is sent to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fkdbench import runs
+from fkdbench.config import TrainConfig
+from fkdbench.io import write_bytes_atomic
+from fkdbench.models import list_models
+from fkdbench.pretrain.cache import record_beside
+from fkdbench.progress import make_progress, say
+from fkdbench.train.result import RunResult, failed_result, run_identity
+from fkdbench.train.run import resolve_weights, train_resolved
+
+# How often Ray runs a task again after its worker or node died (not after a run's own
+# failure, which is a row).
+RETRIES = 3
+
+
+class RayMissing(ValueError):
+    """``--executor ray`` without the ``ray`` extra installed (a setting the user fixes)."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where the matrix goes: ``address`` None starts a Ray instance on this machine for
+    the matrix; ``"auto"`` or ``host:port`` joins a running cluster."""
+
+    address: str | None = None
+    retries: int = RETRIES
+
+
+@dataclass
+class TaskPayload:
+    """What one task needs besides the data: the run's config as the driver resolved it
+    (driver paths), and the other files the run reads, as bytes."""
+
+    config: TrainConfig
+    run_name: str
+    run_files: dict[str, bytes]  # the driver's unfinished run folder (resumed), or {}
+    weights: bytes | None  # config.weights' content
+    weights_record: bytes | None  # the pretrain.json beside it (what made it), if any
+    spec: bytes | None  # a spec file given in model_kwargs
+    tuned_spec: bytes | None  # the runs folder's tune of the variant, when the run uses it
+
+
+@dataclass
+class TaskOutcome:
+    """What a task sends back: the run's result, its finished folder, where it ran, and
+    the worker paths to write back as the driver's in config.json."""
+
+    result: RunResult
+    files: dict[str, bytes]
+    worker: dict[str, Any]
+    paths: dict[str, str]  # worker path -> driver path
+
+
+def import_ray() -> Any:
+    """Ray, with its ``uv run`` hook off: under ``uv run`` Ray would otherwise zip the
+    working folder and have every worker rebuild the environment from it (a download
+    of torch per node); fkdbench's workers run in the locked environment already there."""
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    try:
+        import ray
+    except ImportError as error:
+        raise RayMissing(
+            f"--executor ray: ray is not installed (uv sync --extra ray); {error}"
+        ) from None
+    return ray
+
+
+def train_configs_on_ray(
+    configs: list[TrainConfig],
+    label: str,
+    quiet: bool,
+    options: RayOptions,
+    on_run_end: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Train ``configs`` as Ray tasks; results in the order of ``configs``, a failure a
+    row. Finished runs with matching settings are skipped locally, without a task."""
+    ray = import_ray()
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
+    try:
+        return _run_matrix(ray, configs, label, quiet, options, on_run_end)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _run_matrix(
+    ray: Any,
+    configs: list[TrainConfig],
+    label: str,
+    quiet: bool,
+    options: RayOptions,
+    on_run_end: Callable[[RunResult], None] | None,
+) -> list[RunResult]:
+    results: dict[int, RunResult] = {}
+
+    def record(index: int, result: RunResult) -> None:
+        results[index] = result
+        if on_run_end is not None:
+            on_run_end(result)
+
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    data_refs: dict[Path, Any] = {}
+    with contextlib.ExitStack() as locks, make_progress(quiet) as display:
+        bar = display.add_task(f"{label} on Ray", total=len(configs))
+        pending: dict[Any, tuple[int, TrainConfig, float]] = {}
+        for index, config in enumerate(configs):
+            started = time.monotonic()
+            try:
+                config = _task_config(resolve_weights(config), has_gpus)
+                name, folder = _run_folder(config)
+                if runs.is_finished(folder) and not config.force:
+                    record(index, train_resolved(config, started=started))  # skip, or refuse
+                    display.advance(bar)
+                    continue
+                locks.enter_context(runs.hold_run(folder, name))
+                if config.data_dir not in data_refs:
+                    data_refs[config.data_dir] = ray.put(_data_files(config.data_dir))
+                payload = _payload(config, name, folder)
+            except Exception as error:  # noqa: BLE001 - a failure is a row, the matrix goes on
+                record(index, failed_result(config, error, started))
+                display.advance(bar)
+                continue
+            task = ray.remote(run_task).options(
+                name=f"fkdbench-train {name}",
+                num_cpus=config.num_threads,
+                num_gpus=1 if config.device == "cuda" else 0,
+                max_retries=options.retries,
+                retry_exceptions=False,
+            )
+            pending[task.remote(payload, data_refs[config.data_dir])] = (index, config, started)
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                index, config, started = pending.pop(done[0])
+                record(index, _collect(ray, done[0], config, started, options))
+                display.advance(bar)
+        except KeyboardInterrupt:
+            for reference in pending:
+                ray.cancel(reference, force=True)
+            raise KeyboardInterrupt(
+                f"{label}: {len(pending)} Ray tasks cancelled; the {len(results)} runs "
+                "already done are kept"
+            ) from None
+    ordered = [results[index] for index in sorted(results)]
+    failed = sum(result.status == "failed" for result in ordered)
+    say(f"{label}: {len(ordered) - failed} runs ok, {failed} failed (on Ray)", quiet)
+    return ordered
+
+
+def _task_config(config: TrainConfig, has_gpus: bool) -> TrainConfig:
+    """The config a task trains: its threads and device fixed on the driver, so that Ray
+    reserves what the task uses and every worker picks the same."""
+    device = config.device
+    if device == "auto":
+        device = "cuda" if has_gpus else "cpu"
+    return dataclasses.replace(config, num_threads=config.num_threads or 1, device=device)
+
+
+def _run_folder(config: TrainConfig) -> tuple[str, Path]:
+    name, _ = run_identity(config)
+    return name, Path(config.runs_dir) / name
+
+
+def _data_files(data_dir: Path) -> dict[str, bytes]:
+    """The prepared data folder's own files (manifest, splits), not its raw sources."""
+    return {
+        path.name: path.read_bytes() for path in sorted(Path(data_dir).iterdir()) if path.is_file()
+    }
+
+
+def _payload(config: TrainConfig, name: str, folder: Path) -> TaskPayload:
+    run_files = {}
+    if folder.is_dir() and not config.force:
+        run_files = {
+            path.name: path.read_bytes()
+            for path in folder.iterdir()
+            if path.is_file() and path.name != runs.LOCK_FILE
+        }
+    weights = None if config.weights is None else Path(config.weights)
+    weights_record = None if weights is None else record_beside(weights)
+    spec = config.model_kwargs.get("spec")
+    return TaskPayload(
+        config=config,
+        run_name=name,
+        run_files=run_files,
+        weights=None if weights is None else weights.read_bytes(),
+        weights_record=_read_if_file(weights_record),
+        spec=_read_if_file(Path(spec)) if isinstance(spec, str) else None,
+        tuned_spec=_read_if_file(_tuned_spec_used(config)),
+    )
+
+
+def _tuned_spec_used(config: TrainConfig) -> Path | None:
+    """The runs folder's tune of the variant, when the run builds its model from it."""
+    tuned = runs.tuned_best_file(config.runs_dir, config.variant)
+    if config.arch not in list_models(include_tests=True) or not tuned.is_file():
+        return None
+    chosen, _ = runs.choose_spec(config.model_kwargs, config.arch, config.variant, config.runs_dir)
+    return tuned if chosen.get("spec") == str(tuned) else None
+
+
+def _read_if_file(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None and path.is_file() else None
+
+
+# --------------------------------------------------------------------------------------------
+# In the worker.
+
+
+def run_task(payload: TaskPayload, data_files: dict[str, bytes]) -> TaskOutcome:
+    """Train one run in a scratch folder of this worker and send its folder back."""
+    scratch = Path(tempfile.mkdtemp(prefix="fkdbench-ray-"))
+    try:
+        config, paths = _materialise(payload, data_files, scratch)
+        started = time.monotonic()
+        try:
+            result = train_resolved(config, started=started)
+        except Exception as error:  # noqa: BLE001 - the run's own failure: a row, no retry
+            result = failed_result(config, error, started)
+        folder = Path(config.runs_dir) / payload.run_name
+        files = {}
+        if result.status == "finished":
+            files = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+            files.pop(runs.LOCK_FILE, None)
+        return TaskOutcome(result, files, _worker_identity(), paths)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _materialise(
+    payload: TaskPayload, data_files: dict[str, bytes], scratch: Path
+) -> tuple[TrainConfig, dict[str, str]]:
+    """Write the run's inputs under ``scratch``; the config pointing at them, and the
+    worker path -> driver path map."""
+    config = payload.config
+    data_dir = scratch / "data" / Path(config.data_dir).name
+    runs_dir = scratch / "runs"
+    paths = {str(data_dir): str(config.data_dir), str(runs_dir): str(config.runs_dir)}
+    _write_files(data_dir, data_files)
+    _write_files(runs_dir / payload.run_name, payload.run_files)
+    replaced: dict[str, Any] = dict(data_dir=data_dir, runs_dir=runs_dir, quiet=True)
+    if payload.weights is not None:
+        weights = scratch / "weights" / Path(config.weights).name
+        _write_files(weights.parent, {weights.name: payload.weights})
+        if payload.weights_record is not None:
+            record = record_beside(weights)
+            _write_files(record.parent, {record.name: payload.weights_record})
+        paths[str(weights.parent)] = str(Path(config.weights).parent)
+        replaced["weights"] = weights
+    if payload.spec is not None:
+        given = Path(config.model_kwargs["spec"])
+        _write_files(scratch / "spec", {given.name: payload.spec})
+        paths[str(scratch / "spec" / given.name)] = str(given)
+        replaced["model_kwargs"] = {
+            **config.model_kwargs,
+            "spec": str(scratch / "spec" / given.name),
+        }
+    if payload.tuned_spec is not None:
+        tuned = runs.tuned_best_file(runs_dir, config.variant)
+        _write_files(tuned.parent, {tuned.name: payload.tuned_spec})
+    return dataclasses.replace(config, **replaced), paths
+
+
+def _write_files(folder: Path, files: dict[str, bytes]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+
+
+def _worker_identity() -> dict[str, Any]:
+    import ray
+
+    return {
+        "executor": "ray",
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Back on the driver.
+
+
+def _collect(
+    ray: Any, reference: Any, config: TrainConfig, started: float, options: RayOptions
+) -> RunResult:
+    """The task's result, its run folder written on the driver; a task Ray could not
+    finish (its worker died more than ``retries`` times, ...) is a failed row."""
+    try:
+        outcome: TaskOutcome = ray.get(reference)
+    except Exception as error:  # noqa: BLE001 - Ray's errors (worker died, ...) are rows
+        return failed_result(config, _RayTaskFailed(error, options.retries), started)
+    name = outcome.result.run_name
+    folder = Path(config.runs_dir) / name
+    if outcome.result.status == "finished":
+        install_run_files(folder, outcome.files, outcome.paths, outcome.worker)
+    return dataclasses.replace(outcome.result, run_dir=folder, seconds=time.monotonic() - started)
+
+
+class _RayTaskFailed(RuntimeError):
+    def __init__(self, error: Exception, retries: int) -> None:
+        line = runs.first_line(error, limit=200)
+        super().__init__(
+            f"Ray could not finish the task ({type(error).__name__}, after up "
+            f"to {retries} retries): {line}"
+        )
+
+
+def install_run_files(
+    folder: Path, files: dict[str, bytes], paths: dict[str, str], worker: dict[str, Any]
+) -> None:
+    """Write a finished run folder that came back from a worker: every file atomically,
+    ``metrics.json`` last (the run counts as finished only then); config.json and
+    training.json name the driver's paths, and training.json says where the run trained.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    files = dict(files)
+    for name in (runs.CONFIG_FILE, runs.TRAINING_FILE):
+        if name in files:
+            record = _relocated(json.loads(files[name]), paths)
+            if name == runs.TRAINING_FILE:
+                record["trained_on"] = worker
+            files[name] = (
+                json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+            ).encode()
+    metrics = files.pop(runs.METRICS_FILE)
+    for name, content in sorted(files.items()):
+        write_bytes_atomic(folder / name, content)
+    write_bytes_atomic(folder / runs.METRICS_FILE, metrics)
+    (folder / runs.RESUME_FILE).unlink(missing_ok=True)
+
+
+def _relocated(value: Any, paths: dict[str, str]) -> Any:
+    """``value`` with every worker path in its strings replaced by the driver's."""
+    if isinstance(value, dict):
+        return {key: _relocated(item, paths) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_relocated(item, paths) for item in value]
+    if isinstance(value, str):
+        for worker, driver in sorted(paths.items(), key=lambda pair: -len(pair[0])):
+            value = value.replace(worker, driver)
+    return value
