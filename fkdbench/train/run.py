@@ -38,7 +38,7 @@ from fkdbench.progress import console, say
 from fkdbench.provenance import check_threads
 from fkdbench.train.convergence import convergence
 from fkdbench.train.dataset import TrainingData, load_training_data
-from fkdbench.train.loop import Progress, optimisation_record
+from fkdbench.train.loop import MEMORY_FORMAT, Progress, optimisation_record
 from fkdbench.train.losses import LossError, check_loss
 from fkdbench.train.phases import EpochHook, RunLoop, plan_phases, run_phases, start_or_resume
 from fkdbench.train.result import RunError, RunResult
@@ -295,7 +295,7 @@ def _build_model(
     weights = _load_weights(model, config, run.weights_mode)
     # Start from the mean shape of the training labels (a resume overwrites this anyway).
     model.start_at_shape(torch.from_numpy(data.mean_shape_coordinates()))
-    model.to(device)
+    model.to(device, memory_format=MEMORY_FORMAT)
     return BuiltModel(model, kwargs, spec_source, weights)
 
 
