@@ -141,13 +141,21 @@ def built(inputs: dict[str, Path]) -> report.ReportResult:
     return report.build_report(inputs["runs"], inputs["bench"], inputs["root"] / "out", quiet=True)
 
 
+def _with_throughput(sections: tuple[str, ...]) -> list[str]:
+    """The sections, with the optional "Training throughput" where the runs' training.json
+    recorded one (these do), after the section it follows."""
+    expected = list(sections)
+    expected.insert(expected.index("Not finished results") + 1, "Training throughput")
+    return expected
+
+
 def _headings(markdown: str) -> list[str]:
     return [line[3:] for line in markdown.splitlines() if line.startswith("## ")]
 
 
 def test_every_section_and_figure_is_written(built: report.ReportResult) -> None:
     markdown = built.markdown.read_text()
-    assert _headings(markdown) == list(report.SECTIONS)
+    assert _headings(markdown) == _with_throughput(report.SECTIONS)
     assert set(built.figures) == set(FIGURES)
     for name, path in built.figures.items():
         assert path == built.out_dir / "figures" / f"{name}.png"
@@ -212,7 +220,7 @@ def test_runs_only_without_a_bench_file(inputs: dict, tmp_path: Path) -> None:
         inputs["runs"], tmp_path / "absent.jsonl", tmp_path / "out", formats=("md",), quiet=True
     )
     markdown = result.markdown.read_text()
-    assert _headings(markdown) == list(report.SECTIONS)
+    assert _headings(markdown) == _with_throughput(report.SECTIONS)
     assert "inference time not measured" in markdown
     assert "accuracy_vs_speed" in result.missing_figures
     assert not (tmp_path / "out/figures/accuracy_vs_speed.png").exists()

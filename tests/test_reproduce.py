@@ -48,7 +48,7 @@ def test_steps_run_in_order_on_what_the_last_one_made(
         calls.append(("prepare", (options.n_train, options.n_test, options.seed)))
         return SimpleNamespace(data_dir=data_dir)
 
-    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end, seeds):
+    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end, seeds, **where):
         calls.append(("train", (preset.name, data_dir, seeds)))
         results = [_result(runs_dir, "none", "finished"), _result(runs_dir, "masked", "failed")]
         for result in results:
@@ -171,7 +171,7 @@ def test_a_prepared_data_set_replaces_the_synthetic_default(
     def no_prepare(options):
         raise AssertionError("prepare must not run with a prepared data_dir")
 
-    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end, seeds):
+    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end, seeds, **where):
         calls["train"] = (data_dir, seeds)
         return [_result(runs_dir, "none", "finished")]
 

@@ -75,6 +75,7 @@ from fkdbench.report.result import ReportResult
 from fkdbench.report.runtimes import RUNTIMES_TABLE, runtimes_table
 from fkdbench.report.size import size_table
 from fkdbench.report.studies import TuneSummary, load_tune_studies, snapshot_tune_studies
+from fkdbench.report.throughput import THROUGHPUT_TABLE, throughput_table
 from fkdbench.report.timing import timing_table
 from fkdbench.report.tuned import tuned_studies_table, tuned_vs_paper_table
 from fkdbench.report.uncertainty import accuracy_cells
@@ -119,6 +120,9 @@ def build_tables(
         optional[PEERS_TABLE] = peer_table(peers, run_summaries)
     if video_records:
         optional[VIDEO_TABLE] = video_table(video_records, bench_records)
+    throughput = throughput_table(run_summaries)
+    if not throughput.empty:
+        optional[THROUGHPUT_TABLE] = throughput
     levers = levers_table(run_summaries, timing)
     if not levers.empty:
         optional[LEVERS_TABLE] = levers

@@ -25,6 +25,7 @@ from fkdbench.report.levers import levers_section
 from fkdbench.report.peers import peer_summary_lines
 from fkdbench.report.result import ReportResult
 from fkdbench.report.size import size_section
+from fkdbench.report.throughput import throughput_section
 from fkdbench.report.timing import timing_section
 from fkdbench.report.tuned import tuned_section
 from fkdbench.report.uncertainty import rows_of
@@ -168,6 +169,7 @@ OptionalWriter = Callable[[ReportResult], list[str] | None]
 OPTIONAL_SECTION_WRITERS: dict[str, tuple[str, OptionalWriter]] = {
     "What each lever buys": ("Which differences are real", levers_section),
     "End-to-end on video": ("Inference time", video_section),
+    "Training throughput": ("Not finished results", throughput_section),
 }
 
 
