@@ -154,7 +154,7 @@ def _fake_steps(monkeypatch: pytest.MonkeyPatch, data_dir: Path, status: str = "
     Training writes one finished run into the runs folder (none if ``status`` is "failed"),
     and no tune/."""
 
-    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end, seeds=None):
+    def fake_train(preset, data_dir, runs_dir, force, quiet, on_run_end, seeds=None, **where):
         folder = runs_dir / "cnn-manual--masked"
         if status == "finished":
             write_run(runs_dir, "cnn-manual", "masked", None)
