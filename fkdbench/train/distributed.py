@@ -19,8 +19,9 @@ What each choice guards:
   :data:`RETRIES` times, from its first epoch in a fresh scratch folder (its seed makes
   the retry compute the same run). A run that fails for a reason of its own (divergence,
   a bad spec, bad data) is caught in the task and comes back as one failed row, never
-  retried. Ctrl-C on the driver cancels the tasks still queued or running; every run
-  already written stays, and an unfinished one leaves nothing behind on the driver.
+  retried. Ctrl-C on the driver ends its Ray job, which stops the tasks still queued or
+  running; every run already written stays, and an unfinished one leaves nothing behind
+  on the driver.
 - Locks: the driver holds the run-folder lock of every run it has sent out, so no other
   process trains one of them meanwhile; finished runs with the same settings are
   skipped on the driver as in a local matrix.
@@ -125,7 +126,7 @@ def train_configs_on_ray(
     if started_ray:
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
     try:
-        return _run_matrix(ray, configs, label, quiet, options, on_run_end)
+        return _run_matrix(ray, configs, label, quiet, options, on_run_end, started_ray)
     finally:
         if started_ray:
             ray.shutdown()
@@ -138,6 +139,7 @@ def _run_matrix(
     quiet: bool,
     options: RayOptions,
     on_run_end: Callable[[RunResult], None] | None,
+    owns_connection: bool,
 ) -> list[RunResult]:
     results: dict[int, RunResult] = {}
 
@@ -183,10 +185,16 @@ def _run_matrix(
                 record(index, _collect(ray, done[0], config, started, options))
                 display.advance(bar)
         except KeyboardInterrupt:
-            for reference in pending:
-                ray.cancel(reference, force=True)
+            # Our own connection ends in train_configs_on_ray (ray.shutdown), and with it
+            # the job: Ray stops every worker of a finished job. Cancelling tasks one by one
+            # first raced a task's own completion and crashed Ray 2.60's driver
+            # (task_manager.cc "unexpected system state"), so only a caller's connection,
+            # which stays open, gets its tasks interrupted.
+            if not owns_connection:
+                for reference in pending:
+                    ray.cancel(reference)
             raise KeyboardInterrupt(
-                f"{label}: {len(pending)} Ray tasks cancelled; the {len(results)} runs "
+                f"{label}: {len(pending)} Ray tasks stopped; the {len(results)} runs "
                 "already done are kept"
             ) from None
     ordered = [results[index] for index in sorted(results)]
