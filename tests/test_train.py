@@ -596,3 +596,22 @@ def test_the_matrix_expands_the_presets_seeds(
     configs.clear()
     train_matrix(preset_file, data_dir=data_dir, runs_dir=tmp_path, quiet=True, seeds=1)
     assert [(c.variant, c.seed_in_name) for c in configs] == [("none", False), ("knn", False)]
+
+
+def test_mixed_precision_is_bfloat16_on_cuda_that_has_it_and_float32_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fkdbench.train.loop import autocast_for, precision_of
+
+    cpu = torch.device("cpu")
+    assert precision_of(cpu) == "float32"
+    with autocast_for(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert precision_of(cuda).startswith("bfloat16 autocast")
+    context = autocast_for(cuda)
+    assert isinstance(context, torch.autocast)
+    assert context.fast_dtype == torch.bfloat16 and context.device == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert precision_of(cuda) == "float32"  # e.g. a V100 or T4: float32, as stated

@@ -7,6 +7,7 @@ together into a run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -36,8 +37,27 @@ LR_SCHEDULE_DESCRIPTION = (
 )
 
 
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision for a training step: bfloat16 autocast on a CUDA device that has it
+    (Ampere and later; bfloat16 keeps float32's range, so no loss scaling is needed), else
+    float32 as on the CPU, where autocast would slow this CPU down (no AMX-BF16 here)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def precision_of(device: torch.device) -> str:
+    """What :func:`autocast_for` trains in on ``device``, as config.json says it."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bfloat16 autocast (CUDA), float32 weights and optimiser"
+    return "float32"
+
+
 def optimisation_record(
-    pretrain_epochs: int, loss: str = DEFAULT_LOSS, head: str = "regression"
+    pretrain_epochs: int,
+    loss: str = DEFAULT_LOSS,
+    head: str = "regression",
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
     """The ``optimisation`` section of ``config.json``: what this loop optimises, and how."""
     return {
@@ -48,6 +68,7 @@ def optimisation_record(
         "pretrain_epochs": pretrain_epochs,
         "schedule": LR_SCHEDULE_DESCRIPTION,
         "memory_format": "channels-last (NHWC) weights and activations",
+        "precision": precision_of(device or torch.device("cpu")),
         "selection": "best validation RMSE (pixels)",
         "head_init": "output bias = training mean shape, output weights x 0.1"
         if head == "regression"
@@ -168,7 +189,9 @@ def train_epoch(
         lr = learning_rate_at(progress.step, total_steps, peak_lr)
         for group in phase.optimizer.param_groups:
             group["lr"] = lr
-        loss = phase.batch_loss(indices)
+        with autocast_for(indices.device):
+            loss = phase.batch_loss(indices)
+        loss = loss.float()
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"{where}: loss became {loss.item()} at step {progress.step}; "

@@ -362,7 +362,10 @@ def _write_config(
             augment=data.augment,
         ),
         optimisation=optimisation_record(
-            run.pretrain_epochs, config.loss, config.head or run.arch_info.default_head
+            run.pretrain_epochs,
+            config.loss,
+            config.head or run.arch_info.default_head,
+            device=next(built.model.parameters()).device,
         ),
     )
     write_json_atomic(run.folder / runs.CONFIG_FILE, record)
