@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from fkdbench import runs
+from fkdbench.config import TrainConfig
 from fkdbench.presets import load_preset
 from fkdbench.train import distributed
 from fkdbench.train.distributed import RayMissing
@@ -213,7 +214,7 @@ def test_a_matrix_across_two_nodes_equals_the_serial_one(
 ) -> None:
     configs = load_preset(matrix_preset).configs(tiny_dataset, tmp_path, quiet=True)
     # A run that fails for a reason of its own (a spec file that is not there) is a row.
-    broken = configs[0].__class__(
+    broken = TrainConfig(
         arch="cnn-tuned",
         variant="none",
         data_dir=tiny_dataset,
@@ -346,13 +347,14 @@ def test_a_run_from_a_worker_is_written_metrics_last_with_the_drivers_paths(
         runs.TRAINING_FILE: b'{"training_seconds": 2.0}',
     }
     written: list[str] = []
-    real_write = distributed.write_bytes_atomic
+    for writer in ("write_bytes_atomic", "write_json_atomic"):
+        real_write = getattr(distributed, writer)
 
-    def recording_write(path: Path, data: bytes) -> None:
-        written.append(path.name)
-        real_write(path, data)
+        def recording_write(path: Path, data: object, real_write=real_write) -> None:  # noqa: ANN001
+            written.append(path.name)
+            real_write(path, data)
 
-    monkeypatch.setattr(distributed, "write_bytes_atomic", recording_write)
+        monkeypatch.setattr(distributed, writer, recording_write)
     distributed.install_run_files(
         folder, files, {worker: str(tmp_path / "driver")}, {"executor": "ray", "pid": 7}
     )
@@ -365,3 +367,30 @@ def test_a_run_from_a_worker_is_written_metrics_last_with_the_drivers_paths(
     }
     assert runs.read_training(folder)["trained_on"] == {"executor": "ray", "pid": 7}
     assert (folder / runs.MODEL_FILE).read_bytes() == b"weights"
+
+
+def test_a_run_that_cannot_be_written_back_is_a_failed_row(tmp_path: Path) -> None:
+    """Disk full or read-only on the driver: the task's run is a row saying why, and
+    nothing of it counts as finished (as when a local run cannot write)."""
+    blocked = tmp_path / "runs"
+    blocked.write_text("a file where the runs folder should be")
+    config = TrainConfig(arch="cnn-manual", variant="none", data_dir=tmp_path, runs_dir=blocked)
+    result = distributed.RunResult(
+        run_name="cnn-manual--none",
+        run_dir=Path("/worker/scratch/runs/cnn-manual--none"),
+        arch="cnn-manual",
+        variant="none",
+        weights_mode="scratch",
+        status="finished",
+    )
+    outcome = distributed.TaskOutcome(result, {runs.METRICS_FILE: b"{}"}, {"pid": 1}, {})
+
+    class FakeRay:
+        def get(self, reference: object) -> distributed.TaskOutcome:
+            return outcome
+
+    row = distributed._collect(FakeRay(), object(), config, 0.0, distributed.RayOptions())
+
+    assert row.status == "failed"
+    assert row.error.startswith(("FileExistsError", "NotADirectoryError", "WriteError"))
+    assert blocked.read_text() == "a file where the runs folder should be"

@@ -1,8 +1,7 @@
 """Training throughput: images per second of each trained run, from its training.json.
 
 It depends on the machine and its load, so it is kept out of metrics.json (which must be
-the same bytes on any machine) and shown here beside the load each run trained under and
-where it trained (a Ray task's node, or this machine).
+the same bytes on any machine) and shown here beside the load each run trained under.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from typing import Any
 
 from fkdbench import runs
 from fkdbench.config import TrainConfig
-from fkdbench.io import write_bytes_atomic
+from fkdbench.io import write_bytes_atomic, write_json_atomic
 from fkdbench.models import list_models
 from fkdbench.pretrain.cache import record_beside
 from fkdbench.progress import make_progress, say
@@ -145,45 +145,18 @@ def _run_matrix(
 
     def record(index: int, result: RunResult) -> None:
         results[index] = result
+        display.advance(bar)
         if on_run_end is not None:
             on_run_end(result)
 
-    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-    data_refs: dict[Path, Any] = {}
     with contextlib.ExitStack() as locks, make_progress(quiet) as display:
         bar = display.add_task(f"{label} on Ray", total=len(configs))
-        pending: dict[Any, tuple[int, TrainConfig, float]] = {}
-        for index, config in enumerate(configs):
-            started = time.monotonic()
-            try:
-                config = _task_config(resolve_weights(config), has_gpus)
-                name, folder = _run_folder(config)
-                if runs.is_finished(folder) and not config.force:
-                    record(index, train_resolved(config, started=started))  # skip, or refuse
-                    display.advance(bar)
-                    continue
-                locks.enter_context(runs.hold_run(folder, name))
-                if config.data_dir not in data_refs:
-                    data_refs[config.data_dir] = ray.put(_data_files(config.data_dir))
-                payload = _payload(config, name, folder)
-            except Exception as error:  # noqa: BLE001 - a failure is a row, the matrix goes on
-                record(index, failed_result(config, error, started))
-                display.advance(bar)
-                continue
-            task = ray.remote(run_task).options(
-                name=f"fkdbench-train {name}",
-                num_cpus=config.num_threads,
-                num_gpus=1 if config.device == "cuda" else 0,
-                max_retries=options.retries,
-                retry_exceptions=False,
-            )
-            pending[task.remote(payload, data_refs[config.data_dir])] = (index, config, started)
+        pending = _send_out(ray, configs, options, locks, record)
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 index, config, started = pending.pop(done[0])
                 record(index, _collect(ray, done[0], config, started, options))
-                display.advance(bar)
         except KeyboardInterrupt:
             # Our own connection ends in train_configs_on_ray (ray.shutdown), and with it
             # the job: Ray stops every worker of a finished job. Cancelling tasks one by one
@@ -201,6 +174,45 @@ def _run_matrix(
     failed = sum(result.status == "failed" for result in ordered)
     say(f"{label}: {len(ordered) - failed} runs ok, {failed} failed (on Ray)", quiet)
     return ordered
+
+
+def _send_out(
+    ray: Any,
+    configs: list[TrainConfig],
+    options: RayOptions,
+    locks: contextlib.ExitStack,
+    record: Callable[[int, RunResult], None],
+) -> dict[Any, tuple[int, TrainConfig, float]]:
+    """Send every run that is not finished as a task (holding its lock in ``locks``);
+    a finished run is skipped here and a run that cannot be sent is a failed row, both
+    ``record``ed. The tasks in flight: reference -> (index, config, start time)."""
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    data_refs: dict[Path, Any] = {}
+    pending = {}
+    for index, config in enumerate(configs):
+        started = time.monotonic()
+        try:
+            config = _task_config(resolve_weights(config), has_gpus)
+            name, folder = _run_folder(config)
+            if runs.is_finished(folder) and not config.force:
+                record(index, train_resolved(config, started=started))  # skip, or refuse
+                continue
+            locks.enter_context(runs.hold_run(folder, name))
+            if config.data_dir not in data_refs:
+                data_refs[config.data_dir] = ray.put(_data_files(config.data_dir))
+            payload = _payload(config, name, folder)
+        except Exception as error:  # noqa: BLE001 - a failure is a row, the matrix goes on
+            record(index, failed_result(config, error, started))
+            continue
+        task = ray.remote(run_task).options(
+            name=f"fkdbench-train {name}",
+            num_cpus=config.num_threads,
+            num_gpus=1 if config.device == "cuda" else 0,
+            max_retries=options.retries,
+            retry_exceptions=False,
+        )
+        pending[task.remote(payload, data_refs[config.data_dir])] = (index, config, started)
+    return pending
 
 
 def _task_config(config: TrainConfig, has_gpus: bool) -> TrainConfig:
@@ -350,7 +362,10 @@ def _collect(
     name = outcome.result.run_name
     folder = Path(config.runs_dir) / name
     if outcome.result.status == "finished":
-        install_run_files(folder, outcome.files, outcome.paths, outcome.worker)
+        try:
+            install_run_files(folder, outcome.files, outcome.paths, outcome.worker)
+        except OSError as error:  # disk full, read-only: a row, as for a local run
+            return failed_result(config, error, started)
     return dataclasses.replace(outcome.result, run_dir=folder, seconds=time.monotonic() - started)
 
 
@@ -372,17 +387,18 @@ def install_run_files(
     """
     folder.mkdir(parents=True, exist_ok=True)
     files = dict(files)
-    for name in (runs.CONFIG_FILE, runs.TRAINING_FILE):
-        if name in files:
-            record = _relocated(json.loads(files[name]), paths)
-            if name == runs.TRAINING_FILE:
-                record["trained_on"] = worker
-            files[name] = (
-                json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
-            ).encode()
     metrics = files.pop(runs.METRICS_FILE)
+    records = {
+        name: _relocated(json.loads(files.pop(name)), paths)
+        for name in (runs.CONFIG_FILE, runs.TRAINING_FILE)
+        if name in files
+    }
+    if runs.TRAINING_FILE in records:
+        records[runs.TRAINING_FILE]["trained_on"] = worker
     for name, content in sorted(files.items()):
         write_bytes_atomic(folder / name, content)
+    for name, record in sorted(records.items()):
+        write_json_atomic(folder / name, record)
     write_bytes_atomic(folder / runs.METRICS_FILE, metrics)
     (folder / runs.RESUME_FILE).unlink(missing_ok=True)
 

@@ -134,7 +134,9 @@ def run_training(
     ``ray_address`` as for :func:`train_matrix`. Naming both ``arch``
     and ``all_runs``, or neither, raises ``ValueError``.
     """
-    given = dict(
+    shared = dict(device=device, num_threads=num_threads, force=force, quiet=quiet)
+    shared |= _given_settings(
+        spec,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -146,22 +148,12 @@ def run_training(
         loss=loss,
         flip_test=flip_test,
         pretrain=pretrain,
-        model_kwargs=None if spec is None else {"spec": str(spec)},
     )
-    shared = dict(device=device, num_threads=num_threads, force=force, quiet=quiet)
-    shared.update({key: value for key, value in given.items() if value is not None})
+    where = dict(executor=executor, ray_address=ray_address)
     if all_runs:
         if arch is not None:
             raise ValueError("give either ARCH or --all, not both")
-        return train_matrix(
-            preset,
-            data_dir,
-            runs_dir,
-            seeds=seeds,
-            executor=executor,
-            ray_address=ray_address,
-            **shared,
-        )
+        return train_matrix(preset, data_dir, runs_dir, seeds=seeds, **where, **shared)
     if arch is None:
         raise ValueError("name an architecture (e.g. cnn-manual) or use --all")
     config = TrainConfig(
@@ -173,8 +165,24 @@ def run_training(
         weights_mode=weights_mode,
         **shared,
     )
+    return _train_seeds(config, seeds, **where)
+
+
+def _given_settings(spec: Path | None, **given: Any) -> dict[str, Any]:
+    """The settings given (not None), ``spec`` as ``model_kwargs={"spec": str(spec)}``."""
+    settings = {key: value for key, value in given.items() if value is not None}
+    if spec is not None:
+        settings["model_kwargs"] = {"spec": str(spec)}
+    return settings
+
+
+def _train_seeds(
+    config: TrainConfig, seeds: int | None, executor: str, ray_address: str | None
+) -> list[RunResult]:
+    """One architecture's run with ``seeds`` seeds (None: one): a single local run's
+    error is the command's error; several runs, or runs on Ray, are rows."""
     configs = seeded_configs(config, 1 if seeds is None else seeds)
     if len(configs) == 1 and executor == "local" and ray_address is None:
-        return [train_run(configs[0])]  # one run's error is the command's error
-    label = f"{arch} on {variant}, {len(configs)} seeds"
-    return train_configs(configs, label, quiet, None, executor, ray_address)
+        return [train_run(configs[0])]
+    label = f"{config.arch} on {config.variant}, {len(configs)} seeds"
+    return train_configs(configs, label, config.quiet, None, executor, ray_address)

@@ -39,19 +39,24 @@ class TrainingDiverged(RunError):
     """The loss became NaN or infinite; the message names the run, phase and epoch."""
 
 
+def weights_mode_of(config: TrainConfig) -> str:
+    """``scratch`` without a weights file, else the configured frozen/finetuned."""
+    return "scratch" if config.weights is None else config.weights_mode
+
+
 def run_identity(config: TrainConfig) -> tuple[str, str]:
-    """The run name ``config`` trains under, and its weights mode (``scratch`` without a
-    weights file); ``ValueError`` when the config cannot be named."""
-    weights_mode = "scratch" if config.weights is None else config.weights_mode
+    """The run name ``config`` trains under, and its weights mode; ``ValueError`` when
+    the config cannot be named."""
+    weights_mode = weights_mode_of(config)
     return runs.config_run_name(config, weights_mode), weights_mode
 
 
 def failed_result(config: TrainConfig, error: Exception, started: float) -> RunResult:
     """A result row for a run that raised; the message is the error's first line."""
+    weights_mode = weights_mode_of(config)
     try:
-        name, weights_mode = run_identity(config)
+        name, _ = run_identity(config)
     except ValueError:
-        weights_mode = "scratch" if config.weights is None else config.weights_mode
         name = f"{config.arch}--{config.variant}"
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
     console.print(f"[bold red]failed:[/] {name}: {type(error).__name__}: {message}")

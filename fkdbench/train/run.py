@@ -41,7 +41,7 @@ from fkdbench.train.dataset import TrainingData, load_training_data
 from fkdbench.train.loop import MEMORY_FORMAT, Progress, optimisation_record
 from fkdbench.train.losses import LossError, check_loss
 from fkdbench.train.phases import EpochHook, RunLoop, plan_phases, run_phases, start_or_resume
-from fkdbench.train.result import RunError, RunResult
+from fkdbench.train.result import RunError, RunResult, weights_mode_of
 from fkdbench.train.scoring import predict_pixels, score_test_split
 from fkdbench.train.state import (
     check_finished_settings,
@@ -246,12 +246,10 @@ def _check_choices(config: TrainConfig) -> ArchInfo:
 
 
 def _weights_mode(config: TrainConfig, arch_info: ArchInfo) -> str:
-    """``scratch`` without a weights file, else the configured frozen/finetuned."""
-    if config.weights is None:
-        return "scratch"
-    if not Path(config.weights).is_file():
+    """:func:`weights_mode_of`, once the weights file is known to be there."""
+    if config.weights is not None and not Path(config.weights).is_file():
         raise RunError(f"{config.weights}: no such weights file")
-    return config.weights_mode
+    return weights_mode_of(config)
 
 
 def _seed_torch(config: TrainConfig) -> tuple[torch.device, torch.Generator]:
