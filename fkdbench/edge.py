@@ -6,7 +6,9 @@ extra (``uv sync --extra edge``), made from the run's files and checked before i
 - ``openvino``: OpenVINO reading ``model.onnx``, with the FP32 precision hint stated. On a
   CPU with bf16 units OpenVINO's default is bf16: measured here (Xeon with AMX) that missed
   parity by 0.48 px on cnn-manual, so an FP32 row must ask for f32.
-- ``openvino-int8``: OpenVINO running ONNX Runtime's QDQ graph ``model.int8.onnx`` in INT8.
+- ``openvino-int8``: OpenVINO's INT8 program, saved as IR: NNCF's quantization of
+  ``model.onnx`` or ONNX Runtime's QDQ graph, whichever is faster within the RMSE bound
+  (:mod:`fkdbench.openvino_int8`; OpenVINO cannot read ONNX Runtime's QOperator graphs).
 - ``executorch-xnnpack``: the program phones run, ``torch.export`` lowered to the XNNPACK
   delegate, batch dynamic up to the bench's batch size.
 - ``executorch-xnnpack-int8``: the same, quantized first as ExecuTorch's XNNPACK path does
@@ -40,10 +42,16 @@ import numpy as np
 import torch
 
 from fkdbench import runs
-from fkdbench.export import INT8_FILE, ONNX_FILE, PARITY_TOLERANCE_PIXELS
+from fkdbench.export import ONNX_FILE, PARITY_TOLERANCE_PIXELS
 from fkdbench.int8 import INT8_RMSE_TOLERANCE
 from fkdbench.io import sha256_file, write_bytes_atomic, write_json_atomic
 from fkdbench.onnxrt import Predictor
+from fkdbench.openvino_int8 import (
+    OPENVINO_INT8_BIN,
+    OPENVINO_INT8_XML,
+    make_openvino_int8,
+)
+from fkdbench.openvino_int8 import describe as describe_openvino_int8
 from fkdbench.progress import say
 from fkdbench.provenance import package_versions
 
@@ -61,12 +69,14 @@ class EdgeError(ValueError):
 
 @dataclass(frozen=True)
 class EdgeBackend:
-    """One runtime: the module it needs, the file bench times, whether it is INT8."""
+    """One runtime: the modules it needs, the file bench times (and the files that go
+    with it), whether it is INT8."""
 
     name: str
     modules: tuple[str, ...]
     file: str
     int8: bool = False
+    companions: tuple[str, ...] = ()
 
 
 EDGE_BACKENDS = {
@@ -74,10 +84,16 @@ EDGE_BACKENDS = {
     for backend in (
         EdgeBackend("torch-compiled", ("torch",), runs.MODEL_FILE),
         EdgeBackend("openvino", ("openvino",), ONNX_FILE),
-        EdgeBackend("openvino-int8", ("openvino",), INT8_FILE, int8=True),
+        EdgeBackend(
+            "openvino-int8",
+            ("openvino", "nncf"),
+            OPENVINO_INT8_XML,
+            int8=True,
+            companions=(OPENVINO_INT8_BIN,),
+        ),
         EdgeBackend("executorch-xnnpack", ("executorch",), PTE_FILE),
         EdgeBackend("executorch-xnnpack-int8", ("executorch",), PTE_INT8_FILE, int8=True),
-        EdgeBackend("ncnn", ("ncnn", "pnnx"), NCNN_BIN),
+        EdgeBackend("ncnn", ("ncnn", "pnnx"), NCNN_BIN, companions=(NCNN_PARAM,)),
     )
 }
 
@@ -294,6 +310,13 @@ def _recorded(folder: Path, name: str) -> dict[str, Any]:
     return _records(folder).get(name) or {}
 
 
+def int8_recipe(folder: Path, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """How edge backend ``name`` quantized a run, as recorded: (the choice, one line);
+    (None, None) for a backend that chooses nothing or has not made its file."""
+    choice = (_recorded(folder, name).get("int8_choice") or {}).get("choice")
+    return choice, describe_openvino_int8(choice) if name == "openvino-int8" else None
+
+
 def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
     """Why the made file of ``name`` cannot be reused for batches of up to ``max_batch``
     (None: it can)."""
@@ -307,7 +330,14 @@ def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
     path = Path(folder) / EDGE_BACKENDS[name].file
     if not path.is_file() or sha256_file(path) != entry.get("file_sha256"):
         return f"{path.name} is not the file {EDGE_RECORD_FILE} recorded"
+    if entry.get("companions_sha256") != _companions_sha256(Path(folder), name):
+        return f"the files that go with {path.name} are not the ones {EDGE_RECORD_FILE} recorded"
     return None
+
+
+def _companions_sha256(folder: Path, name: str) -> dict[str, str | None]:
+    files = [folder / companion for companion in EDGE_BACKENDS[name].companions]
+    return {path.name: sha256_file(path) if path.is_file() else None for path in files}
 
 
 def prepare_backend(
@@ -317,13 +347,18 @@ def prepare_backend(
     example: torch.Tensor,
     calibration: Callable[[], torch.Tensor] | None = None,
     quiet: bool = True,
+    *,
+    score: Callable[[Predictor], float] | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Make (or reuse) the file backend ``name`` runs for a run and record it in
     ``edge.json``; :class:`EdgeError` when it is not installed or cannot be made.
 
     ``module`` answers in pixels; ``example`` is a batch of the largest size the bench will
     pass (ExecuTorch plans its memory for it); ``calibration`` gives the training images
-    an INT8 program is calibrated on (read only when one is made). A file is reused only while
+    an INT8 program is calibrated on (read only when one is made). OpenVINO's INT8 choice
+    scores its candidates with ``score(predict)`` (test RMSE; None for an untrained run)
+    and times them on ``threads`` threads. A file is reused only while
     :func:`stale_reason` finds nothing; otherwise one line (unless ``quiet``) says why it
     is made again. The parity check is the bench's: it scores every backend's predictions
     of the whole test split against PyTorch's before timing it.
@@ -339,12 +374,19 @@ def prepare_backend(
         say(f"{folder.name}: {name} made again ({stale})", quiet)
     started = time.perf_counter()
     path = folder / EDGE_BACKENDS[name].file
+    extra: dict[str, Any] = {}
     if name == "executorch-xnnpack":
         _make_pte(path, module, example)
     elif name == "executorch-xnnpack-int8":
         if calibration is None:
             raise EdgeError(f"{folder}: {name} needs training images to calibrate on")
         _make_pte(path, module, example, calibration())
+    elif name == "openvino-int8":
+        if calibration is None:
+            raise EdgeError(f"{folder}: {name} needs training images to calibrate on")
+        extra["int8_choice"] = make_openvino_int8(
+            folder, calibration().numpy(), example.numpy(), threads, score
+        )
     elif name == "ncnn":
         _make_ncnn(folder, int(example.shape[1]), int(example.shape[2]))
     if not path.is_file():
@@ -352,10 +394,12 @@ def prepare_backend(
     entry = {
         "file": path.name,
         "file_sha256": sha256_file(path),
+        "companions_sha256": _companions_sha256(folder, name),
         "model_sha256": sha256_file(folder / runs.MODEL_FILE),
         "max_batch": len(example),
         "seconds": time.perf_counter() - started,
         "versions": package_versions(EDGE_BACKENDS[name].modules),
+        **extra,
     }
     write_json_atomic(folder / EDGE_RECORD_FILE, {**_records(folder), name: entry})
     return entry

@@ -154,9 +154,11 @@ def run_data_dir(folder: Path, config: dict[str, Any], data_dir: Path | None) ->
 
 
 @contextlib.contextmanager
-def _exporter_quiet() -> Iterator[None]:
-    """The exporters print progress and warnings meant for their developers; hide them."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "torch.export")]
+def quiet_libraries() -> Iterator[None]:
+    """The exporters and quantizers print progress and warnings meant for their
+    developers; hide them."""
+    names = ("torch.onnx", "onnxscript", "torch.export", "nncf")
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     try:
         for logger in loggers:
@@ -175,7 +177,7 @@ def _exporter_quiet() -> Iterator[None]:
 
 def _export_graph(module: nn.Module, example: Tensor, path: Path, exporter: str) -> None:
     """Write one ONNX graph with a dynamic batch dimension using ``exporter``."""
-    with _exporter_quiet(), torch.no_grad():
+    with quiet_libraries(), torch.no_grad():
         if exporter == "dynamo":
             onnx_program = torch.onnx.export(
                 module,
@@ -287,7 +289,7 @@ def _prepared(fp32_path: Path, scratch: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = Path(scratch) / "prepared.onnx"
-    with _exporter_quiet():
+    with quiet_libraries():
         quant_pre_process(str(fp32_path), str(prepared))
     return prepared
 
@@ -321,7 +323,7 @@ def _quantize(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    with _exporter_quiet():
+    with quiet_libraries():
         quantize_static(
             str(prepared),
             str(out),

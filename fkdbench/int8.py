@@ -190,17 +190,31 @@ def search(
             candidate.within_tolerance = candidate.error is None and candidate.test_rmse <= bound
         if any(candidate.within_tolerance for candidate, _ in tried):
             break
+    index, reason, fp32_seconds = time_and_choose(tried, fp32, timing_images, clock)
+    candidates = [candidate for candidate, _ in tried]
+    result = SearchResult(
+        Int8Choice(**candidates[index].choice), reason, fp32_rmse, fp32_seconds, candidates
+    )
+    return result, Path(scratch) / f"candidate-{index}.onnx"
+
+
+def time_and_choose(
+    tried: list[tuple[Candidate, Predict | None]],
+    fp32: Predict,
+    timing_images: np.ndarray,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[int, str, float]:
+    """Time the candidates marked within tolerance beside ``fp32`` (their turns
+    interleaved), fill in their seconds and speed-ups; the index of the one kept, one line
+    saying why, and FP32's seconds per 100 images. Also OpenVINO's INT8 choice
+    (:mod:`fkdbench.openvino_int8`)."""
     timed = [(i, predict) for i, (c, predict) in enumerate(tried) if c.within_tolerance]
     seconds = _seconds_per_100([fp32, *(p for _, p in timed)], timing_images, clock)
     for (index, _), value in zip(timed, seconds[1:], strict=True):
         tried[index][0].seconds_per_100_images = value
         tried[index][0].speedup_vs_fp32 = seconds[0] / value if value > 0 else None
-    candidates = [candidate for candidate, _ in tried]
-    index, reason = _chosen(candidates, timed)
-    result = SearchResult(
-        Int8Choice(**candidates[index].choice), reason, fp32_rmse, seconds[0], candidates
-    )
-    return result, Path(scratch) / f"candidate-{index}.onnx"
+    index, reason = _chosen([candidate for candidate, _ in tried], timed)
+    return index, reason, seconds[0]
 
 
 def _percentile(choice: Int8Choice) -> Int8Choice:

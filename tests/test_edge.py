@@ -95,6 +95,8 @@ def test_each_installed_backend_passes_its_check_and_is_timed(edge_bench, name: 
             ort_int8 = _record(result, "onnxruntime-int8").settings
             assert record.settings.int8_activations == ort_int8.int8_activations
             assert record.settings.int8_recipe == ort_int8.int8_recipe is not None
+        elif name == "openvino-int8":  # it made its own, and says how
+            assert record.settings.int8_recipe == edge.int8_recipe(folder, name)[1] is not None
     else:
         assert parity <= PARITY_TOLERANCE_PIXELS
         assert record.scores.test_rmse == pytest.approx(torch_record.scores.test_rmse, abs=1e-3)
@@ -118,6 +120,8 @@ def test_edge_json_says_what_was_made_from_which_weights(edge_bench, name: str) 
     assert entry["max_batch"] == 4 and entry["seconds"] >= 0
     assert all(entry["versions"][module] != "absent" for module in entry["versions"])
     assert edge.stale_reason(folder, name, 4) is None
+    for companion in edge.EDGE_BACKENDS[name].companions:  # the files that go with it
+        assert entry["companions_sha256"][companion] == sha256_file(folder / companion)
 
 
 def test_each_runtime_is_its_own_graph_even_on_one_file() -> None:
@@ -146,6 +150,21 @@ def test_a_made_file_is_reused_until_the_weights_or_the_file_change(edge_bench, 
     assert result.failures == []
     after = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())[name]
     assert after["file_sha256"] == sha256_file(folder / edge.PTE_FILE) != "not a program"
+
+
+def test_a_file_that_goes_with_the_timed_one_is_checked_too(edge_bench, tmp_path) -> None:
+    # OpenVINO's .xml names its weights in a .bin beside it, ncnn's .bin its .param: a
+    # replaced companion makes the entry stale, so the pair is made again, never mixed.
+    name = "openvino-int8"
+    _installed_or_skip(name)
+    source, _ = edge_bench
+    folder = tmp_path / RUN
+    shutil.copytree(source, folder)
+    (folder / edge.EDGE_BACKENDS[name].companions[0]).write_bytes(b"other weights")
+    assert "the files that go with" in edge.stale_reason(folder, name, 4)
+    result = _bench(folder, _options(tmp_path, (name,)))
+    assert result.failures == [], result.failures[0].error
+    assert edge.stale_reason(folder, name, 4) is None
 
 
 def test_ncnn_is_made_from_a_run_folder_given_relative(

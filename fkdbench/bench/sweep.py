@@ -52,7 +52,13 @@ from fkdbench.bench.timing import (
 )
 from fkdbench.data.schemes import KeypointScheme, get_scheme
 from fkdbench.data.splits import SplitArrays, load_split, read_manifest
-from fkdbench.edge import EDGE_BACKENDS, check_predictions, max_difference, prepare_backend
+from fkdbench.edge import (
+    EDGE_BACKENDS,
+    check_predictions,
+    max_difference,
+    prepare_backend,
+)
+from fkdbench.edge import int8_recipe as edge_int8_recipe
 from fkdbench.export import (
     INT8_FILE,
     ONNX_FILE,
@@ -233,6 +239,8 @@ def _settings(
     if target is not None and backend in NEEDS_INT8:
         int8_activations = target.export_record.get("int8_activations")
         int8_recipe = target.export_record.get("int8_recipe")
+    elif target is not None and backend in EDGE_BACKENDS:
+        int8_recipe = edge_int8_recipe(target.folder, backend)[1]
     return Settings(
         batch_size=options.batch_size,
         threads=threads,
@@ -352,8 +360,21 @@ def _edge_failure(target: _Target, backend: str, options: BenchOptions) -> Excep
     def calibration() -> torch.Tensor:
         return torch.from_numpy(calibration_images(target.data_dir, target.facts.in_chans))
 
+    def score(predict: Predictor) -> float:
+        predictions = score_pass(predict, target.images, options.batch_size)
+        return rmse(predictions, target.test.keypoints)
+
     try:
-        prepare_backend(target.folder, backend, module, example, calibration, options.quiet)
+        prepare_backend(
+            target.folder,
+            backend,
+            module,
+            example,
+            calibration,
+            options.quiet,
+            score=score if target.trained else None,
+            threads=options.threads or available_cores(),
+        )
     except Exception as error:  # noqa: BLE001 - a runtime that fails fails only its target
         return error
     return None
@@ -366,6 +387,8 @@ def _graph_key(slot: _Slot) -> str:
     if backend in NEEDS_INT8:
         int8 = target.export_record.get("int8_activations")
         choice = target.export_record.get("int8_choice")
+    elif backend in EDGE_BACKENDS:
+        choice = edge_int8_recipe(target.folder, backend)[0]
     return graph_key(target.config["model"], backend, exporter, int8, choice)
 
 
