@@ -49,6 +49,8 @@ from fkdbench.onnxrt import Predictor
 from fkdbench.openvino_int8 import (
     OPENVINO_INT8_BIN,
     OPENVINO_INT8_XML,
+    compiled_predictor,
+    error_summary,
     make_openvino_int8,
 )
 from fkdbench.openvino_int8 import describe as describe_openvino_int8
@@ -148,27 +150,10 @@ def _torch_compiled(folder: Path, module: torch.nn.Module, threads: int) -> Pred
 def _openvino(path: Path, threads: int) -> Predictor:
     import openvino
 
-    core = openvino.Core()
-    hints = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
     try:
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", hints)
+        return compiled_predictor(openvino.Core().read_model(str(path)), threads)
     except RuntimeError as error:
-        raise EdgeError(f"{path}: OpenVINO cannot run it ({_openvino_summary(error)})") from None
-    request = compiled.create_infer_request()
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return np.asarray(request.infer([images])[0])
-
-    return predict
-
-
-def _openvino_summary(error: Exception) -> str:
-    """The lines after "Summary:" of an OpenVINO conversion error (which ops failed), or its
-    last line; its first line is only a source location."""
-    lines = [line.strip(" -") for line in str(error).splitlines() if line.strip(" -")]
-    if "Summary:" in lines:
-        return "; ".join(lines[lines.index("Summary:") + 1 :])
-    return lines[-1] if lines else type(error).__name__
+        raise EdgeError(f"{path}: OpenVINO cannot run it ({error_summary(error)})") from None
 
 
 def _executorch(path: Path, threads: int, max_batch: int) -> Predictor:

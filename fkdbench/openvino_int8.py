@@ -52,7 +52,8 @@ Score = Callable[[Predictor], float]
 
 
 def compiled_predictor(model: Any, threads: int) -> Predictor:
-    """A predictor of an OpenVINO model (read from a file or made in memory)."""
+    """A predictor of an OpenVINO model (read from a file or made in memory), on
+    ``threads`` threads, with float parts in f32 (:data:`HINTS`)."""
     import openvino
 
     compiled = openvino.Core().compile_model(
@@ -64,6 +65,15 @@ def compiled_predictor(model: Any, threads: int) -> Predictor:
         return np.asarray(request.infer([images])[0])
 
     return predict
+
+
+def error_summary(error: Exception) -> str:
+    """The lines after "Summary:" of an OpenVINO conversion error (which ops failed), or its
+    last line; its first line is only a source location."""
+    lines = [line.strip(" -") for line in str(error).splitlines() if line.strip(" -")]
+    if "Summary:" in lines:
+        return "; ".join(lines[lines.index("Summary:") + 1 :])
+    return lines[-1] if lines else type(error).__name__
 
 
 def _nncf(onnx_path: Path, calibration: np.ndarray, preset: str) -> Any:
@@ -147,7 +157,8 @@ def make_openvino_int8(
             tried.append((candidate, predict))
             models.append(model)
         if not any(candidate.error is None for candidate, _ in tried):
-            raise ValueError(f"no OpenVINO INT8 program could be made ({tried[0][0].error})")
+            first = tried[0][0].error
+            raise ValueError(f"{folder}: no OpenVINO INT8 program could be made ({first})")
         index, reason, fp32_seconds = time_and_choose(tried, fp32, timing_images, clock)
         _save(models[index], folder, Path(scratch))
     return {
@@ -169,9 +180,7 @@ def _try(
         predict = compiled_predictor(model, threads)
         rmse = score(predict) if score is not None else float("nan")
     except Exception as error:  # noqa: BLE001 - one candidate failing stops no other
-        lines = str(error).strip().splitlines()
-        failed = Candidate(described, float("nan"), error=lines[-1] if lines else "failed")
-        return failed, None, None
+        return Candidate(described, float("nan"), error=error_summary(error)), None, None
     within = bound is None or rmse <= bound
     return Candidate(described, rmse, within_tolerance=within), model, predict
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from bench_factory import fake_clock
 
-from fkdbench import bench, edge, runs
+from fkdbench import bench, edge, openvino_int8, runs
 from fkdbench.bench import BenchOptions, Calibration
 from fkdbench.bench.options import NEEDS_INT8
 from fkdbench.bench.plan import graph_key
@@ -248,11 +248,11 @@ def test_an_openvino_conversion_error_is_one_line_naming_the_failed_ops() -> Non
         "Summary:\n-- No conversion rule found for operations: com.microsoft.QGemm\n"
         "-- Conversion is failed for: QLinearConv-18\n\n"
     )
-    assert edge._openvino_summary(error) == (
+    assert openvino_int8.error_summary(error) == (
         "No conversion rule found for operations: com.microsoft.QGemm; "
         "Conversion is failed for: QLinearConv-18"
     )
-    assert edge._openvino_summary(RuntimeError("one line")) == "one line"
+    assert openvino_int8.error_summary(RuntimeError("one line")) == "one line"
 
 
 def test_openvino_refusing_a_graph_is_an_edge_error(exported_run: Path) -> None:
