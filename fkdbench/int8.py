@@ -12,6 +12,15 @@ keypoints), and the calibration method. Measured on cnn-manual (quick run, 2 cor
 leaving both ends FP32 made the graph 0.3-0.6x FP32's speed, since every switch between
 precisions costs a quantize or dequantize: so each end is tried alone, never both.
 
+The stem (every node before the second convolution: the first conv and the pooling after
+it) is a choice of its own. Profiled on cnn-baseline at batch 32 (2-core Xeon, VNNI), the
+first conv, with one input channel, took 5.9 ms as QLinearConv against 1.4 ms in FP32,
+while the other five convs ran 2.7x faster in INT8; but leaving the conv alone FP32 moves
+the quantize to its output, the full-resolution map, and the pooling after it then runs
+on uint8 in ONNX Runtime's slow NCHW kernel (8 ms). Leaving the pooling FP32 too quantizes
+a map four times smaller; :func:`fkdbench.onnxrt.open_session` turns off the optimizer
+pass that would move that quantize back above the pooling (see its comment).
+
 Speed is measured here, in the exporting process, with the candidates' timed passes
 taking turns with the FP32 graph's (a slow spell of the machine falls on all alike); the
 choice, every candidate's RMSE and time, and the FP32 time are recorded in
@@ -33,7 +42,8 @@ import numpy as np
 
 # An INT8 graph is kept when its test RMSE is at most this much above the FP32 graph's.
 INT8_RMSE_TOLERANCE = 0.02
-EXCLUSIONS = ("none", "first-conv", "last-dense")
+# Which operators stay FP32 (see :func:`excluded_nodes`).
+EXCLUSIONS = ("none", "first-conv", "stem", "last-dense")
 FORMATS = ("QDQ", "QOperator")
 CALIBRATIONS = ("MinMax", "Percentile")
 # Timed turns of every candidate and FP32, and batch passes per turn (the median is kept).
@@ -48,18 +58,24 @@ class Int8Choice:
 
     quant_format: str = "QDQ"
     per_channel: bool = True
-    excluded: str = "none"  # or the first Conv, or the last Gemm/MatMul, left FP32
+    excluded: str = "none"  # one of EXCLUSIONS: which operators stay FP32
     calibration: str = "MinMax"
 
     def describe(self) -> str:
         scales = "per-channel" if self.per_channel else "per-tensor"
-        kept = {"none": "nothing", "first-conv": "the first conv", "last-dense": "the last dense"}[
-            self.excluded
-        ]
+        kept = _KEPT_FP32[self.excluded]
         return (
             f"{self.quant_format} format, {scales} QInt8 weights, {self.calibration} "
             f"calibration, FP32 kept for {kept}"
         )
+
+
+_KEPT_FP32 = {
+    "none": "nothing",
+    "first-conv": "the first conv",
+    "stem": "the stem (the first conv and its pooling)",
+    "last-dense": "the last dense",
+}
 
 
 # Export's recipe before the search existed, and still its default without --int8-search.
@@ -73,13 +89,20 @@ CANDIDATES = tuple(
 
 
 def excluded_nodes(model: Any, excluded: str) -> list[str]:
-    """The node names of an ONNX model that ``excluded`` keeps in FP32."""
-    if excluded == "none":
-        return []
+    """The node names of an ONNX model (its nodes in topological order, as ONNX keeps
+    them) that ``excluded`` keeps in FP32."""
+    if excluded not in EXCLUSIONS:
+        raise ValueError(f"unknown INT8 exclusion {excluded!r}; known: {', '.join(EXCLUSIONS)}")
     nodes = list(model.graph.node)
+    if excluded == "last-dense":
+        return [node.name for node in nodes if node.op_type in ("Gemm", "MatMul")][-1:]
+    convs = [index for index, node in enumerate(nodes) if node.op_type == "Conv"]
+    if excluded == "none" or not convs:
+        return []
     if excluded == "first-conv":
-        return [node.name for node in nodes if node.op_type == "Conv"][:1]
-    return [node.name for node in nodes if node.op_type in ("Gemm", "MatMul")][-1:]
+        return [nodes[convs[0]].name]
+    # The stem: everything before the second conv (the whole graph, if it has only one).
+    return [node.name for node in nodes[: convs[1] if len(convs) > 1 else len(nodes)]]
 
 
 @dataclass

@@ -95,10 +95,13 @@ def test_percentile_is_tried_only_when_minmax_misses(tmp_path: Path) -> None:
     assert result.reason.startswith("no choice within 2% of FP32's test RMSE")
 
 
-def test_excluded_nodes_name_the_first_conv_or_the_last_dense() -> None:
+def test_excluded_nodes_name_the_first_conv_the_stem_or_the_last_dense() -> None:
     nodes = [
-        helper.make_node("Conv", ["x", "w"], ["a"], name="conv0"),
-        helper.make_node("Conv", ["a", "w"], ["b"], name="conv1"),
+        helper.make_node("Div", ["x", "w"], ["n"], name="scale"),
+        helper.make_node("Conv", ["n", "w"], ["a"], name="conv0"),
+        helper.make_node("Relu", ["a"], ["r"], name="relu0"),
+        helper.make_node("MaxPool", ["r"], ["p"], name="pool0"),
+        helper.make_node("Conv", ["p", "w"], ["b"], name="conv1"),
         helper.make_node("Gemm", ["b", "w"], ["c"], name="fc0"),
         helper.make_node("Gemm", ["c", "w"], ["y"], name="fc1"),
     ]
@@ -106,7 +109,13 @@ def test_excluded_nodes_name_the_first_conv_or_the_last_dense() -> None:
     model = helper.make_model(helper.make_graph(nodes, "g", [value], [value]))
     assert excluded_nodes(model, "none") == []
     assert excluded_nodes(model, "first-conv") == ["conv0"]
+    assert excluded_nodes(model, "stem") == ["scale", "conv0", "relu0", "pool0"]
     assert excluded_nodes(model, "last-dense") == ["fc1"]
+    with pytest.raises(ValueError, match="unknown INT8 exclusion 'first-dense'"):
+        excluded_nodes(model, "first-dense")
+    dense_only = helper.make_model(helper.make_graph(nodes[-2:], "g", [value], [value]))
+    assert excluded_nodes(dense_only, "stem") == []
+    assert excluded_nodes(dense_only, "last-dense") == ["fc1"]
 
 
 def test_export_with_the_search_records_it_and_is_not_reused_without(
