@@ -103,7 +103,8 @@ def test_excluded_nodes_name_the_first_conv_the_stem_or_the_last_dense() -> None
         helper.make_node("MaxPool", ["r"], ["p"], name="pool0"),
         helper.make_node("Conv", ["p", "w"], ["b"], name="conv1"),
         helper.make_node("Gemm", ["b", "w"], ["c"], name="fc0"),
-        helper.make_node("Gemm", ["c", "w"], ["y"], name="fc1"),
+        helper.make_node("Gemm", ["c", "w"], ["h"], name="fc1"),
+        helper.make_node("Reshape", ["h", "w"], ["y"], name="keypoints"),
     ]
     value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     model = helper.make_model(helper.make_graph(nodes, "g", [value], [value]))
@@ -111,9 +112,10 @@ def test_excluded_nodes_name_the_first_conv_the_stem_or_the_last_dense() -> None
     assert excluded_nodes(model, "first-conv") == ["conv0"]
     assert excluded_nodes(model, "stem") == ["scale", "conv0", "relu0", "pool0"]
     assert excluded_nodes(model, "last-dense") == ["fc1"]
+    assert excluded_nodes(model, "head") == ["fc1", "keypoints"]
     with pytest.raises(ValueError, match="unknown INT8 exclusion 'first-dense'"):
         excluded_nodes(model, "first-dense")
-    dense_only = helper.make_model(helper.make_graph(nodes[-2:], "g", [value], [value]))
+    dense_only = helper.make_model(helper.make_graph(nodes[-3:-1], "g", [value], [value]))
     assert excluded_nodes(dense_only, "stem") == []
     assert excluded_nodes(dense_only, "last-dense") == ["fc1"]
 
