@@ -41,7 +41,7 @@ def images_as_float(images: np.ndarray, in_chans: int = 1) -> np.ndarray:
 # stem's pooling on purpose; moved above it, the pooling ran on uint8 in a slow NCHW kernel
 # (cnn-baseline, batch 32, 2-core Xeon: 8 ms of a 17 ms pass; with the pass off, 7.5 ms
 # in all against FP32's 14). On fully quantized graphs the pass finds nothing to move: the
-# optimized graphs of cnn-manual's and cnn-baseline's are identical with it on or off.
+# optimized graphs of cnn-manual and cnn-baseline are identical with it on or off.
 DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 
