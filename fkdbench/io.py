@@ -108,14 +108,25 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
+class JsonlTail:
+    """The JSON lines one writer adds to a file: each :meth:`write` replaces the lines of
+    its earlier writes, after what the file held when the tail was made, in one atomic
+    rewrite. A long job writes what it has finished as it goes (a job cut off keeps
+    them) and its final lines at the end, and a crash never truncates the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        before = self.path.read_bytes() if self.path.exists() else b""
+        self.before = before + b"\n" if before and not before.endswith(b"\n") else before
+
+    def write(self, records: list[dict]) -> None:
+        lines = [json.dumps(record, sort_keys=True, default=str) + "\n" for record in records]
+        write_bytes_atomic(self.path, self.before + "".join(lines).encode("utf-8"))
+
+
 def append_jsonl_atomic(path: Path, records: list[dict]) -> None:
     """Append JSON lines by rewriting the file atomically: a crash never truncates it."""
-    path = Path(path)
-    existing = path.read_bytes() if path.exists() else b""
-    if existing and not existing.endswith(b"\n"):
-        existing += b"\n"
-    lines = "".join(json.dumps(record, sort_keys=True, default=str) + "\n" for record in records)
-    write_bytes_atomic(path, existing + lines.encode("utf-8"))
+    JsonlTail(path).write(records)
 
 
 @contextlib.contextmanager

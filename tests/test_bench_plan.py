@@ -3,6 +3,7 @@ peaks, and unsteady machines marked. Fake clocks, fake peaks and fake loads: no 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -192,8 +193,44 @@ def test_identical_graphs_are_timed_once_different_ones_each(
     assert result.calibration.peak_gflops == 80.0
     assert result.calibration.load_averages == [0.1, 0.2, 0.3]
     assert all(record.calibration == result.calibration for record in result.records)
-    # Everything was written at once, and reads back as it was returned.
+    # The file ends with the call's final records, as they were returned.
     assert bench.read_records(options.results) == result.records
+
+
+def test_a_bench_cut_off_keeps_the_rounds_it_finished(runs_dir: Path, tmp_path: Path) -> None:
+    """Each round's records are on file once it is timed: a bench stopped in a later round
+    keeps them (and what the file held before), and ``--skip-existing`` goes on from there."""
+    peaks = iter([50.0, 80.0])
+
+    def measure(_threads: int) -> Calibration:
+        peak = next(peaks, None)
+        if peak is None:  # Ctrl-C in the peak measurement after the second round
+            raise KeyboardInterrupt
+        return _calibration(peak)
+
+    meter = PeakMeter(1, measure=measure, load_average=lambda: 0.1, cpu_seconds=lambda: None)
+    options = _options(tmp_path, backends=("torch", "onnxruntime"))
+    earlier = make_error_record()
+    bench.append_records(options.results, [earlier])
+
+    with pytest.raises(KeyboardInterrupt):
+        bench.bench([runs_dir / RUN], options, clock=fake_clock(), peak_meter=meter)
+
+    on_file = bench.read_records(options.results)
+    assert on_file[0] == earlier
+    [torch_record] = on_file[1:]
+    assert torch_record.identity.backend == "torch" and not torch_record.failed
+    assert torch_record.calibration.peak_samples == [50.0, 80.0]  # what was measured by then
+
+    machine = FakeMachine(peaks=[70.0, 70.0], loads=[0.1, 0.1])
+    resumed = bench.bench(
+        [runs_dir / RUN],
+        dataclasses.replace(options, skip_existing=True),
+        clock=fake_clock(),
+        peak_meter=machine.meter(),
+    )
+    assert [record.identity.backend for record in resumed.records] == ["onnxruntime"]
+    assert bench.read_records(options.results) == [earlier, torch_record, *resumed.records]
 
 
 def test_a_busy_machine_marks_every_record_unstable(runs_dir: Path, tmp_path: Path) -> None:

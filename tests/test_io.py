@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from fkdbench import io
 from fkdbench.io import (
+    JsonlTail,
     append_jsonl_atomic,
     atomic_directory,
     atomic_path,
@@ -269,6 +270,18 @@ def test_append_jsonl_completes_a_last_line_without_newline(tmp_path: Path) -> N
     assert path.read_text() == '{"run": 1}\n{"path": "a/b", "run": 2}\n'
     append_jsonl_atomic(path, [])
     assert path.read_text() == '{"run": 1}\n{"path": "a/b", "run": 2}\n'
+
+
+def test_a_jsonl_tail_replaces_only_its_own_lines(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"run": 1}')
+    tail = JsonlTail(path)
+    tail.write([{"run": 2}])
+    append_jsonl_atomic(tmp_path / "other.jsonl", [{"run": 9}])
+    tail.write([{"run": 2}, {"run": 3}])
+    assert path.read_text() == '{"run": 1}\n{"run": 2}\n{"run": 3}\n'
+    tail.write([])
+    assert path.read_text() == '{"run": 1}\n'
 
 
 def test_a_failed_append_leaves_the_file_as_it_was(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import fkdbench.bench.stats as stats
-from fkdbench.io import append_jsonl_atomic, plain
+from fkdbench.io import JsonlTail, append_jsonl_atomic, plain
 
 BENCH_FORMAT_VERSION = 5
 # The machine fields format 1 copied to the top level of each record beside `environment`.
@@ -492,3 +492,15 @@ def read_records(path: Path) -> list[BenchRecord]:
 def append_records(path: Path, records: Sequence[BenchRecord]) -> None:
     """Append records to a bench file in one atomic rewrite (a crash never truncates it)."""
     append_jsonl_atomic(Path(path), [record.to_json() for record in records])
+
+
+class RecordsTail:
+    """One bench call's records in a bench file (see :class:`fkdbench.io.JsonlTail`): each
+    :meth:`write` replaces the call's earlier lines, so the records of every finished
+    round are on file while later rounds are timed."""
+
+    def __init__(self, path: Path) -> None:
+        self._tail = JsonlTail(path)
+
+    def write(self, records: Sequence[BenchRecord]) -> None:
+        self._tail.write([record.to_json() for record in records])

@@ -33,10 +33,10 @@ from fkdbench.bench.records import (
     Calibration,
     Identity,
     ModelFacts,
+    RecordsTail,
     Samples,
     Scores,
     Settings,
-    append_records,
     read_records,
 )
 from fkdbench.bench.steadiness import PeakMeter, mark_steadiness, unsteady_warning
@@ -479,10 +479,19 @@ def _measure_folders(
     options: BenchOptions,
     meter: PeakMeter,
     clock: Clock,
+    write: Callable[[list[BenchRecord]], None] | None = None,
 ) -> tuple[list[BenchRecord], Calibration]:
     """Every target of every folder, in stages: export and read them all, then per backend
-    a round of interleaved timing followed by a peak measurement. Returns the records (in
-    folder, then backend order) and the calibration of every peak measured."""
+    a round of interleaved timing followed by a peak measurement. After each round,
+    ``write`` gets the records of the rounds finished so far, with the calibration measured
+    so far (a bench cut off keeps them). Returns the records (in folder, then backend
+    order) and the calibration of every peak measured."""
+    environment = environment_record()
+
+    def records_of(rounds: Sequence[str]) -> list[BenchRecord]:
+        context = _Context(options, meter.calibration(), environment)
+        return mark_steadiness([_record(s, context) for s in slots if s.backend in rounds])
+
     with make_progress(options.quiet) as progress:
         task = progress.add_task("bench", total=len(pending) + len(options.backends))
         slots: list[_Slot] = []
@@ -491,16 +500,18 @@ def _measure_folders(
             slots += _prepare_folder(folder, backends, options)
             progress.advance(task)
         with torch_threads(meter.threads):
-            for backend in options.backends:
+            for position, backend in enumerate(options.backends):
                 progress.update(task, description=f"bench: time {backend}")
                 round_slots = [s for s in slots if s.backend == backend and s.error is None]
                 if round_slots:
                     _time_round(round_slots, options, clock)
                     meter.sample()
+                if write is not None and position + 1 < len(options.backends):
+                    finished = records_of(options.backends[: position + 1])
+                    if finished:
+                        write(finished)
                 progress.advance(task)
-    calibration = meter.calibration()
-    context = _Context(options, calibration, environment_record())
-    return mark_steadiness([_record(slot, context) for slot in slots]), calibration
+    return records_of(options.backends), meter.calibration()
 
 
 def bench_folder(
@@ -642,7 +653,10 @@ def bench(
     clock: Clock = time.perf_counter,
     peak_meter: PeakMeter | None = None,
 ) -> BenchResult:
-    """Measure every folder on every backend; append all the records at the end, at once.
+    """Measure every folder on every backend, appending the records to ``options.results``:
+    those of each backend's round as soon as it is timed (a bench cut off keeps them, and
+    ``--skip-existing`` goes on from there), rewritten at the end with the calibration of
+    the whole call.
 
     Every target is exported and read first; then, backend by backend, each distinct graph
     is timed once, the graphs taking turns (see :mod:`fkdbench.bench.plan`). The machine's
@@ -670,9 +684,10 @@ def bench(
     pending = [(folder, backends) for folder, backends in pending if backends]
     if done:
         pending = _with_twins(pending, folders, options)
-    records, calibration = _measure_folders(pending, options, peak_meter, clock)
+    tail = RecordsTail(options.results)
+    records, calibration = _measure_folders(pending, options, peak_meter, clock, tail.write)
     if records:
-        append_records(options.results, records)
+        tail.write(records)
     _say_failures(records, options.quiet)
     warning = unsteady_warning(records, calibration)
     if warning:
