@@ -75,3 +75,68 @@ def test_bad_files_are_one_line_naming_them(tmp_path: Path) -> None:
     other = _identity_graph(tmp_path / "other.onnx", input_name="x")
     with pytest.raises(OnnxModelError, match=r"other\.onnx: expected one input named 'image'"):
         open_session(other)
+
+
+def _pool_then_quantize(path: Path) -> Path:
+    """Conv -> MaxPool -> QuantizeLinear -> DequantizeLinear: an INT8 graph whose stem
+    stays FP32, with its quantize after the pooling on purpose (fkdbench.int8)."""
+    rng = np.random.default_rng(0)
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [4, 1, 3, 3], rng.random(36).tolist())
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.05])
+    zero = helper.make_tensor("z", TensorProto.UINT8, [], [0])
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("QuantizeLinear", ["p", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["keypoints"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "stem",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("keypoints", TensorProto.FLOAT, None)],
+        [weights, scale, zero],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    save_model(model, str(path))
+    return path
+
+
+def _optimized_ops(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, open_graph) -> list[str]:
+    """The op types of the graph as the session ``open_graph()`` opens optimized it."""
+    import onnx
+    import onnxruntime as ort
+
+    optimized = tmp_path / "optimized.onnx"
+    optimized.unlink(missing_ok=True)
+    real_options = ort.SessionOptions
+
+    def saving_options() -> ort.SessionOptions:
+        options = real_options()
+        options.optimized_model_filepath = str(optimized)
+        return options
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ort, "SessionOptions", saving_options)
+        open_graph()
+    return [node.op_type for node in onnx.load(str(optimized)).graph.node]
+
+
+def test_sessions_keep_a_quantize_below_the_pooling(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    path = _pool_then_quantize(tmp_path / "stem.onnx")
+
+    def default_session() -> None:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    # ONNX Runtime's own default moves the quantize above the pooling (a uint8 MaxPool)...
+    moved = _optimized_ops(monkeypatch, tmp_path, default_session)
+    assert moved.index("QuantizeLinear") < moved.index("MaxPool")
+    # ...open_session keeps it where the graph put it.
+    kept = _optimized_ops(monkeypatch, tmp_path, lambda: open_session(path, threads=1))
+    assert kept.index("MaxPool") < kept.index("QuantizeLinear")
