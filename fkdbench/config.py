@@ -63,6 +63,9 @@ class TrainConfig:
     batch_size: int = 64
     # Peak learning rate of the schedule.
     lr: float = 1e-3
+    # Finetuned runs: the backbone's learning rate as a fraction of lr at every step (the
+    # head keeps lr). 1.0 trains every layer alike; other weights modes ignore it.
+    backbone_lr_scale: float = 1.0
     # AdamW decoupled weight decay, applied to weight matrices and kernels only.
     weight_decay: float = 1e-4
     # Seeds initialisation, shuffling, augmentation and the ``aug`` variant's copies.

@@ -146,6 +146,57 @@ def test_frozen_training_changes_only_the_head(
     )
 
 
+def _backbone_change(model: torch.nn.Module, weights: Path) -> float:
+    """The summed absolute change of a trained model's backbone parameters from the
+    checkpoint (not BatchNorm's running statistics, which move with the data, not the lr)."""
+    start = create_model("cnn-manual", input_size=96)
+    load_backbone_weights(start, weights)
+    after = dict(model.backbone.named_parameters())
+    with torch.no_grad():
+        return sum(
+            float((after[name] - tensor).abs().sum())
+            for name, tensor in start.backbone.named_parameters()
+        )
+
+
+def test_a_lower_backbone_lr_moves_a_finetuned_backbone_less(
+    checkpoints: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    weights = pretrain(_options(tiny_dataset, checkpoints)).weights
+    change = {}
+    for scale in (1.0, 0.01):
+        runs_dir = tmp_path / f"scale-{scale}"
+        config = _train(tiny_dataset, runs_dir, weights=weights, backbone_lr_scale=scale)
+        result = train_run(config)
+        assert result.status == "finished", result.error
+        model, record = runs.load_model(result.run_dir)
+        change[scale] = _backbone_change(model, weights)
+        assert record["train"]["backbone_lr_scale"] == scale
+    # AdamW's steps scale with the learning rate: a hundredth of it, about a hundredth the move.
+    assert 0 < change[0.01] < 0.1 * change[1.0]
+    assert "0.01 x the head's lr" in record["optimisation"]["backbone_lr"]
+    # A finished run is never reused under another scale: it is refused, naming the setting.
+    finished = _train(tiny_dataset, tmp_path / "scale-0.01", weights=weights, backbone_lr_scale=0.5)
+    with pytest.raises(ValueError, match="backbone_lr_scale 0.01 -> 0.5"):
+        train_run(finished)
+
+
+def test_the_backbone_lr_scale_is_checked_and_only_finetuning_reads_it(
+    checkpoints: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    weights = pretrain(_options(tiny_dataset, checkpoints)).weights
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="backbone_lr_scale must be in \\(0, 1\\]"):
+            train_run(_train(tiny_dataset, tmp_path, weights=weights, backbone_lr_scale=bad))
+    assert list(tmp_path.iterdir()) == []
+    frozen = _train(tiny_dataset, tmp_path, weights=weights, weights_mode="frozen")
+    assert train_run(frozen).status == "finished"
+    again = _train(
+        tiny_dataset, tmp_path, weights=weights, weights_mode="frozen", backbone_lr_scale=0.1
+    )
+    assert train_run(again).status == "skipped"
+
+
 def test_a_timm_backbone_is_pretrained_by_both_methods(tiny_dataset: Path, tmp_path: Path) -> None:
     for method in ("synthetic-landmarks", "autoencoder"):
         result = pretrain(_options(tiny_dataset, tmp_path, arch="test-mobilenetv2", method=method))

@@ -52,6 +52,13 @@ _BatchSizeOption = Annotated[
     int | None, typer.Option(min=1, help=f"Batch size [{_TRAIN.batch_size}].")
 ]
 _LrOption = Annotated[float | None, typer.Option(help=f"Peak learning rate [{_TRAIN.lr}].")]
+_BackboneLrScaleOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Finetuned runs: the backbone's learning rate as a fraction of the head's, in "
+        f"(0, 1] [{_TRAIN.backbone_lr_scale:g}; preset's].",
+    ),
+]
 _SeedOption = Annotated[
     int | None, typer.Option(help=f"Seed of the run [{_TRAIN.seed}; preset's].")
 ]
@@ -128,6 +135,7 @@ def train(
     epochs: _EpochsOption = None,
     batch_size: _BatchSizeOption = None,
     lr: _LrOption = None,
+    backbone_lr_scale: _BackboneLrScaleOption = None,
     seed: _SeedOption = None,
     seeds: SeedsOption = None,
     max_minutes: _MaxMinutesOption = None,
@@ -166,6 +174,7 @@ def train(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
+            backbone_lr_scale=backbone_lr_scale,
             seed=seed,
             max_minutes=max_minutes,
             patience=patience,

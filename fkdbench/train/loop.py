@@ -58,9 +58,13 @@ def optimisation_record(
     loss: str = DEFAULT_LOSS,
     head: str = "regression",
     device: torch.device | None = None,
+    backbone_lr_scale: float = 1.0,
 ) -> dict[str, Any]:
     """The ``optimisation`` section of ``config.json``: what this loop optimises, and how."""
     return {
+        "backbone_lr": "the head's lr (every layer alike)"
+        if backbone_lr_scale == 1.0
+        else f"{backbone_lr_scale:g} x the head's lr at every step",
         "loss": describe_loss(loss, head),
         "pretrain_loss": "BCE with logits, reconstruction of the [0, 1] image"
         if pretrain_epochs
@@ -94,15 +98,32 @@ class OptimiserSettings(Protocol):
     weight_decay: float
 
 
-def make_optimizer(module: nn.Module, config: OptimiserSettings) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters; no decay on biases and normalisation scales."""
+def make_optimizer(
+    module: nn.Module,
+    config: OptimiserSettings,
+    backbone: nn.Module | None = None,
+    backbone_lr_scale: float = 1.0,
+) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; no decay on biases and normalisation scales.
+
+    With ``backbone`` (a part of ``module``) and a ``backbone_lr_scale`` other than 1, its
+    parameters get their own groups, whose ``lr_scale`` :func:`train_epoch` multiplies the
+    step's learning rate by (a fine-tuned backbone moved gently, the new head at full lr).
+    """
     trainable = [p for p in module.parameters() if p.requires_grad]
-    decayed = [p for p in trainable if p.ndim >= 2]
-    not_decayed = [p for p in trainable if p.ndim < 2]
-    groups = [
-        {"params": decayed, "weight_decay": config.weight_decay},
-        {"params": not_decayed, "weight_decay": 0.0},
-    ]
+    in_backbone = set()
+    if backbone is not None and backbone_lr_scale != 1.0:
+        in_backbone = {id(p) for p in backbone.parameters()}
+    groups = []
+    for scale, members in ((1.0, False), (backbone_lr_scale, True)):
+        chosen = [p for p in trainable if (id(p) in in_backbone) == members]
+        decayed = [p for p in chosen if p.ndim >= 2]
+        not_decayed = [p for p in chosen if p.ndim < 2]
+        groups += [
+            {"params": params, "weight_decay": decay, "lr_scale": scale}
+            for params, decay in ((decayed, config.weight_decay), (not_decayed, 0.0))
+            if params or not members  # the head's two groups always, as before
+        ]
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
@@ -188,7 +209,7 @@ def train_epoch(
     for batch_number, indices in enumerate(batches, start=1):
         lr = learning_rate_at(progress.step, total_steps, peak_lr)
         for group in phase.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         with autocast_for(indices.device):
             loss = phase.batch_loss(indices)
         loss = loss.float()

@@ -54,9 +54,12 @@ def plan_phases(
     frozen: bool,
     generator: torch.Generator,
     device: torch.device,
+    backbone_lr_scale: float = 1.0,
 ) -> tuple[Trainables, list[Phase]]:
-    """The optimisers and phases of the run: the autoencoder's first when it has one."""
-    optimizer = make_optimizer(model, config)
+    """The optimisers and phases of the run: the autoencoder's first when it has one.
+    ``backbone_lr_scale``: a fine-tuned backbone's share of the learning rate."""
+    backbone = getattr(model, "backbone", None)
+    optimizer = make_optimizer(model, config, backbone, backbone_lr_scale)
     trainables = Trainables(model, optimizer, None, None, generator, device)
     phases = []
     if pretrain_epochs:

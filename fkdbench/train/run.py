@@ -101,8 +101,9 @@ def _train(
     settings = settings_fingerprint(config, built.kwargs, run.weights_mode, built.weights)
 
     frozen = run.weights_mode == "frozen"
+    scale = config.backbone_lr_scale if run.weights_mode == "finetuned" else 1.0
     trainables, phases = plan_phases(
-        config, data, built.model, run.pretrain_epochs, frozen, generator, device
+        config, data, built.model, run.pretrain_epochs, frozen, generator, device, scale
     )
     if config.force:
         # Unfinished first: a crash from here on leaves a resumable run, never a finished
@@ -233,6 +234,8 @@ def _check_choices(config: TrainConfig) -> ArchInfo:
         raise RunError(problem)
     if not config.lr > 0:
         raise RunError(f"lr must be positive, got {config.lr!r}")
+    if not 0 < config.backbone_lr_scale <= 1:
+        raise RunError(f"backbone_lr_scale must be in (0, 1], got {config.backbone_lr_scale!r}")
     arch_info = get_arch_info(config.arch)
     if config.head is not None and config.head not in HEADS:
         raise RunError(f"unknown head {config.head!r}; known: {', '.join(HEADS)}")
@@ -364,6 +367,7 @@ def _write_config(
             config.loss,
             config.head or run.arch_info.default_head,
             device=next(built.model.parameters()).device,
+            backbone_lr_scale=config.backbone_lr_scale if run.weights_mode == "finetuned" else 1.0,
         ),
     )
     write_json_atomic(run.folder / runs.CONFIG_FILE, record)

@@ -117,6 +117,8 @@ def _unused_settings(settings: dict[str, Any]) -> set[str]:
         unused.add("ae_pretrain_epochs")
     if settings.get("variant") != "aug":
         unused.add("augment_copies")
+    if settings.get("weights_mode") != "finetuned":
+        unused.add("backbone_lr_scale")
     return unused
 
 
