@@ -26,6 +26,15 @@ heatmap model's last conv writes the heatmaps that soft-argmax decodes, and quan
 they lost unet-small 45% of its test RMSE (2.59 px against 1.78) in all 32 choices without it;
 with the head FP32, 1.78 px.
 
+Where no choice pays: nasnetmobile (profiled at batch 32 on a calm 2-core Xeon with
+VNNI). Its pointwise convs ran 1.7x faster in INT8 (18 ms against 32), but ONNX Runtime's
+uint8 depthwise conv took 43 ms against FP32's 21, and QLinearAveragePool 14 ms against 3.
+Keeping the 160 depthwise convs (and the pools) FP32 was tried and dropped: each then sits
+between an NHWC uint8 map and an NCHW float one, and the transposes cost 56 ms (and ORT's
+WeightBiasQuantization pass quantizes a conv kept FP32 back when a DequantizeLinear feeds
+it and a QuantizeLinear follows). Every variant measured 0.95-1.01x of FP32; the search
+says "INT8 does not pay" there, and OpenVINO's INT8 is the one to use (2.1x its FP32).
+
 Speed is measured here, in the exporting process, with the candidates' timed passes
 taking turns with the FP32 graph's (a slow spell of the machine falls on all alike); the
 choice, every candidate's RMSE and time, and the FP32 time are recorded in
