@@ -13,9 +13,9 @@ leaving both ends FP32 made the graph 0.3-0.6x FP32's speed, since every switch 
 precisions costs a quantize or dequantize: so each end is tried alone, never both.
 
 The stem (every node before the second convolution: the first conv and the pooling after
-it) is a choice of its own. Profiled on cnn-baseline at batch 32 (2-core Xeon, VNNI), the
-first conv, with one input channel, took 5.9 ms as QLinearConv against 1.4 ms in FP32,
-while the other five convs ran 2.7x faster in INT8; but leaving the conv alone FP32 moves
+it) is a choice of its own. Profiled on cnn-baseline at batch 32 (2-core AMD EPYC, AVX-512
+VNNI), the first conv, with one input channel, took 5.9 ms as QLinearConv against 1.4 ms in
+FP32, while the other five convs ran 2.7x faster in INT8; but leaving the conv alone FP32 moves
 the quantize to its output, the full-resolution map, and the pooling after it then runs
 on uint8 in ONNX Runtime's slow NCHW kernel (8 ms). Leaving the pooling FP32 too quantizes
 a map four times smaller; :func:`fkdbench.onnxrt.open_session` turns off the optimizer
@@ -26,7 +26,7 @@ heatmap model's last conv writes the heatmaps that soft-argmax decodes, and quan
 they lost unet-small 45% of its test RMSE (2.59 px against 1.78) in all 32 choices without it;
 with the head FP32, 1.78 px.
 
-Where no choice pays: nasnetmobile (profiled at batch 32 on a calm 2-core Xeon with
+Where no choice pays: nasnetmobile (profiled at batch 32 on a calm 2-core AMD EPYC with
 VNNI). Its pointwise convs ran 1.7x faster in INT8 (18 ms against 32), but ONNX Runtime's
 uint8 depthwise conv took 43 ms against FP32's 21, and QLinearAveragePool 14 ms against 3.
 Keeping the 160 depthwise convs (and the pools) FP32 was tried and dropped: each then sits
@@ -34,6 +34,9 @@ between an NHWC uint8 map and an NCHW float one, and the transposes cost 56 ms (
 WeightBiasQuantization pass quantizes a conv kept FP32 back when a DequantizeLinear feeds
 it and a QuantizeLinear follows). Every variant measured 0.95-1.01x of FP32; the search
 says "INT8 does not pay" there, and OpenVINO's INT8 is the one to use (2.1x its FP32).
+ae-cnn gains little for a like reason: of its two convs the first (one input channel) is
+slower in INT8, and with it FP32 the full-resolution pooling after it (a quarter of the
+FP32 pass) stays FP32, since ORT's uint8 pooling there runs NCHW (31 ms against 5.9).
 
 Speed is measured here, in the exporting process, with the candidates' timed passes
 taking turns with the FP32 graph's (a slow spell of the machine falls on all alike); the

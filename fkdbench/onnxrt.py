@@ -39,7 +39,7 @@ def images_as_float(images: np.ndarray, in_chans: int = 1) -> np.ndarray:
 # ONNX Runtime's pass that moves a QuantizeLinear up through MaxPool, Reshape and the like
 # is off. An INT8 graph whose stem stays FP32 (fkdbench.int8) has its quantize after the
 # stem's pooling on purpose; moved above it, the pooling ran on uint8 in a slow NCHW kernel
-# (cnn-baseline, batch 32, 2-core Xeon: 8 ms of a 17 ms pass; with the pass off, 7.5 ms
+# (cnn-baseline, batch 32, 2-core AMD EPYC: 8 ms of a 17 ms pass; with the pass off, 7.5 ms
 # in all against FP32's 14). On fully quantized graphs the pass finds nothing to move: the
 # optimized graphs of cnn-manual and cnn-baseline are identical with it on or off.
 DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
