@@ -182,10 +182,13 @@ def _ncnn(folder: Path, threads: int) -> Predictor:
     for option in dir(net.opt):
         if "fp16" in option or "bf16" in option:
             setattr(net.opt, option, False)
-    net.load_param(str(folder / NCNN_PARAM))
-    net.load_model(str(folder / NCNN_BIN))
+    param = folder / NCNN_PARAM
+    if net.load_param(str(param)) != 0 or net.load_model(str(folder / NCNN_BIN)) != 0:
+        left = unconverted_layers(param.read_text())
+        why = f"pnnx left {left} unconverted" if left else "ncnn cannot load it"
+        raise EdgeError(f"{param}: {why}")
     if not net.input_names() or not net.output_names():
-        raise EdgeError(f"{folder / NCNN_PARAM}: ncnn finds no input or output blob in it")
+        raise EdgeError(f"{param}: ncnn finds no input or output blob in it")
     input_name, output_name = net.input_names()[0], net.output_names()[0]
 
     def one(image: np.ndarray) -> np.ndarray:
@@ -282,8 +285,25 @@ def _make_ncnn(folder: Path, in_chans: int, image_size: int) -> None:
         if done.returncode != 0 or not all(path.is_file() for path in made):
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise EdgeError(f"{folder}: pnnx could not convert model.onnx ({tail[0]})")
+        left = unconverted_layers(made[0].read_text())
+        if left:
+            raise EdgeError(f"{folder}: pnnx left {left} unconverted; ncnn cannot run them")
         for path, kept in zip(made, (NCNN_PARAM, NCNN_BIN), strict=True):
             write_bytes_atomic(folder / kept, path.read_bytes())
+
+
+def unconverted_layers(param: str) -> str | None:
+    """The layers of an ncnn ``.param`` text that pnnx could not turn into ncnn layers, as
+    "Tensor.slice (8 layers)"; None when there are none. ncnn's layer types are plain
+    words; what pnnx leaves unconverted keeps its PyTorch name (``Tensor.slice``, ``F.pad``),
+    and ncnn then loads no layer of the file (nasnetmobile: its shifted-pooling slices)."""
+    counts: dict[str, int] = {}
+    for line in param.splitlines()[2:]:  # the magic number, then the layer and blob counts
+        kind = line.split(maxsplit=1)[0] if line.strip() else ""
+        if "." in kind:
+            counts[kind] = counts.get(kind, 0) + 1
+    parts = [f"{kind} ({count} layer{'s' if count > 1 else ''})" for kind, count in counts.items()]
+    return ", ".join(parts) or None
 
 
 def _records(folder: Path) -> dict[str, Any]:

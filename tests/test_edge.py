@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from bench_factory import fake_clock
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fkdbench import bench, edge, openvino_int8, runs
 from fkdbench.bench import BenchOptions, Calibration
@@ -179,6 +182,31 @@ def test_ncnn_is_made_from_a_run_folder_given_relative(
     result = _bench(Path("runs") / RUN, _options(tmp_path, ("ncnn",)))
     assert result.failures == [], result.failures[0].error
     assert edge.stale_reason(Path("runs") / RUN, "ncnn") is None
+
+
+def test_layers_pnnx_left_unconverted_are_named(edge_bench, tmp_path: Path) -> None:
+    """nasnetmobile's param held 8 Tensor.slice layers ncnn cannot run; the error said only
+    "no input or output blob". Now it names them, at conversion and when loading."""
+    _installed_or_skip("ncnn")
+    source, _ = edge_bench
+    folder = tmp_path / RUN
+    shutil.copytree(source, folder)
+    param = folder / edge.NCNN_PARAM
+    lines = param.read_text().splitlines()
+    assert edge.unconverted_layers("\n".join(lines)) is None
+    third = lines[3].split()
+    lines[3] = " ".join(["Tensor.slice", *third[1:]])
+    param.write_text("\n".join(lines) + "\n")
+    assert edge.unconverted_layers(param.read_text()) == "Tensor.slice (1 layer)"
+    with pytest.raises(edge.EdgeError, match="pnnx left Tensor.slice \\(1 layer\\) unconverted"):
+        edge.edge_predictor(folder, "ncnn", torch.nn.Identity(), 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_reading_any_param_text_never_raises(text: str) -> None:
+    left = edge.unconverted_layers(text)
+    assert left is None or "layer" in left
 
 
 def test_a_missing_runtime_is_one_line_and_a_record_not_a_crash(
