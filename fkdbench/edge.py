@@ -27,13 +27,16 @@ weights and the file are the ones it recorded.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,7 +164,18 @@ def _executorch(path: Path, threads: int, max_batch: int) -> Predictor:
     from executorch.runtime import Runtime
 
     portable._unsafe_reset_threadpool(threads)  # XNNPACK's pool is process-wide
-    method = Runtime.get().load_program(str(path)).load_method("forward")
+    method, failure = None, ""
+    with _stderr_lines() as printed:
+        try:
+            method = Runtime.get().load_program(str(path)).load_method("forward")
+        except RuntimeError as error:
+            failure = runs.first_line(error)
+    if method is None:
+        # The runtime's exception says only "Failed to load method forward"; why is in the
+        # log it printed (nasnetmobile INT8: XNNPACK's StaticConstantPad refused the pad).
+        why = [line for line in printed if "Failed to create" in line or "failed" in line]
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", why[0]) if why else failure
+        raise EdgeError(f"{path}: ExecuTorch cannot load it ({reason})")
 
     def predict(images: np.ndarray) -> np.ndarray:
         batches = [
@@ -171,6 +185,24 @@ def _executorch(path: Path, threads: int, max_batch: int) -> Predictor:
         return np.concatenate(batches)
 
     return predict
+
+
+@contextlib.contextmanager
+def _stderr_lines() -> Iterator[list[str]]:
+    """The lines native code writes to the process's stderr (file descriptor 2) inside the
+    block, kept instead of printed; the list fills when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += sink.read().decode("utf-8", errors="replace").splitlines()
 
 
 def _ncnn(folder: Path, threads: int) -> Predictor:

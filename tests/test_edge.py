@@ -202,6 +202,16 @@ def test_layers_pnnx_left_unconverted_are_named(edge_bench, tmp_path: Path) -> N
         edge.edge_predictor(folder, "ncnn", torch.nn.Identity(), 1)
 
 
+def test_a_program_executorch_cannot_load_says_why_in_one_line(tmp_path: Path) -> None:
+    _installed_or_skip("executorch-xnnpack")
+    path = tmp_path / edge.EDGE_BACKENDS["executorch-xnnpack"].file
+    path.write_bytes(b"not a program")
+    with pytest.raises(edge.EdgeError) as caught:
+        edge.edge_predictor(tmp_path, "executorch-xnnpack", torch.nn.Identity(), 1)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ExecuTorch cannot load it (") and "\n" not in message
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_reading_any_param_text_never_raises(text: str) -> None:
