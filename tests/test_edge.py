@@ -202,6 +202,62 @@ def test_layers_pnnx_left_unconverted_are_named(edge_bench, tmp_path: Path) -> N
         edge.edge_predictor(folder, "ncnn", torch.nn.Identity(), 1)
 
 
+class _Tiny(torch.nn.Module):
+    """Conv, then a dense head, then a scaling as PixelKeypoints does: an INT8 head to keep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4 * 8 * 8, 6)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        features = torch.relu(self.conv(image)).flatten(1)
+        return (self.head(features) * 8.0).reshape(len(image), 3, 2)
+
+
+def test_executorch_int8_keeps_the_head_fp32_when_int8_misses_the_check(tmp_path: Path) -> None:
+    _installed_or_skip("executorch-xnnpack-int8")
+    torch.manual_seed(0)
+    module, example = _Tiny().eval(), torch.rand(2, 1, 8, 8)
+    assert edge.head_layer(module) == "head"
+    graph = torch.export.export(module, (example,)).module().graph
+    kept = [node.name for node in graph.nodes if node in edge._from_layer_on(graph, "head")]
+    assert kept[0] == "linear" and "mul" in kept and "conv2d" not in kept
+    # Scores in the order they are asked: PyTorch, everything INT8 (too far), head FP32.
+    scores = iter([1.0, 1.0 * (1 + edge.INT8_RMSE_TOLERANCE) + 0.01, 1.001])
+    path = tmp_path / edge.PTE_INT8_FILE
+    record = edge._make_xnnpack_int8(
+        path, module, example, torch.rand(4, 1, 8, 8), lambda _predict: next(scores), 1
+    )
+    assert record["choice"] == {"excluded": "head", "kept_fp32": "head"}
+    assert record["test_rmse"] == {"none": pytest.approx(1.03), "head": 1.001}
+    assert "FP32 kept for the head (head)" in edge.describe_xnnpack_int8(record["choice"])
+    predict = edge._executorch(path, 1, 2)
+    assert predict(example.numpy()).shape == (2, 3, 2)
+    # Good enough whole: no second program is made.
+    scores = iter([1.0, 1.01])
+    record = edge._make_xnnpack_int8(
+        path, module, example, torch.rand(4, 1, 8, 8), lambda _predict: next(scores), 1
+    )
+    assert record["choice"] == {"excluded": "none"} and list(record["test_rmse"]) == ["none"]
+
+
+def test_an_int8_file_made_before_its_recipe_was_chosen_is_made_again(
+    edge_bench, tmp_path: Path
+) -> None:
+    source, _ = edge_bench
+    folder = tmp_path / RUN
+    shutil.copytree(source, folder)
+    for name in ("executorch-xnnpack-int8", "openvino-int8"):
+        if edge.missing_reason(name) is not None:
+            continue
+        assert edge.stale_reason(folder, name, 4) is None
+        records = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())
+        records[name].pop("int8_choice")
+        (folder / edge.EDGE_RECORD_FILE).write_text(json.dumps(records))
+        assert edge.stale_reason(folder, name, 4) == "made before fkdbench chose its INT8 recipe"
+
+
 def test_a_program_executorch_cannot_load_says_why_in_one_line(tmp_path: Path) -> None:
     _installed_or_skip("executorch-xnnpack")
     path = tmp_path / edge.EDGE_BACKENDS["executorch-xnnpack"].file
