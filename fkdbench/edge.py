@@ -14,8 +14,8 @@ extra (``uv sync --extra edge``), made from the run's files and checked before i
 - ``executorch-xnnpack-int8``: the same, quantized first as ExecuTorch's XNNPACK path does
   (PT2E with XNNPACKQuantizer: per-channel symmetric INT8, calibrated on training images;
   the head kept FP32 when all-INT8 misses the accuracy check and that does better).
-- ``ncnn``: ncnn through pnnx's conversion of ``model.onnx`` with FP32 weights (pnnx's
-  default stores fp16 weights, which missed parity by 0.003 px). ncnn has no batch
+- ``ncnn``: ncnn through pnnx's conversion of the model traced to TorchScript, with FP32
+  weights (pnnx's default stores fp16 weights, which missed parity by 0.003 px). ncnn has no batch
   dimension: a batch is run image by image, as an app does.
 
 Every backend passes a check before it is timed (the bench's, on its predictions of the
@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -377,15 +378,25 @@ def _quantized_pt2e(
     return convert_pt2e(prepared)
 
 
-def _make_ncnn(folder: Path, in_chans: int, image_size: int) -> None:
+# What pnnx converts: the run's module traced to TorchScript, pnnx's own input. From
+# model.onnx it lost the axes of unet-small's soft-argmax sums (ReduceSum takes them as an
+# input since opset 13), and ncnn's predictions were 42 px off; traced, 4.6e-5 px, and the
+# other architectures within 4e-5 px either way.
+NCNN_SOURCE = "torchscript"
+
+
+def _make_ncnn(folder: Path, module: torch.nn.Module, example: torch.Tensor) -> None:
     pnnx = Path(sys.executable).parent / "pnnx"
     command = str(pnnx) if pnnx.is_file() else shutil.which("pnnx")
     with tempfile.TemporaryDirectory(dir=folder, prefix=".pnnx-") as name:
         # pnnx runs in the scratch folder: every path it is given must be absolute.
         scratch = Path(name).resolve()
-        source = scratch / ONNX_FILE
-        shutil.copyfile(folder / ONNX_FILE, source)
-        shape = f"inputshape=[1,{in_chans},{image_size},{image_size}]"
+        source = scratch / "model.pt"
+        one = example[:1]
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on constant shapes
+            torch.jit.trace(module.eval(), one).save(str(source))
+        shape = f"inputshape=[{','.join(str(size) for size in one.shape)}]"
         done = subprocess.run(
             [command or "pnnx", str(source), shape, "fp16=0"],
             cwd=scratch,
@@ -395,7 +406,7 @@ def _make_ncnn(folder: Path, in_chans: int, image_size: int) -> None:
         made = [scratch / made_name for made_name in ("model.ncnn.param", "model.ncnn.bin")]
         if done.returncode != 0 or not all(path.is_file() for path in made):
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise EdgeError(f"{folder}: pnnx could not convert model.onnx ({tail[0]})")
+            raise EdgeError(f"{folder}: pnnx could not convert the traced model ({tail[0]})")
         left = unconverted_layers(made[0].read_text())
         if left:
             raise EdgeError(f"{folder}: pnnx left {left} unconverted; ncnn cannot run them")
@@ -451,6 +462,8 @@ def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
         return f"made for batches of up to {entry.get('max_batch')}, {max_batch} asked"
     if name in _CHOOSES_INT8 and "int8_choice" not in entry:
         return "made before fkdbench chose its INT8 recipe"
+    if name == "ncnn" and entry.get("made_from") != NCNN_SOURCE:
+        return f"converted from model.onnx, now from {NCNN_SOURCE}"
     if entry.get("model_sha256") != sha256_file(Path(folder) / runs.MODEL_FILE):
         return f"{runs.MODEL_FILE} changed since {name} was made"
     path = Path(folder) / EDGE_BACKENDS[name].file
@@ -516,7 +529,8 @@ def prepare_backend(
             folder, calibration().numpy(), example.numpy(), threads, score
         )
     elif name == "ncnn":
-        _make_ncnn(folder, int(example.shape[1]), int(example.shape[2]))
+        _make_ncnn(folder, module, example)
+        extra["made_from"] = NCNN_SOURCE
     if not path.is_file():
         raise EdgeError(f"{folder}: {name} needs {path.name}, which is not there")
     entry = {

@@ -242,9 +242,7 @@ def test_executorch_int8_keeps_the_head_fp32_when_int8_misses_the_check(tmp_path
     assert record["choice"] == {"excluded": "none"} and list(record["test_rmse"]) == ["none"]
 
 
-def test_an_int8_file_made_before_its_recipe_was_chosen_is_made_again(
-    edge_bench, tmp_path: Path
-) -> None:
+def test_a_file_made_by_an_older_recipe_is_made_again(edge_bench, tmp_path: Path) -> None:
     source, _ = edge_bench
     folder = tmp_path / RUN
     shutil.copytree(source, folder)
@@ -256,6 +254,13 @@ def test_an_int8_file_made_before_its_recipe_was_chosen_is_made_again(
         records[name].pop("int8_choice")
         (folder / edge.EDGE_RECORD_FILE).write_text(json.dumps(records))
         assert edge.stale_reason(folder, name, 4) == "made before fkdbench chose its INT8 recipe"
+    if edge.missing_reason("ncnn") is None:
+        records = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())
+        assert records["ncnn"]["made_from"] == "torchscript"
+        records["ncnn"].pop("made_from")
+        (folder / edge.EDGE_RECORD_FILE).write_text(json.dumps(records))
+        reason = edge.stale_reason(folder, "ncnn")
+        assert reason == "converted from model.onnx, now from torchscript"
 
 
 def test_a_program_executorch_cannot_load_says_why_in_one_line(tmp_path: Path) -> None:

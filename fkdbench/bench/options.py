@@ -22,8 +22,9 @@ BACKEND_FILES = {
     "onnxruntime-int8": INT8_FILE,
     **{name: backend.file for name, backend in EDGE_BACKENDS.items()},
 }
-# The backends that run an ONNX file export makes, or a file made from one.
-NEEDS_ONNX = ("onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8", "ncnn")
+# The backends that run an ONNX file export makes, or a file made from one (ncnn's is made
+# from the traced module: fkdbench.edge.NCNN_SOURCE).
+NEEDS_ONNX = ("onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8")
 # ... and the one that needs export's INT8 graph (OpenVINO makes its own INT8 program).
 NEEDS_INT8 = ("onnxruntime-int8",)
 DEFAULT_RESULTS = Path("results/bench.jsonl")
