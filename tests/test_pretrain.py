@@ -185,7 +185,7 @@ def test_the_backbone_lr_scale_is_checked_and_only_finetuning_reads_it(
     checkpoints: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:
     weights = pretrain(_options(tiny_dataset, checkpoints)).weights
-    for bad in (0.0, 1.5, float("nan")):
+    for bad in (0.0, 1.5, float("nan"), "0.1"):  # a preset's string: one line, no TypeError
         with pytest.raises(ValueError, match="backbone_lr_scale must be in \\(0, 1\\]"):
             train_run(_train(tiny_dataset, tmp_path, weights=weights, backbone_lr_scale=bad))
     assert list(tmp_path.iterdir()) == []

@@ -113,20 +113,27 @@ def make_optimizer(
     step's learning rate by (a fine-tuned backbone moved gently, the new head at full lr).
     """
     trainable = [p for p in module.parameters() if p.requires_grad]
-    in_backbone = set()
+    scaled = set()
     if backbone is not None and backbone_lr_scale != 1.0:
-        in_backbone = {id(p) for p in backbone.parameters()}
-    groups = []
-    for scale, members in ((1.0, False), (backbone_lr_scale, True)):
-        chosen = [p for p in trainable if (id(p) in in_backbone) == members]
-        decayed = [p for p in chosen if p.ndim >= 2]
-        not_decayed = [p for p in chosen if p.ndim < 2]
-        groups += [
-            {"params": params, "weight_decay": decay, "lr_scale": scale}
-            for params, decay in ((decayed, config.weight_decay), (not_decayed, 0.0))
-            if params or not members  # the head's two groups always, as before
-        ]
+        scaled = {id(p) for p in backbone.parameters()}
+    groups = _decay_groups([p for p in trainable if id(p) not in scaled], config, 1.0)
+    backbone_params = [p for p in trainable if id(p) in scaled]
+    if backbone_params:
+        groups += _decay_groups(backbone_params, config, backbone_lr_scale)
     return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _decay_groups(
+    params: list[nn.Parameter], config: OptimiserSettings, lr_scale: float
+) -> list[dict[str, Any]]:
+    """Two AdamW groups at ``lr_scale`` of the step's learning rate: weight matrices and
+    kernels decayed, biases and normalisation scales not."""
+    decayed = [p for p in params if p.ndim >= 2]
+    not_decayed = [p for p in params if p.ndim < 2]
+    return [
+        {"params": decayed, "weight_decay": config.weight_decay, "lr_scale": lr_scale},
+        {"params": not_decayed, "weight_decay": 0.0, "lr_scale": lr_scale},
+    ]
 
 
 def batches_per_epoch(rows: int, batch_size: int) -> int:

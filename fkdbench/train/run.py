@@ -101,9 +101,15 @@ def _train(
     settings = settings_fingerprint(config, built.kwargs, run.weights_mode, built.weights)
 
     frozen = run.weights_mode == "frozen"
-    scale = config.backbone_lr_scale if run.weights_mode == "finetuned" else 1.0
     trainables, phases = plan_phases(
-        config, data, built.model, run.pretrain_epochs, frozen, generator, device, scale
+        config,
+        data,
+        built.model,
+        run.pretrain_epochs,
+        frozen,
+        generator,
+        device,
+        run.backbone_lr_scale,
     )
     if config.force:
         # Unfinished first: a crash from here on leaves a resumable run, never a finished
@@ -136,6 +142,7 @@ class Run:
     weights_mode: str  # scratch | frozen | finetuned
     arch_info: ArchInfo
     pretrain_epochs: int  # autoencoder epochs before the keypoint phase (0: none)
+    backbone_lr_scale: float  # the backbone's share of the lr: config's when finetuned, else 1
     finished: bool  # finished before this call, and not forced: skipped if settings match
 
     def result(self, status: str, started: float, **fields: Any) -> RunResult:
@@ -165,6 +172,7 @@ def _open_run_folder(config: TrainConfig) -> Run:
         weights_mode=weights_mode,
         arch_info=arch_info,
         pretrain_epochs=config.ae_pretrain_epochs if arch_info.pretrain == "autoencoder" else 0,
+        backbone_lr_scale=config.backbone_lr_scale if weights_mode == "finetuned" else 1.0,
         finished=runs.is_finished(folder) and not config.force,
     )
     if not run.finished and arch_info.has_backbone and config.weights is None:
@@ -232,10 +240,11 @@ def _check_choices(config: TrainConfig) -> ArchInfo:
     problem = below_minimum(config, minimums)
     if problem:
         raise RunError(problem)
-    if not config.lr > 0:
+    if not (_is_number(config.lr) and config.lr > 0):
         raise RunError(f"lr must be positive, got {config.lr!r}")
-    if not 0 < config.backbone_lr_scale <= 1:
-        raise RunError(f"backbone_lr_scale must be in (0, 1], got {config.backbone_lr_scale!r}")
+    scale = config.backbone_lr_scale
+    if not (_is_number(scale) and 0 < scale <= 1):
+        raise RunError(f"backbone_lr_scale must be in (0, 1], got {scale!r}")
     arch_info = get_arch_info(config.arch)
     if config.head is not None and config.head not in HEADS:
         raise RunError(f"unknown head {config.head!r}; known: {', '.join(HEADS)}")
@@ -246,6 +255,12 @@ def _check_choices(config: TrainConfig) -> ArchInfo:
     if not isinstance(config.flip_test, bool):
         raise RunError(f"flip_test must be true or false, got {config.flip_test!r}")
     return arch_info
+
+
+def _is_number(value: Any) -> bool:
+    """A real number as a preset's JSON or Python gives one (a string is refused in one
+    line, not compared into a TypeError)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _weights_mode(config: TrainConfig, arch_info: ArchInfo) -> str:
@@ -367,7 +382,7 @@ def _write_config(
             config.loss,
             config.head or run.arch_info.default_head,
             device=next(built.model.parameters()).device,
-            backbone_lr_scale=config.backbone_lr_scale if run.weights_mode == "finetuned" else 1.0,
+            backbone_lr_scale=run.backbone_lr_scale,
         ),
     )
     write_json_atomic(run.folder / runs.CONFIG_FILE, record)
