@@ -175,7 +175,7 @@ def _executorch(path: Path, threads: int, max_batch: int) -> Predictor:
     if method is None:
         # The runtime's exception says only "Failed to load method forward"; why is in the
         # log it printed (nasnetmobile INT8: XNNPACK's StaticConstantPad refused the pad).
-        why = [line for line in printed if "Failed to create" in line or "failed" in line]
+        why = [line for line in printed if "failed" in line.lower()]
         reason = re.sub(r"^\[[^\]]*\]\s*", "", why[0]) if why else failure
         raise EdgeError(f"{path}: ExecuTorch cannot load it ({reason})")
 
@@ -334,8 +334,10 @@ def describe_xnnpack_int8(choice: dict[str, Any] | None) -> str | None:
     if choice is None:
         return None
     kept = choice.get("kept_fp32")
-    return "PT2E with XNNPACKQuantizer: per-channel symmetric INT8, calibrated on training " + (
-        f"images; FP32 kept for the head ({kept})" if kept else "images; everything INT8"
+    precision = f"FP32 kept for the head ({kept})" if kept else "everything INT8"
+    return (
+        "PT2E with XNNPACKQuantizer: per-channel symmetric INT8 calibrated on training "
+        f"images, {precision}"
     )
 
 
@@ -448,10 +450,6 @@ def int8_recipe(folder: Path, name: str) -> tuple[dict[str, Any] | None, str | N
     return None, None
 
 
-# The edge backends whose INT8 program is a choice recorded in edge.json's "int8_choice".
-_CHOOSES_INT8 = ("openvino-int8", "executorch-xnnpack-int8")
-
-
 def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
     """Why the made file of ``name`` cannot be reused for batches of up to ``max_batch``
     (None: it can)."""
@@ -460,7 +458,7 @@ def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
         return f"no {EDGE_RECORD_FILE} entry"
     if name.startswith("executorch") and int(entry.get("max_batch") or 0) < max_batch:
         return f"made for batches of up to {entry.get('max_batch')}, {max_batch} asked"
-    if name in _CHOOSES_INT8 and "int8_choice" not in entry:
+    if EDGE_BACKENDS[name].int8 and "int8_choice" not in entry:
         return "made before fkdbench chose its INT8 recipe"
     if name == "ncnn" and entry.get("made_from") != NCNN_SOURCE:
         return f"converted from model.onnx, now from {NCNN_SOURCE}"

@@ -29,11 +29,13 @@ with the head FP32, 1.78 px.
 Where no choice pays: nasnetmobile (profiled at batch 32 on a calm 2-core AMD EPYC with
 VNNI). Its pointwise convs ran 1.7x faster in INT8 (18 ms against 32), but ONNX Runtime's
 uint8 depthwise conv took 43 ms against FP32's 21, and QLinearAveragePool 14 ms against 3.
-Keeping the 160 depthwise convs (and the pools) FP32 was tried and dropped: each then sits
-between an NHWC uint8 map and an NCHW float one, and the transposes cost 56 ms (and ORT's
-WeightBiasQuantization pass quantizes a conv kept FP32 back when a DequantizeLinear feeds
-it and a QuantizeLinear follows). Every variant measured 0.95-1.01x of FP32; the search
-says "INT8 does not pay" there, and OpenVINO's INT8 is the one to use (2.1x its FP32).
+Keeping the 160 depthwise convs (and the pools) FP32 was tried and dropped. Excluded, they
+measured 0.95-1.01x of FP32, but only because ORT's WeightBiasQuantization pass had
+quantized them back (it does so to a conv kept FP32 that a DequantizeLinear feeds and a
+QuantizeLinear follows). With that pass off too they do run FP32, each between an NHWC
+uint8 map and an NCHW float one, and the transposes cost 56 ms: about 150 ms a batch
+against FP32's 80. The search says "INT8 does not pay" there, and OpenVINO's INT8 is the
+one to use (2.1x its FP32).
 ae-cnn gains little for a like reason: of its two convs the first (one input channel) is
 slower in INT8, and with it FP32 the full-resolution pooling after it (a quarter of the
 FP32 pass) stays FP32, since ORT's uint8 pooling there runs NCHW (31 ms against 5.9).
