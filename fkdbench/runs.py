@@ -70,6 +70,10 @@ FLIP_PART = "flip"
 # "pretrained-<method>". It says where the weights came from, so it is no lever: such a
 # row is set against the scratch run (report/levers), and it has the papers' cells.
 PRETRAINED_PREFIX = "pretrained-"
+# The recipe part of a fine-tuned run whose backbone trains at a fraction of the learning
+# rate (``TrainConfig.backbone_lr_scale`` < 1): "backbone-lr0.3". A lever, set against the
+# same run with the backbone at the full rate (:func:`twin_recipe`).
+BACKBONE_LR_PREFIX = "backbone-lr"
 
 # How a model's weights started: random init, or a pretrained backbone kept fixed / trained.
 WEIGHTS_MODES = ("scratch", "frozen", "finetuned")
@@ -232,12 +236,21 @@ def run_name(
 
 
 def recipe_parts(
-    arch: str, head: str | None, loss: str, flip_test: bool, pretrain: str | None = None
+    arch: str,
+    head: str | None,
+    loss: str,
+    flip_test: bool,
+    pretrain: str | None = None,
+    backbone_lr_scale: float = 1.0,
 ) -> list[str]:
     """What a run does beyond the papers' recipe (the architecture's own head, MSE, no flip
-    test, weights from a file or none), in name order:
-    ``["pretrained-autoencoder", "heatmap", "wing", "flip"]``; [] for the papers' recipe."""
+    test, weights from a file or none, every layer at the same learning rate), in name
+    order: ``["pretrained-autoencoder", "backbone-lr0.3", "heatmap", "wing", "flip"]``;
+    [] for the papers' recipe. ``backbone_lr_scale`` is the one the run trained with
+    (1 unless fine-tuned)."""
     parts = [f"{PRETRAINED_PREFIX}{pretrain}"] if pretrain else []
+    if backbone_lr_scale != 1.0:
+        parts.append(f"{BACKBONE_LR_PREFIX}{backbone_lr_scale:g}")
     if head is not None and head != get_arch_info(arch).default_head:
         parts.append(head)
     if loss != DEFAULT_LOSS:
@@ -255,8 +268,12 @@ def lever_parts(recipe: Sequence[str]) -> tuple[str, ...]:
 
 def twin_recipe(weights_mode: str, recipe: Sequence[str]) -> tuple[str, tuple[str, ...]] | None:
     """The (weights mode, recipe) a lever is measured against, same architecture, data and
-    seed: for a backbone pretrained here, the same recipe from scratch; for another head,
-    loss or flip test, the papers' recipe with the same weights. None for no lever."""
+    seed: for a backbone at a lower learning rate, the same run with it at the full rate;
+    for a backbone pretrained here, the same recipe from scratch; for another head, loss
+    or flip test, the papers' recipe with the same weights. None for no lever."""
+    full_rate = tuple(part for part in recipe if not part.startswith(BACKBONE_LR_PREFIX))
+    if len(full_rate) < len(recipe):
+        return weights_mode, full_rate
     if pretrained_by(recipe):
         return "scratch", lever_parts(recipe)
     return (weights_mode, ()) if recipe else None
@@ -270,10 +287,23 @@ def pretrained_by(recipe: Sequence[str]) -> str | None:
     return None
 
 
-def config_recipe(config: TrainConfig) -> list[str]:
-    """:func:`recipe_parts` of a config."""
+def trained_backbone_lr_scale(weights_mode: str, backbone_lr_scale: float) -> float:
+    """The backbone's share of the learning rate a run trains with: ``backbone_lr_scale``
+    when fine-tuned, else 1 (a frozen backbone does not train; scratch has no backbone
+    apart)."""
+    return backbone_lr_scale if weights_mode == "finetuned" else 1.0
+
+
+def config_recipe(config: TrainConfig, weights_mode: str) -> list[str]:
+    """:func:`recipe_parts` of a config that trains with ``weights_mode``."""
+    scale = trained_backbone_lr_scale(weights_mode, config.backbone_lr_scale)
     return recipe_parts(
-        config.arch, config.head, config.loss, config.flip_test, pretrain_method(config.pretrain)
+        config.arch,
+        config.head,
+        config.loss,
+        config.flip_test,
+        pretrain_method(config.pretrain),
+        scale,
     )
 
 
@@ -296,19 +326,24 @@ def recipe_of(config_json: dict[str, Any]) -> list[str]:
     if arch not in list_models(include_tests=True):
         return []
     loss = train.get("loss") or DEFAULT_LOSS
+    weights_mode = config_json.get("weights_mode") or "scratch"
+    scale = float(train.get("backbone_lr_scale") or 1.0)
     return recipe_parts(
         arch,
         train.get("head"),
         loss,
         bool(train.get("flip_test")),
         pretrain_method(train.get("pretrain")),
+        trained_backbone_lr_scale(weights_mode, scale),
     )
 
 
 def config_run_name(config: TrainConfig, weights_mode: str) -> str:
     """The run name ``config`` trains under (its seed named when ``seed_in_name``)."""
     seed = config.seed if config.seed_in_name else None
-    return run_name(config.arch, config.variant, weights_mode, seed, config_recipe(config))
+    return run_name(
+        config.arch, config.variant, weights_mode, seed, config_recipe(config, weights_mode)
+    )
 
 
 def is_finished(folder: Path) -> bool:

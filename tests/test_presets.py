@@ -46,18 +46,16 @@ def test_every_lever_row_has_its_papers_recipe_twin_at_the_same_budget(
     measured beside the same model, data, budget and seeds trained the papers' way from
     scratch, so the paired tests compare the lever alone."""
     configs = load_preset(name).configs(tmp_path, tmp_path)
-    names = [
-        runs.config_run_name(config, config.weights_mode if config.pretrain else "scratch")
-        for config in configs
-    ]
+    pairs = [(config, config.weights_mode if config.pretrain else "scratch") for config in configs]
+    names = [runs.config_run_name(config, mode) for config, mode in pairs]
     assert len(set(names)) == len(names), "two runs of a preset share a folder"
     budget = ("epochs", "batch_size", "lr", "patience", "seed", "max_train_rows")
     twins = {
         (config.arch, config.variant, *(getattr(config, key) for key in budget))
-        for config in configs
-        if not runs.config_recipe(config) and config.weights is None
+        for config, mode in pairs
+        if not runs.config_recipe(config, mode) and config.weights is None
     }
-    levers = [config for config in configs if runs.config_recipe(config)]
+    levers = [config for config, mode in pairs if runs.config_recipe(config, mode)]
     assert levers, f"{name} has no lever rows"
     for config in levers:
         key = (config.arch, config.variant, *(getattr(config, key) for key in budget))

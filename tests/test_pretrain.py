@@ -163,22 +163,30 @@ def test_a_lower_backbone_lr_moves_a_finetuned_backbone_less(
     checkpoints: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:
     weights = pretrain(_options(tiny_dataset, checkpoints)).weights
-    change = {}
+    change, folders = {}, {}
     for scale in (1.0, 0.01):
         runs_dir = tmp_path / f"scale-{scale}"
         config = _train(tiny_dataset, runs_dir, weights=weights, backbone_lr_scale=scale)
         result = train_run(config)
         assert result.status == "finished", result.error
         model, record = runs.load_model(result.run_dir)
-        change[scale] = _backbone_change(model, weights)
+        change[scale], folders[scale] = _backbone_change(model, weights), result.run_dir
         assert record["train"]["backbone_lr_scale"] == scale
     # AdamW's steps scale with the learning rate: a hundredth of it, about a hundredth the move.
     assert 0 < change[0.01] < 0.1 * change[1.0]
     assert "0.01 x the head's lr" in record["optimisation"]["backbone_lr"]
-    # A finished run is never reused under another scale: it is refused, naming the setting.
-    finished = _train(tiny_dataset, tmp_path / "scale-0.01", weights=weights, backbone_lr_scale=0.5)
-    with pytest.raises(ValueError, match="backbone_lr_scale 0.01 -> 0.5"):
-        train_run(finished)
+    # The scale is part of the run's recipe: its own folder and report row, set against
+    # the same run at the full rate.
+    assert folders[1.0].name == "cnn-manual--none--finetuned"
+    assert folders[0.01].name == "cnn-manual--none--finetuned--backbone-lr0.01"
+    metrics = json.loads((folders[0.01] / runs.METRICS_FILE).read_text())
+    assert metrics["recipe"] == ["backbone-lr0.01"] == runs.recipe_of(record)
+    assert runs.twin_recipe("finetuned", metrics["recipe"]) == ("finetuned", ())
+    # Another scale beside a finished run trains its own folder and leaves that one alone.
+    before = (folders[0.01] / runs.METRICS_FILE).read_bytes()
+    other = _train(tiny_dataset, tmp_path / "scale-0.01", weights=weights, backbone_lr_scale=0.5)
+    assert train_run(other).run_dir.name.endswith("--backbone-lr0.5")
+    assert (folders[0.01] / runs.METRICS_FILE).read_bytes() == before
 
 
 def test_the_backbone_lr_scale_is_checked_and_only_finetuning_reads_it(

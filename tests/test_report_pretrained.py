@@ -38,6 +38,31 @@ def test_the_twin_of_a_pretrained_lever_keeps_the_lever() -> None:
     assert twin_of(row._replace(recipe=())) is None
 
 
+def test_a_lower_backbone_lr_is_a_lever_beside_the_same_row_at_the_full_rate() -> None:
+    slow = (*PRETRAINED, "backbone-lr0.3")
+    name = runs.run_name("mobilenetv2", "aug", "finetuned", None, slow)
+    rows = [
+        summary("mobilenetv2", "aug", 3.0, per_face=per_face_errors(3.0)),
+        _pretrained("finetuned", 2.4),
+        summary(
+            "mobilenetv2", "aug", 2.0, per_face=per_face_errors(2.0), weights_mode="finetuned",
+            recipe=slow, run_name=name,
+        ),
+    ]  # fmt: skip
+    result = result_of(rows)
+    table = result.tables[LEVERS_TABLE].set_index("model")
+    full_rate = "mobilenetv2 (finetuned) + pretrained-synthetic-landmarks"
+    assert table.loc[f"{full_rate} + backbone-lr0.3", "twin"] == full_rate
+    assert table.loc[f"{full_rate} + backbone-lr0.3", "verdict"] == "better"
+    assert table.loc[full_rate, "twin"] == "mobilenetv2"
+    # Only the full-rate row stands for the paper's fine-tuned cell.
+    gains = result.tables["gains"]
+    slow_gains = gains[gains["model"].str.contains("backbone-lr")]
+    assert len(slow_gains) and slow_gains["paper_label"].isna().all()
+    assert gains[gains["model"] == full_rate]["paper_label"].notna().any()
+    assert "backbone-lr<fraction>" in render_markdown(result)
+
+
 def test_pretrained_rows_sit_beside_the_papers_cells_and_say_they_are_not_imagenet() -> None:
     rows = [
         _pretrained("finetuned", 2.5, "none"),

@@ -99,7 +99,7 @@ def test_the_papers_recipe_keeps_its_name_kwargs_and_settings(
 ) -> None:
     explicit = _config(tiny_dataset, tmp_path, head="regression", loss="mse")
     assert runs.config_run_name(explicit, "scratch") == "cnn-manual--masked"
-    assert runs.config_recipe(explicit) == []
+    assert runs.config_recipe(explicit, "scratch") == []
     # A config.json of before the levers reads as the papers' recipe.
     assert runs.recipe_of({"model": {"arch": "cnn-manual"}, "train": {"arch": "cnn-manual"}}) == []
 

@@ -1,8 +1,10 @@
 """The "What each lever buys" section: every row trained with another head, loss or the flip
 test (its ``recipe``, ``runs.recipe_parts``) beside its twin, the same architecture, data,
-weights and seeds trained the papers' way, on the same test faces; and every row whose
+weights and seeds trained the papers' way, on the same test faces; every row whose
 backbone was pretrained here (``pretrained-<method>``, frozen or fine-tuned) beside the
-same model trained from scratch (:func:`twin_of`).
+same model trained from scratch; and every fine-tuned row whose backbone trained at a
+fraction of the learning rate (``backbone-lr<fraction>``) beside the same row at the full
+rate (:func:`twin_of`).
 
 A lever's gain is RMSE(lever) - RMSE(twin) with its 95% paired bootstrap interval over the
 test faces and the Wilcoxon signed-rank p of the per-face RMSEs
@@ -170,7 +172,9 @@ def levers_section(result: ReportResult) -> list[str] | None:
         "Each row trained with another head, loss or the flip test beside its twin: the same "
         "architecture, data variant, weights, budget and seeds trained the papers' way (dense "
         "head, MSE, no flip), scored on the same test faces; a row whose backbone was "
-        "pretrained here (pretrained-<method>) sits beside the same model from scratch. The "
+        "pretrained here (pretrained-<method>) sits beside the same model from scratch, and "
+        "a fine-tuned row whose backbone trained at a fraction of the learning rate "
+        "(backbone-lr<fraction>) beside the same row with every layer at the full rate. The "
         "gain is RMSE(lever) - "
         "RMSE(twin) with a 95% paired bootstrap interval over the test faces "
         f"({BOOTSTRAP_RESAMPLES:,} resamples) and the Wilcoxon signed-rank p of the per-face "

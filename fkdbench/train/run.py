@@ -172,7 +172,7 @@ def _open_run_folder(config: TrainConfig) -> Run:
         weights_mode=weights_mode,
         arch_info=arch_info,
         pretrain_epochs=config.ae_pretrain_epochs if arch_info.pretrain == "autoencoder" else 0,
-        backbone_lr_scale=config.backbone_lr_scale if weights_mode == "finetuned" else 1.0,
+        backbone_lr_scale=runs.trained_backbone_lr_scale(weights_mode, config.backbone_lr_scale),
         finished=runs.is_finished(folder) and not config.force,
     )
     if not run.finished and arch_info.has_backbone and config.weights is None:
@@ -412,7 +412,7 @@ def _score_test(
         arch=config.arch,
         variant=config.variant,
         weights_mode=run.weights_mode,
-        recipe=runs.config_recipe(config),
+        recipe=runs.config_recipe(config, run.weights_mode),
         scores=score_test_split(predicted, data.test_split, data.train_split, data.scheme),
         best_val_rmse=progress.best_val_rmse,
         best_epoch=progress.best_epoch,
