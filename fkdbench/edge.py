@@ -23,7 +23,10 @@ whole test split): FP32 within :data:`~fkdbench.export.PARITY_TOLERANCE_PIXELS` 
 eager, INT8 with a test RMSE at most :data:`INT8_RMSE_TOLERANCE` above PyTorch's.
 ``edge.json`` in the run folder records, per backend, the file made, its sha256, the
 weights it came from and the versions that made it; an entry is reused only while the
-weights and the file are the ones it recorded.
+weights and the file are the ones it recorded. A file that could not be made (or, made,
+not loaded) is recorded too, with why: the next bench gives that line at once instead of
+spending minutes making it again, until the weights, the runtime's versions or fkdbench's
+commit change (:func:`recorded_failure`).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from fkdbench.openvino_int8 import (
 )
 from fkdbench.openvino_int8 import describe as describe_openvino_int8
 from fkdbench.progress import say
-from fkdbench.provenance import package_versions
+from fkdbench.provenance import git_commit, package_versions
 
 EDGE_EXTRA = "edge"
 NOT_INSTALLED = f"not installed (uv sync --extra {EDGE_EXTRA})"
@@ -472,9 +475,70 @@ def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
     return None
 
 
+def _failure_key(folder: Path, name: str, max_batch: int) -> dict[str, Any]:
+    """What a failure to make ``name``'s file depends on: while it is the same, making the
+    file again would fail the same way."""
+    return {
+        "model_sha256": sha256_file(folder / runs.MODEL_FILE),
+        "max_batch": max_batch,
+        "versions": package_versions(EDGE_BACKENDS[name].modules),
+        "fkdbench_commit": git_commit(),
+    }
+
+
+def recorded_failure(folder: Path, name: str, max_batch: int) -> str | None:
+    """The line a recorded failure to make ``name``'s file gave, while what it depends on
+    (:func:`_failure_key`) is unchanged; None when there is none or it is out of date."""
+    entry = _recorded(Path(folder), name)
+    if "failed" not in entry:
+        return None
+    current = _failure_key(Path(folder), name, max_batch)
+    if any(entry.get(key) != value for key, value in current.items()):
+        return None
+    return str(entry["failed"])
+
+
+def _record_failure(folder: Path, name: str, max_batch: int, error: Exception) -> None:
+    entry = {"failed": runs.first_line(error, limit=1000), **_failure_key(folder, name, max_batch)}
+    write_json_atomic(folder / EDGE_RECORD_FILE, {**_records(folder), name: entry})
+
+
 def _companions_sha256(folder: Path, name: str) -> dict[str, str | None]:
     files = [folder / companion for companion in EDGE_BACKENDS[name].companions]
     return {path.name: sha256_file(path) if path.is_file() else None for path in files}
+
+
+def _make_file(
+    folder: Path,
+    name: str,
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    calibration: Callable[[], torch.Tensor] | None,
+    score: Callable[[Predictor], float] | None,
+    threads: int,
+) -> dict[str, Any]:
+    """Make backend ``name``'s file for a run (:func:`prepare_backend`); what it chose,
+    for its ``edge.json`` entry."""
+    path = folder / EDGE_BACKENDS[name].file
+    extra: dict[str, Any] = {}
+    if name == "executorch-xnnpack":
+        _make_pte(path, module, example)
+    elif name == "executorch-xnnpack-int8":
+        if calibration is None:
+            raise EdgeError(f"{folder}: {name} needs training images to calibrate on")
+        extra["int8_choice"] = _make_xnnpack_int8(
+            path, module, example, calibration(), score, threads
+        )
+    elif name == "openvino-int8":
+        if calibration is None:
+            raise EdgeError(f"{folder}: {name} needs training images to calibrate on")
+        extra["int8_choice"] = make_openvino_int8(
+            folder, calibration().numpy(), example.numpy(), threads, score
+        )
+    elif name == "ncnn":
+        _make_ncnn(folder, module, example)
+        extra["made_from"] = NCNN_SOURCE
+    return extra
 
 
 def prepare_backend(
@@ -507,28 +571,25 @@ def prepare_backend(
     stale = stale_reason(folder, name, len(example))
     if stale is None:
         return _recorded(folder, name)
-    if _recorded(folder, name):
+    failure = recorded_failure(folder, name, len(example))
+    if failure is not None:
+        raise EdgeError(f"{failure} (recorded in {EDGE_RECORD_FILE}: not tried again)")
+    if "failed" in _recorded(folder, name):
+        say(
+            f"{folder.name}: {name} tried again (what its recorded failure came from changed)",
+            quiet,
+        )
+    elif _recorded(folder, name):
         say(f"{folder.name}: {name} made again ({stale})", quiet)
     started = time.perf_counter()
+    try:
+        extra = _make_file(folder, name, module, example, calibration, score, threads)
+    except (OSError, MemoryError):
+        raise  # the machine's trouble, not the model's: tried again next time
+    except Exception as error:
+        _record_failure(folder, name, len(example), error)
+        raise
     path = folder / EDGE_BACKENDS[name].file
-    extra: dict[str, Any] = {}
-    if name == "executorch-xnnpack":
-        _make_pte(path, module, example)
-    elif name == "executorch-xnnpack-int8":
-        if calibration is None:
-            raise EdgeError(f"{folder}: {name} needs training images to calibrate on")
-        extra["int8_choice"] = _make_xnnpack_int8(
-            path, module, example, calibration(), score, threads
-        )
-    elif name == "openvino-int8":
-        if calibration is None:
-            raise EdgeError(f"{folder}: {name} needs training images to calibrate on")
-        extra["int8_choice"] = make_openvino_int8(
-            folder, calibration().numpy(), example.numpy(), threads, score
-        )
-    elif name == "ncnn":
-        _make_ncnn(folder, module, example)
-        extra["made_from"] = NCNN_SOURCE
     if not path.is_file():
         raise EdgeError(f"{folder}: {name} needs {path.name}, which is not there")
     entry = {

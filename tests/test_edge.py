@@ -263,6 +263,55 @@ def test_a_file_made_by_an_older_recipe_is_made_again(edge_bench, tmp_path: Path
         assert reason == "converted from model.onnx, now from torchscript"
 
 
+def test_a_file_that_cannot_be_made_is_recorded_and_not_made_again(
+    edge_bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nasnetmobile's ExecuTorch INT8 program was made (minutes) and failed to load on every
+    bench; the failure is now recorded, and tried again only when what it came from changes."""
+    name = "executorch-xnnpack"
+    _installed_or_skip(name)
+    source, _ = edge_bench
+    folder = tmp_path / RUN
+    shutil.copytree(source, folder)
+    records = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())
+    (folder / edge.EDGE_RECORD_FILE).write_text(json.dumps({**records, name: {}}))
+    attempts = []
+
+    def refuse(path: Path, *_args, **_kwargs) -> None:
+        attempts.append(path)
+        raise edge.EdgeError(f"{path}: XNNPACK cannot lower it")
+
+    monkeypatch.setattr(edge, "_make_pte", refuse)
+    errors = [_bench(folder, _options(tmp_path, (name,))).failures[0].error for _ in range(2)]
+    assert len(attempts) == 1
+    assert errors[0].endswith("XNNPACK cannot lower it")
+    assert errors[1].endswith("(recorded in edge.json: not tried again)")
+    entry = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())[name]
+    assert (
+        entry["failed"].endswith("XNNPACK cannot lower it")
+        and entry["model_sha256"] == records[name]["model_sha256"]
+    )
+    # The other backends' entries are kept as they were.
+    kept = json.loads((folder / edge.EDGE_RECORD_FILE).read_text())
+    assert {key: kept[key] for key in records if key != name} == {
+        key: value for key, value in records.items() if key != name
+    }
+    # Another fkdbench commit (or other weights, or another runtime version): tried again.
+    monkeypatch.setattr(edge, "git_commit", lambda: "another commit")
+    _bench(folder, _options(tmp_path, (name,)))
+    assert len(attempts) == 2
+    # A full disk is the machine's trouble: not recorded as the model's.
+    monkeypatch.setattr(edge, "git_commit", lambda: "a third commit")
+    monkeypatch.setattr(edge, "_make_pte", lambda *_args, **_kwargs: _raise(OSError("disk full")))
+    with pytest.raises(OSError):
+        edge.prepare_backend(folder, name, torch.nn.Identity(), torch.zeros(4, 1, 96, 96))
+    assert edge.recorded_failure(folder, name, 4) is None
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
 def test_a_program_executorch_cannot_load_says_why_in_one_line(tmp_path: Path) -> None:
     _installed_or_skip("executorch-xnnpack")
     path = tmp_path / edge.EDGE_BACKENDS["executorch-xnnpack"].file
