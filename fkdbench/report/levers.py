@@ -136,6 +136,16 @@ def _cost_cell(value: Any, twin: Any, same_run: Any, spec: str) -> str:
     return f"{format(value, spec)} ({value / twin:.2f}x{mark})"
 
 
+def _backbone_lr_clause(table: pd.DataFrame) -> str:
+    """Said only where a row has one, so reports without it keep their bytes."""
+    if not table["model"].str.contains(runs.BACKBONE_LR_PREFIX, regex=False).any():
+        return ""
+    return (
+        ", and a fine-tuned row whose backbone trained at a fraction of the learning rate "
+        "(backbone-lr<fraction>) beside the same row with every layer at the full rate"
+    )
+
+
 def levers_section(result: ReportResult) -> list[str] | None:
     """The lines of "What each lever buys" after its heading; None without lever rows."""
     table = result.tables.get(LEVERS_TABLE)
@@ -172,10 +182,8 @@ def levers_section(result: ReportResult) -> list[str] | None:
         "Each row trained with another head, loss or the flip test beside its twin: the same "
         "architecture, data variant, weights, budget and seeds trained the papers' way (dense "
         "head, MSE, no flip), scored on the same test faces; a row whose backbone was "
-        "pretrained here (pretrained-<method>) sits beside the same model from scratch, and "
-        "a fine-tuned row whose backbone trained at a fraction of the learning rate "
-        "(backbone-lr<fraction>) beside the same row with every layer at the full rate. The "
-        "gain is RMSE(lever) - "
+        "pretrained here (pretrained-<method>) sits beside the same model from scratch"
+        f"{_backbone_lr_clause(table)}. The gain is RMSE(lever) - "
         "RMSE(twin) with a 95% paired bootstrap interval over the test faces "
         f"({BOOTSTRAP_RESAMPLES:,} resamples) and the Wilcoxon signed-rank p of the per-face "
         "RMSEs; a verdict is better or worse only when the interval excludes 0. The cost is "
