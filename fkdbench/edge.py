@@ -25,13 +25,14 @@ eager, INT8 with a test RMSE at most :data:`INT8_RMSE_TOLERANCE` above PyTorch's
 weights it came from and the versions that made it; an entry is reused only while the
 weights and the file are the ones it recorded. A file that could not be made (or, made,
 not loaded) is recorded too, with why: the next bench gives that line at once instead of
-spending minutes making it again, until the weights, the runtime's versions or fkdbench's
-commit change (:func:`recorded_failure`).
+spending minutes making it again, until the weights, the runtime's versions or the
+fkdbench code that makes the file change (:func:`recorded_failure`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import re
@@ -49,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fkdbench import runs
+from fkdbench import int8, openvino_int8, runs
 from fkdbench.export import ONNX_FILE, PARITY_TOLERANCE_PIXELS
 from fkdbench.int8 import INT8_RMSE_TOLERANCE
 from fkdbench.io import sha256_file, write_bytes_atomic, write_json_atomic
@@ -63,7 +64,7 @@ from fkdbench.openvino_int8 import (
 )
 from fkdbench.openvino_int8 import describe as describe_openvino_int8
 from fkdbench.progress import say
-from fkdbench.provenance import git_commit, package_versions
+from fkdbench.provenance import package_versions
 
 EDGE_EXTRA = "edge"
 NOT_INSTALLED = f"not installed (uv sync --extra {EDGE_EXTRA})"
@@ -475,6 +476,16 @@ def stale_reason(folder: Path, name: str, max_batch: int = 1) -> str | None:
     return None
 
 
+def makers_sha256() -> str:
+    """The sha256 of the fkdbench code that makes the edge files (this module and the INT8
+    choices it calls): a recorded failure is tried again when that code changes, not on
+    every commit."""
+    digest = hashlib.sha256()
+    for source in (__file__, int8.__file__, openvino_int8.__file__):
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()
+
+
 def _failure_key(folder: Path, name: str, max_batch: int) -> dict[str, Any]:
     """What a failure to make ``name``'s file depends on: while it is the same, making the
     file again would fail the same way."""
@@ -482,7 +493,7 @@ def _failure_key(folder: Path, name: str, max_batch: int) -> dict[str, Any]:
         "model_sha256": sha256_file(folder / runs.MODEL_FILE),
         "max_batch": max_batch,
         "versions": package_versions(EDGE_BACKENDS[name].modules),
-        "fkdbench_commit": git_commit(),
+        "makers_sha256": makers_sha256(),
     }
 
 

@@ -296,12 +296,14 @@ def test_a_file_that_cannot_be_made_is_recorded_and_not_made_again(
     assert {key: kept[key] for key in records if key != name} == {
         key: value for key, value in records.items() if key != name
     }
-    # Another fkdbench commit (or other weights, or another runtime version): tried again.
-    monkeypatch.setattr(edge, "git_commit", lambda: "another commit")
+    # Other code that makes the file (or other weights, or another runtime version): tried
+    # again. The key is that code's sha256, so a commit elsewhere does not retry it.
+    assert entry["makers_sha256"] == edge.makers_sha256()
+    monkeypatch.setattr(edge, "makers_sha256", lambda: "other code")
     _bench(folder, _options(tmp_path, (name,)))
     assert len(attempts) == 2
     # A full disk is the machine's trouble: not recorded as the model's.
-    monkeypatch.setattr(edge, "git_commit", lambda: "a third commit")
+    monkeypatch.setattr(edge, "makers_sha256", lambda: "a third version")
     monkeypatch.setattr(edge, "_make_pte", lambda *_args, **_kwargs: _raise(OSError("disk full")))
     with pytest.raises(OSError):
         edge.prepare_backend(folder, name, torch.nn.Identity(), torch.zeros(4, 1, 96, 96))
