@@ -120,23 +120,24 @@ class FactorizedReduce(nn.Module):
 
     Two 1x1 'average pools' with stride 2 (i.e. plain subsampling), the second on the
     input shifted by one pixel (pad bottom/right, crop top/left), each followed by a 1x1
-    conv to ``out_chs // 2``; concatenated and batch-normalised.
+    conv to ``out_chs // 2``; concatenated and batch-normalised. The subsampling is done by
+    the convs' stride, not by ``x[:, :, ::2, ::2]``: the same numbers and weights, but
+    pnnx (ncnn) cannot convert a step-2 slice and left eight of them in the graph.
     """
 
     def __init__(self, in_chs: int, out_chs: int) -> None:
         super().__init__()
         self.act = nn.ReLU()
-        self.conv_1 = nn.Conv2d(in_chs, out_chs // 2, 1, bias=False)
-        self.conv_2 = nn.Conv2d(in_chs, out_chs // 2, 1, bias=False)
+        self.conv_1 = nn.Conv2d(in_chs, out_chs // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(in_chs, out_chs // 2, 1, stride=2, bias=False)
         self.bn = _bn(out_chs)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.act(x)
-        path_1 = x[:, :, ::2, ::2]
-        # Shift by one pixel: drop the first row/column, zero-fill the last one. Both paths
-        # then have ceil(n / 2) rows/columns, matching the stride-2 ops of the cell.
-        path_2 = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))[:, :, ::2, ::2]
-        return self.bn(torch.cat([self.conv_1(path_1), self.conv_2(path_2)], dim=1))
+        # Shift by one pixel: drop the first row/column, zero-fill the last one. Both
+        # stride-2 paths then have ceil(n / 2) rows/columns, like the cell's other ops.
+        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 
 def _make_adjust(kind: str, in_chs: int, out_chs: int) -> nn.Module:
