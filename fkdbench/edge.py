@@ -25,8 +25,8 @@ eager, INT8 with a test RMSE at most :data:`INT8_RMSE_TOLERANCE` above PyTorch's
 weights it came from and the versions that made it; an entry is reused only while the
 weights and the file are the ones it recorded. A file that could not be made (or, made,
 not loaded) is recorded too, with why: the next bench gives that line at once instead of
-spending minutes making it again, until the weights, the runtime's versions or the
-fkdbench code that makes the file change (:func:`recorded_failure`).
+spending minutes making it again, until the weights, the runtime's versions, the fkdbench
+code that makes the file or the architecture's code change (:func:`recorded_failure`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import inspect
 import os
 import re
 import shutil
@@ -357,6 +358,49 @@ def _from_layer_on(graph: torch.fx.Graph, layer: str) -> set[torch.fx.Node]:
     return kept
 
 
+_PADS = (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)
+
+
+def _pads_sharing(quantizer_class: type) -> type:
+    """``quantizer_class`` (XNNPACKQuantizer) with each constant pad sharing its input's
+    INT8 parameters. XNNPACKQuantizer leaves ``aten.pad`` unannotated, so a pad sat between
+    its input's dequantize and a quantize with other parameters, and XNNPACK's static
+    constant pad, which needs the same on both sides, refused nasnetmobile's program
+    ("Failed to create StaticConstantPad node"). Zero, all a pad adds, is exact in any
+    affine INT8 parameters, so sharing them loses nothing."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
+        propagate_annotation,
+    )
+    from torchao.quantization.pt2e.quantizer import (
+        QuantizationAnnotation,
+        SharedQuantizationSpec,
+    )
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        model = quantizer_class.annotate(self, model)
+        for node in model.graph.nodes:
+            if node.op != "call_function" or node.target not in _PADS:
+                continue
+            source = node.args[0]
+            annotated = source.meta.get(Q_ANNOTATION_KEY)
+            wanted = self.filter_fn is None or self.filter_fn(node)  # the head kept FP32
+            if Q_ANNOTATION_KEY in node.meta or not wanted or annotated is None:
+                continue
+            if annotated.output_qspec is None:  # an FP32 input: the pad stays FP32 too
+                continue
+            shared = SharedQuantizationSpec(source)
+            node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                input_qspec_map={source: shared}, output_qspec=shared, _annotated=True
+            )
+        propagate_annotation(model)  # what follows a pad (a crop) shares it in turn
+        return model
+
+    return type(
+        f"PadsSharing{quantizer_class.__name__}", (quantizer_class,), {"annotate": annotate}
+    )
+
+
 def _quantized_pt2e(
     module: torch.nn.Module,
     example: torch.Tensor,
@@ -371,7 +415,7 @@ def _quantized_pt2e(
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     captured = torch.export.export(module, (example,), dynamic_shapes=shapes).module()
-    quantizer = XNNPACKQuantizer().set_global(
+    quantizer = _pads_sharing(XNNPACKQuantizer)().set_global(
         get_symmetric_quantization_config(is_per_channel=True)
     )
     if kept_fp32 is not None:
@@ -486,7 +530,24 @@ def makers_sha256() -> str:
     return digest.hexdigest()
 
 
-def _failure_key(folder: Path, name: str, max_batch: int) -> dict[str, Any]:
+def architecture_sha256(module: torch.nn.Module) -> str:
+    """The sha256 of the fkdbench source files that define ``module``'s layers: the graph a
+    runtime converts is that code's as much as the weights' (nasnetmobile's reductions were
+    rewritten so that pnnx could convert them, with the same weights)."""
+    sources = {
+        inspect.getsourcefile(type(layer))
+        for layer in module.modules()
+        if type(layer).__module__.split(".")[0] == "fkdbench"
+    }
+    digest = hashlib.sha256()
+    for source in sorted(str(path) for path in sources if path):
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()
+
+
+def _failure_key(
+    folder: Path, name: str, module: torch.nn.Module, max_batch: int
+) -> dict[str, Any]:
     """What a failure to make ``name``'s file depends on: while it is the same, making the
     file again would fail the same way."""
     return {
@@ -494,23 +555,30 @@ def _failure_key(folder: Path, name: str, max_batch: int) -> dict[str, Any]:
         "max_batch": max_batch,
         "versions": package_versions(EDGE_BACKENDS[name].modules),
         "makers_sha256": makers_sha256(),
+        "architecture_sha256": architecture_sha256(module),
     }
 
 
-def recorded_failure(folder: Path, name: str, max_batch: int) -> str | None:
-    """The line a recorded failure to make ``name``'s file gave, while what it depends on
-    (:func:`_failure_key`) is unchanged; None when there is none or it is out of date."""
+def recorded_failure(
+    folder: Path, name: str, module: torch.nn.Module, max_batch: int
+) -> str | None:
+    """The line a recorded failure to make ``name``'s file from ``module`` gave, while what
+    it depends on (:func:`_failure_key`) is unchanged; None when there is none or it is out
+    of date."""
     entry = _recorded(Path(folder), name)
     if "failed" not in entry:
         return None
-    current = _failure_key(Path(folder), name, max_batch)
+    current = _failure_key(Path(folder), name, module, max_batch)
     if any(entry.get(key) != value for key, value in current.items()):
         return None
     return str(entry["failed"])
 
 
-def _record_failure(folder: Path, name: str, max_batch: int, error: Exception) -> None:
-    entry = {"failed": runs.first_line(error, limit=1000), **_failure_key(folder, name, max_batch)}
+def _record_failure(
+    folder: Path, name: str, module: torch.nn.Module, max_batch: int, error: Exception
+) -> None:
+    key = _failure_key(folder, name, module, max_batch)
+    entry = {"failed": runs.first_line(error, limit=1000), **key}
     write_json_atomic(folder / EDGE_RECORD_FILE, {**_records(folder), name: entry})
 
 
@@ -582,7 +650,7 @@ def prepare_backend(
     stale = stale_reason(folder, name, len(example))
     if stale is None:
         return _recorded(folder, name)
-    failure = recorded_failure(folder, name, len(example))
+    failure = recorded_failure(folder, name, module, len(example))
     if failure is not None:
         raise EdgeError(f"{failure} (recorded in {EDGE_RECORD_FILE}: not tried again)")
     if "failed" in _recorded(folder, name):
@@ -598,7 +666,7 @@ def prepare_backend(
     except (OSError, MemoryError):
         raise  # the machine's trouble, not the model's: tried again next time
     except Exception as error:
-        _record_failure(folder, name, len(example), error)
+        _record_failure(folder, name, module, len(example), error)
         raise
     path = folder / EDGE_BACKENDS[name].file
     if not path.is_file():

@@ -26,7 +26,7 @@ from fkdbench import bench, edge, openvino_int8, runs
 from fkdbench.bench import BenchOptions, Calibration
 from fkdbench.bench.options import NEEDS_INT8
 from fkdbench.bench.plan import graph_key
-from fkdbench.export import PARITY_TOLERANCE_PIXELS
+from fkdbench.export import PARITY_TOLERANCE_PIXELS, PixelKeypoints
 from fkdbench.io import sha256_file
 
 RUN = "cnn-manual--none"
@@ -242,6 +242,37 @@ def test_executorch_int8_keeps_the_head_fp32_when_int8_misses_the_check(tmp_path
     assert record["choice"] == {"excluded": "none"} and list(record["test_rmse"]) == ["none"]
 
 
+class _Padded(torch.nn.Module):
+    """Conv and batch norm, zero-padded, then max pooled, as nasnetmobile's reduction cells
+    do: the pad XNNPACK refused while its INT8 parameters were not its input's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = torch.nn.BatchNorm2d(4)
+        self.head = torch.nn.Linear(4 * 4 * 4, 6)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        padded = torch.nn.functional.pad(self.norm(self.conv(image)), (0, 1, 0, 1))
+        return self.head(torch.nn.functional.max_pool2d(padded, 3, stride=2).flatten(1))
+
+
+def test_executorch_int8_runs_a_model_with_a_constant_pad(tmp_path: Path) -> None:
+    _installed_or_skip("executorch-xnnpack-int8")
+    torch.manual_seed(0)
+    module = _Padded()
+    module.norm.running_mean.fill_(0.5)  # the pad's input has negatives, as after a BN
+    module, example = module.eval(), torch.rand(2, 1, 8, 8)
+    path = tmp_path / edge.PTE_INT8_FILE
+    edge._make_pte(path, module, example, torch.rand(8, 1, 8, 8))
+    predicted = edge._executorch(path, 1, 2)(example.numpy())
+    with torch.no_grad():
+        expected = module(example).numpy()
+    # INT8, so near PyTorch's answer rather than equal to it.
+    assert predicted.shape == expected.shape
+    assert np.abs(predicted - expected).max() <= 0.15 * np.abs(expected).max()
+
+
 def test_a_file_made_by_an_older_recipe_is_made_again(edge_bench, tmp_path: Path) -> None:
     source, _ = edge_bench
     folder = tmp_path / RUN
@@ -302,12 +333,19 @@ def test_a_file_that_cannot_be_made_is_recorded_and_not_made_again(
     monkeypatch.setattr(edge, "makers_sha256", lambda: "other code")
     _bench(folder, _options(tmp_path, (name,)))
     assert len(attempts) == 2
+    # So does other code of the architecture (the graph converted is its code's too).
+    model = runs.load_model(folder)[0]
+    assert edge.architecture_sha256(model) != edge.architecture_sha256(torch.nn.Identity())
+    assert entry["architecture_sha256"] == edge.architecture_sha256(PixelKeypoints(model, 96))
+    monkeypatch.setattr(edge, "architecture_sha256", lambda _module: "other layers")
+    _bench(folder, _options(tmp_path, (name,)))
+    assert len(attempts) == 3
     # A full disk is the machine's trouble: not recorded as the model's.
     monkeypatch.setattr(edge, "makers_sha256", lambda: "a third version")
     monkeypatch.setattr(edge, "_make_pte", lambda *_args, **_kwargs: _raise(OSError("disk full")))
     with pytest.raises(OSError):
         edge.prepare_backend(folder, name, torch.nn.Identity(), torch.zeros(4, 1, 96, 96))
-    assert edge.recorded_failure(folder, name, 4) is None
+    assert edge.recorded_failure(folder, name, torch.nn.Identity(), 4) is None
 
 
 def _raise(error: Exception) -> None:
