@@ -31,6 +31,7 @@ import pytest
 from fkdbench import runs
 from fkdbench.config import TrainConfig
 from fkdbench.presets import load_preset
+from fkdbench.pretrain import cache
 from fkdbench.train import distributed
 from fkdbench.train.distributed import RayMissing
 from fkdbench.train.matrix import train_configs
@@ -246,6 +247,44 @@ def test_a_matrix_across_two_nodes_equals_the_serial_one(
     # A second call finds every run finished and sends no task.
     again = train_configs(configs, "matrix", quiet=True, executor="ray", ray_address=ray_cluster)
     assert [result.status for result in again] == ["skipped"] * SEEDS
+
+
+def test_a_pretraining_step_is_one_ray_task_and_makes_the_local_checkpoint(
+    ray_cluster: str, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Two runs start from one autoencoder step (it reads the data, which must travel):
+    one task makes it on a worker, the driver's cache gets it, and the checkpoint and
+    the runs are byte for byte what the same matrix makes locally."""
+    step = {"method": "autoencoder", "epochs": 1, "batch_size": 8}
+
+    def matrix(runs_dir: Path) -> list[TrainConfig]:
+        common = dict(
+            arch="cnn-manual", variant="none", data_dir=tiny_dataset, runs_dir=runs_dir,
+            epochs=2, batch_size=8, num_threads=1, quiet=True, pretrain=step,
+        )  # fmt: skip
+        return [TrainConfig(**common, weights_mode=mode) for mode in ("frozen", "finetuned")]
+
+    on_ray = train_configs(
+        matrix(tmp_path / "ray"), "matrix", quiet=True, executor="ray", ray_address=ray_cluster
+    )
+    local = train_configs(matrix(tmp_path / "local"), "local", quiet=True)
+
+    assert [result.status for result in on_ray] == ["finished"] * 2, on_ray[0].error
+    [made] = (tmp_path / "ray" / cache.PRETRAIN_DIR).glob(f"*/{cache.RECORD_FILE}")
+    record = json.loads(made.read_text())
+    assert record["made_on"]["executor"] == "ray" and record["made_on"]["pid"] != os.getpid()
+    [local_made] = (tmp_path / "local" / cache.PRETRAIN_DIR).glob(f"*/{cache.WEIGHTS_FILE}")
+    assert made.with_name(cache.WEIGHTS_FILE).read_bytes() == local_made.read_bytes()
+    for ray_run, local_run in zip(on_ray, local, strict=True):
+        assert ray_run.run_name == local_run.run_name
+        metrics = (ray_run.run_dir / runs.METRICS_FILE).read_bytes()
+        assert metrics == (local_run.run_dir / runs.METRICS_FILE).read_bytes()
+    # Made once: a second matrix reuses the driver's cache and sends no pretraining task.
+    again = train_configs(
+        matrix(tmp_path / "ray"), "matrix", quiet=True, executor="ray", ray_address=ray_cluster
+    )
+    assert [result.status for result in again] == ["skipped"] * 2
+    assert json.loads(made.read_text()) == record
 
 
 def test_a_killed_worker_is_retried_and_the_matrix_completes(

@@ -20,7 +20,15 @@ from fkdbench.cli import app
 from fkdbench.config import TrainConfig
 from fkdbench.data.splits import load_split
 from fkdbench.models import create_model, load_backbone_weights
-from fkdbench.pretrain import PretrainError, PretrainOptions, cache, options_from_preset, pretrain
+from fkdbench.pretrain import (
+    PretrainError,
+    PretrainOptions,
+    cache,
+    install,
+    options_from_preset,
+    plan,
+    pretrain,
+)
 from fkdbench.pretrain.methods import hide_patches
 from fkdbench.train import train_run
 
@@ -96,6 +104,27 @@ def test_an_edited_checkpoint_is_made_again_not_reused(tiny_dataset: Path, tmp_p
     assert not again.reused
     # Same seed, same data: the remade checkpoint has the first one's bytes.
     assert again.weights.read_bytes() == original
+
+
+def test_a_checkpoint_made_elsewhere_is_installed_only_when_it_is_of_the_recipe(
+    checkpoints: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """A Ray worker's checkpoint comes back as the bytes of its cache folder."""
+    made = pretrain(_options(tiny_dataset, checkpoints)).weights
+    files = {path.name: path.read_bytes() for path in made.parent.iterdir()}
+    planned = plan(_options(tiny_dataset, tmp_path))
+    assert planned.folder.name == made.parent.name and planned.cached() is None
+    damaged = {**files, cache.WEIGHTS_FILE: files[cache.WEIGHTS_FILE][:-1] + b"!"}
+    with pytest.raises(PretrainError, match="damaged"):
+        install(planned, damaged, {"host": "elsewhere"})
+    with pytest.raises(PretrainError, match="another recipe"):
+        install(plan(_options(tiny_dataset, tmp_path, seed=1)), files, {"host": "elsewhere"})
+    assert not planned.folder.exists()
+    weights = install(planned, files, {"host": "elsewhere"})
+    assert weights.read_bytes() == made.read_bytes()
+    assert planned.cached()["made_on"] == {"host": "elsewhere"}
+    again = pretrain(_options(tiny_dataset, tmp_path))
+    assert again.reused and again.weights == weights
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetuned"])

@@ -15,6 +15,9 @@ preset naming a pretraining step pays for it once. ``timm:<tag>`` weights
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -50,9 +53,12 @@ __all__ = [
     "TIMM_PREFIX",
     "PretrainError",
     "PretrainOptions",
+    "PretrainPlan",
     "PretrainResult",
     "is_timm_tag",
+    "install",
     "options_from_preset",
+    "plan",
     "pretrain",
     "timm_weights",
 ]
@@ -68,12 +74,24 @@ class PretrainResult:
     out: Path | None = None  # the --out copy, when asked for
 
 
-def pretrain(options: PretrainOptions) -> PretrainResult:
-    """Make (or reuse) the backbone checkpoint ``options`` describe; see the module doc.
+@dataclass(frozen=True)
+class PretrainPlan:
+    """Where the checkpoint of some options goes and what identifies it, known before
+    any work (:func:`plan`)."""
 
-    Errors are :class:`PretrainError` or ``DataError`` with one line naming the file or
-    setting, raised before anything is written; ``io.WriteError`` when the disk refuses.
-    """
+    folder: Path  # its cache folder
+    checksum: str  # the sha256 of its recipe
+    recipe: dict[str, Any]
+    image_size: int
+
+    def cached(self) -> dict[str, Any] | None:
+        """The record of the checkpoint in the cache, when it holds this recipe."""
+        return cache.reusable(self.folder / cache.WEIGHTS_FILE, self.checksum)
+
+
+def plan(options: PretrainOptions) -> PretrainPlan:
+    """Check ``options`` and say where their checkpoint goes; :class:`PretrainError` or
+    ``DataError`` in one line naming the setting or file."""
     check_options(options)
     check_threads(options.num_threads)
     if options.arch not in list_models(include_tests=True):
@@ -87,16 +105,49 @@ def pretrain(options: PretrainOptions) -> PretrainResult:
     recipe_record = recipe(options, methods.recipe_data(options, image_size), layout)
     checksum = recipe_checksum(recipe_record)
     folder = cache.cache_folder(options.runs_dir, options.arch, options.method, checksum)
-    with runs.hold_run(folder.with_name(f".{folder.name}.lock"), folder.name):
-        record = None if options.force else cache.reusable(folder / cache.WEIGHTS_FILE, checksum)
+    return PretrainPlan(folder, checksum, recipe_record, image_size)
+
+
+def pretrain(options: PretrainOptions) -> PretrainResult:
+    """Make (or reuse) the backbone checkpoint ``options`` describe; see the module doc.
+
+    Errors are :class:`PretrainError` or ``DataError`` with one line naming the file or
+    setting, raised before anything is written; ``io.WriteError`` when the disk refuses.
+    """
+    planned = plan(options)
+    folder = planned.folder
+    with _cache_lock(folder):
+        record = None if options.force else planned.cached()
         reused = record is not None
         if record is None:
-            record = _make(options, image_size, recipe_record, checksum, folder)
+            record = _make(options, planned)
         else:
             say(f"{folder.name}: pretrained already (same recipe), reused", options.quiet)
     weights = folder / cache.WEIGHTS_FILE
     out = cache.copy_out(weights, record, options.out, options.force) if options.out else None
     return PretrainResult(weights, record, reused, out)
+
+
+def install(planned: PretrainPlan, files: dict[str, bytes], made_on: dict[str, Any]) -> Path:
+    """Put a checkpoint made on another machine (a Ray worker: its cache folder's files)
+    into this machine's cache, as :func:`pretrain` would have written it, with where it
+    was made added to the record; :class:`PretrainError` when the files are not of this
+    recipe or the weights are not the ones the record names."""
+    record = json.loads(files[cache.RECORD_FILE])
+    weights = files[cache.WEIGHTS_FILE]
+    if record.get("recipe_sha256") != planned.checksum:
+        raise PretrainError(
+            f"{planned.folder.name}: the checkpoint that came back is of another recipe"
+        )
+    if record.get("weights_sha256") != hashlib.sha256(weights).hexdigest():
+        raise PretrainError(f"{planned.folder.name}: the checkpoint that came back is damaged")
+    with _cache_lock(planned.folder):
+        return cache.write_made(planned.folder, weights, {**record, "made_on": made_on})
+
+
+def _cache_lock(folder: Path) -> contextlib.AbstractContextManager:
+    """The lock of a cache folder: one process makes or installs a checkpoint at a time."""
+    return runs.hold_run(folder.with_name(f".{folder.name}.lock"), folder.name)
 
 
 def _image_size(options: PretrainOptions) -> int:
@@ -110,14 +161,9 @@ def _image_size(options: PretrainOptions) -> int:
         raise
 
 
-def _make(
-    options: PretrainOptions,
-    image_size: int,
-    recipe_record: dict[str, Any],
-    checksum: str,
-    folder: Path,
-) -> dict[str, Any]:
+def _make(options: PretrainOptions, planned: PretrainPlan) -> dict[str, Any]:
     """Build the method's task, train it, write the cache folder; returns the record."""
+    image_size, recipe_record, folder = planned.image_size, planned.recipe, planned.folder
     started = time.monotonic()
     if options.num_threads:
         torch.set_num_threads(options.num_threads)
@@ -130,7 +176,7 @@ def _make(
     record = {
         "format_version": recipe_record["format_version"],
         "recipe": recipe_record,
-        "recipe_sha256": checksum,
+        "recipe_sha256": planned.checksum,
         "method_description": METHODS[options.method],
         "not_imagenet": True,
         "data_read": plain(task.data),

@@ -95,6 +95,14 @@ def write_cache(folder: Path, tensors: dict[str, Tensor], record: dict[str, Any]
     return folder / WEIGHTS_FILE
 
 
+def write_made(folder: Path, weights: bytes, record: dict[str, Any]) -> Path:
+    """Write ``folder`` whole from a checkpoint's bytes made elsewhere and its record."""
+    with atomic_directory(folder) as staging:
+        write_bytes_atomic(staging / WEIGHTS_FILE, weights)
+        write_json_atomic(staging / RECORD_FILE, record)
+    return folder / WEIGHTS_FILE
+
+
 def check_out(out: Path) -> None:
     """Refuse an --out that is not a .safetensors name, before any pretraining is done."""
     if Path(out).suffix != ".safetensors":

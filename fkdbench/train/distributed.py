@@ -25,8 +25,12 @@ What each choice guards:
 - Locks: the driver holds the run-folder lock of every run it has sent out, so no other
   process trains one of them meanwhile; finished runs with the same settings are
   skipped on the driver as in a local matrix.
-- Pretraining steps (``pretrain`` in a preset) run on the driver before the tasks are
-  sent, cached by recipe as always; the tasks get the made file.
+- Pretraining steps (``pretrain`` in a preset) are Ray tasks too, sent first: one per
+  recipe the driver's cache lacks, however many runs start from it, retried like a run
+  when its worker dies. What comes back is checked against the recipe and installed in
+  the driver's cache (``pretrain.json`` saying where it was made), where each run finds
+  it as a local run would; the runs' tasks get the made file. A step that fails is the
+  failed row of every run that needed it.
 
 Ray is imported only here, and only when a matrix is sent to it.
 """
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -46,7 +51,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fkdbench import runs
 from fkdbench.config import TrainConfig
@@ -55,7 +60,10 @@ from fkdbench.models import list_models
 from fkdbench.pretrain.cache import record_beside
 from fkdbench.progress import make_progress, say
 from fkdbench.train.result import RunResult, failed_result, run_identity
-from fkdbench.train.run import resolve_weights, train_resolved
+from fkdbench.train.run import pretrain_options, resolve_weights, train_resolved
+
+if TYPE_CHECKING:
+    from fkdbench.pretrain import PretrainOptions, PretrainPlan
 
 # How often Ray runs a task again after its worker or node died (not after a run's own
 # failure, which is a row).
@@ -151,18 +159,24 @@ def _run_matrix(
         if on_run_end is not None:
             on_run_end(result)
 
+    def collect(reference: Any, task: tuple[int, TrainConfig, float]) -> None:
+        index, config, started = task
+        record(index, _collect(ray, reference, config, started, options))
+
     with contextlib.ExitStack() as locks, make_progress(quiet) as display:
         bar = display.add_task(f"{label} on Ray", total=len(configs))
-        pending = _send_out(ray, configs, options, locks, record)
+        pending: dict[Any, Any] = {}  # the tasks in flight, pretraining then runs
+        data_refs: dict[Path, Any] = {}
         try:
             with _ctrl_c_as_flag() as interrupted:
-                while pending:
-                    done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
-                    if interrupted.is_set():
-                        raise KeyboardInterrupt
-                    if done:
-                        index, config, started = pending.pop(done[0])
-                        record(index, _collect(ray, done[0], config, started, options))
+                wait = functools.partial(_wait, ray, pending, interrupted)
+                failed_steps = _pretrain_on_ray(
+                    ray, configs, options, data_refs, (pending, wait), display
+                )
+                pending.update(
+                    _send_out(ray, configs, options, locks, record, data_refs, failed_steps)
+                )
+                wait(collect)
         except KeyboardInterrupt:
             # Our own connection ends in train_configs_on_ray (ray.shutdown), and with it
             # the job: Ray stops every worker of a finished job. Cancelling tasks one by one
@@ -186,6 +200,22 @@ def _run_matrix(
 WAIT_SECONDS = 0.5
 
 
+def _wait(
+    ray: Any,
+    pending: dict[Any, Any],
+    interrupted: threading.Event,
+    on_done: Callable[[Any, Any], None],
+) -> None:
+    """Hand each task of ``pending`` to ``on_done`` (its reference, what ``pending`` says
+    of it) as it finishes; KeyboardInterrupt when Ctrl-C came, ``pending`` the rest."""
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        if done:
+            on_done(done[0], pending.pop(done[0]))
+
+
 @contextlib.contextmanager
 def _ctrl_c_as_flag() -> Iterator[threading.Event]:
     """Ctrl-C (SIGINT) sets a flag that the wait loop reads, instead of raising where it
@@ -204,21 +234,99 @@ def _ctrl_c_as_flag() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
+def _pretrain_on_ray(
+    ray: Any,
+    configs: list[TrainConfig],
+    options: RayOptions,
+    data_refs: dict[Path, Any],
+    in_flight: tuple[dict[Any, Any], Callable[[Callable[[Any, Any], None]], None]],
+    display: Any,
+) -> dict[int, Exception]:
+    """Make each pretraining step of ``configs`` that the driver's cache lacks as a Ray
+    task (one per recipe), and install what comes back in that cache. ``in_flight``: the
+    matrix's tasks in flight (where these go, so Ctrl-C stops them too) and how it waits
+    on them. The steps that failed: the index of each config that needed one -> why."""
+    pending, wait = in_flight
+    from fkdbench import pretrain
+
+    has_gpus = _has_gpus(ray)
+    needed: dict[Path, tuple[PretrainPlan, list[int]]] = {}
+    steps: dict[Path, PretrainOptions] = {}
+    for index, config in enumerate(configs):
+        if config.pretrain is None or config.weights is not None:
+            continue
+        try:
+            step = pretrain_options(_task_config(config, has_gpus))
+            planned = pretrain.plan(step)
+        except Exception:  # noqa: BLE001 - the run's own row says why (resolve_weights)
+            continue
+        if planned.cached() is None:
+            needed.setdefault(planned.folder, (planned, []))[1].append(index)
+            steps[planned.folder] = step
+    if not needed:
+        return {}
+    bar = display.add_task("pretraining on Ray", total=len(needed))
+    for folder, step in steps.items():
+        task = ray.remote(pretrain_task).options(
+            name=f"fkdbench-pretrain {folder.name}",
+            num_cpus=step.num_threads,
+            max_retries=options.retries,
+            retry_exceptions=False,
+        )
+        pending[task.remote(step, _data_ref(ray, data_refs, step.data_dir))] = folder
+    failures: dict[int, Exception] = {}
+
+    def install(reference: Any, folder: Path) -> None:
+        planned, indices = needed[folder]
+        failure = _install_step(ray, reference, planned, options.retries)
+        if failure is not None:  # a failed step fails every run it feeds
+            failures.update(dict.fromkeys(indices, failure))
+        display.advance(bar)
+
+    wait(install)
+    return failures
+
+
+def _install_step(
+    ray: Any, reference: Any, planned: PretrainPlan, retries: int
+) -> Exception | None:
+    """Install a finished pretraining task's checkpoint in the driver's cache; why not,
+    when it failed or Ray could not finish it."""
+    from fkdbench import pretrain
+
+    try:
+        files, worker, error = ray.get(reference)
+    except Exception as error:  # noqa: BLE001 - Ray's errors (worker died, ...)
+        return _RayTaskFailed(error, retries)
+    try:
+        if error is not None:
+            raise pretrain.PretrainError(error)
+        pretrain.install(planned, files, worker)
+    except Exception as failure:  # noqa: BLE001 - its own failure, or the disk's: a row
+        return failure
+    return None
+
+
 def _send_out(
     ray: Any,
     configs: list[TrainConfig],
     options: RayOptions,
     locks: contextlib.ExitStack,
     record: Callable[[int, RunResult], None],
+    data_refs: dict[Path, Any],
+    failed_steps: dict[int, Exception],
 ) -> dict[Any, tuple[int, TrainConfig, float]]:
     """Send every run that is not finished as a task (holding its lock in ``locks``);
-    a finished run is skipped here and a run that cannot be sent is a failed row, both
-    ``record``ed. The tasks in flight: reference -> (index, config, start time)."""
-    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-    data_refs: dict[Path, Any] = {}
+    a finished run is skipped here and a run that cannot be sent (or whose pretraining
+    step failed: ``failed_steps``) is a failed row, both ``record``ed. The tasks in
+    flight: reference -> (index, config, start time)."""
+    has_gpus = _has_gpus(ray)
     pending = {}
     for index, config in enumerate(configs):
         started = time.monotonic()
+        if index in failed_steps:
+            record(index, failed_result(config, failed_steps[index], started))
+            continue
         try:
             config = _task_config(resolve_weights(config), has_gpus)
             name, folder = _run_folder(config)
@@ -226,8 +334,7 @@ def _send_out(
                 record(index, train_resolved(config, started=started))  # skip, or refuse
                 continue
             locks.enter_context(runs.hold_run(folder, name))
-            if config.data_dir not in data_refs:
-                data_refs[config.data_dir] = ray.put(_data_files(config.data_dir))
+            data_ref = _data_ref(ray, data_refs, config.data_dir)
             payload = _payload(config, name, folder)
         except Exception as error:  # noqa: BLE001 - a failure is a row, the matrix goes on
             record(index, failed_result(config, error, started))
@@ -239,8 +346,19 @@ def _send_out(
             max_retries=options.retries,
             retry_exceptions=False,
         )
-        pending[task.remote(payload, data_refs[config.data_dir])] = (index, config, started)
+        pending[task.remote(payload, data_ref)] = (index, config, started)
     return pending
+
+
+def _has_gpus(ray: Any) -> bool:
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _data_ref(ray: Any, data_refs: dict[Path, Any], data_dir: Path) -> Any:
+    """The data folder's files in Ray's object store, put there once per matrix."""
+    if data_dir not in data_refs:
+        data_refs[data_dir] = ray.put(_data_files(data_dir))
+    return data_refs[data_dir]
 
 
 def _task_config(config: TrainConfig, has_gpus: bool) -> TrainConfig:
@@ -319,6 +437,31 @@ def run_task(payload: TaskPayload, data_files: dict[str, bytes]) -> TaskOutcome:
             files = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
             files.pop(runs.LOCK_FILE, None)
         return TaskOutcome(result, files, _worker_identity(), paths)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pretrain_task(
+    step: PretrainOptions, data_files: dict[str, bytes]
+) -> tuple[dict[str, bytes] | None, dict[str, Any], str | None]:
+    """Make one pretraining step in a scratch folder of this worker: (its cache folder's
+    files, where it was made, None), or (None, where, the line it failed with: its own
+    failure, sent back as a line and not retried)."""
+    from fkdbench import pretrain
+
+    scratch = Path(tempfile.mkdtemp(prefix="fkdbench-ray-"))
+    try:
+        data_dir = scratch / "data" / Path(step.data_dir).name
+        _write_files(data_dir, data_files)
+        local = dataclasses.replace(
+            step, data_dir=data_dir, runs_dir=scratch / "runs", out=None, quiet=True
+        )
+        try:
+            made = pretrain.pretrain(local)
+        except Exception as error:  # noqa: BLE001 - the step's own failure: a line, no retry
+            return None, _worker_identity(), runs.first_line(error, limit=500)
+        files = {path.name: path.read_bytes() for path in made.weights.parent.iterdir()}
+        return files, _worker_identity(), None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -13,7 +13,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -49,6 +49,9 @@ from fkdbench.train.state import (
     settings_fingerprint,
     write_history,
 )
+
+if TYPE_CHECKING:
+    from fkdbench.pretrain import PretrainOptions
 
 
 def train_run(config: TrainConfig, on_epoch_end: EpochHook | None = None) -> RunResult:
@@ -200,16 +203,23 @@ def resolve_weights(config: TrainConfig) -> TrainConfig:
             f"(weights {config.weights}, pretrain {config.pretrain!r})"
         )
     else:
-        options = pretrain.options_from_preset(
-            config.pretrain,
-            config.arch,
-            config.data_dir,
-            config.runs_dir,
-            num_threads=config.num_threads,
-            quiet=config.quiet,
-        )
-        weights = pretrain.pretrain(options).weights
+        weights = pretrain.pretrain(pretrain_options(config)).weights
     return dataclasses.replace(config, weights=weights)
+
+
+def pretrain_options(config: TrainConfig) -> PretrainOptions:
+    """The options of ``config``'s pretraining step (``config.pretrain`` set): its
+    architecture, data, runs folder and threads."""
+    from fkdbench import pretrain
+
+    return pretrain.options_from_preset(
+        config.pretrain,
+        config.arch,
+        config.data_dir,
+        config.runs_dir,
+        num_threads=config.num_threads,
+        quiet=config.quiet,
+    )
 
 
 def _finished_run_settings(config: TrainConfig, run: Run) -> dict[str, Any]:
