@@ -25,12 +25,13 @@ What each choice guards:
 - Locks: the driver holds the run-folder lock of every run it has sent out, so no other
   process trains one of them meanwhile; finished runs with the same settings are
   skipped on the driver as in a local matrix.
-- Pretraining steps (``pretrain`` in a preset) are Ray tasks too, sent first: one per
-  recipe the driver's cache lacks, however many runs start from it, retried like a run
-  when its worker dies. What comes back is checked against the recipe and installed in
-  the driver's cache (``pretrain.json`` saying where it was made), where each run finds
-  it as a local run would; the runs' tasks get the made file. A step that fails is the
-  failed row of every run that needed it.
+- Pretraining steps (``pretrain`` in a preset) are Ray tasks too: one per recipe the
+  driver's cache lacks, however many runs start from it, retried like a run when its
+  worker dies. What comes back is checked against the recipe and installed in the
+  driver's cache (``pretrain.json`` saying where it was made), where each run finds it
+  as a local run would. The runs that need no step go out at once, the others as soon
+  as their own step is installed (not after every step), and their tasks get the made
+  file. A step that fails is the failed row of every run that needed it.
 
 Ray is imported only here, and only when a matrix is sent to it.
 """
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import os
 import shutil
@@ -159,24 +159,36 @@ def _run_matrix(
         if on_run_end is not None:
             on_run_end(result)
 
-    def collect(reference: Any, task: tuple[int, TrainConfig, float]) -> None:
-        index, config, started = task
-        record(index, _collect(ray, reference, config, started, options))
-
     with contextlib.ExitStack() as locks, make_progress(quiet) as display:
         bar = display.add_task(f"{label} on Ray", total=len(configs))
-        pending: dict[Any, Any] = {}  # the tasks in flight, pretraining then runs
+        pending: dict[Any, Any] = {}  # the tasks in flight: pretraining steps and runs
         data_refs: dict[Path, Any] = {}
+
+        def send(indices: list[int]) -> None:
+            pending.update(_send_out(ray, configs, options, locks, record, data_refs, indices))
+
+        def on_done(reference: Any, task: Any) -> None:
+            if not isinstance(task, _StepTask):
+                index, config, started = task
+                record(index, _collect(ray, reference, config, started, options))
+                return
+            failure = _install_step(ray, reference, task.planned, options.retries)
+            display.advance(steps_bar)
+            if failure is None:
+                send(task.indices)  # its runs go out as soon as their weights are here
+                return
+            for index in task.indices:  # a failed step fails every run it feeds
+                record(index, failed_result(configs[index], failure, task.started))
+
         try:
             with _ctrl_c_as_flag() as interrupted:
-                wait = functools.partial(_wait, ray, pending, interrupted)
-                failed_steps = _pretrain_on_ray(
-                    ray, configs, options, data_refs, (pending, wait), display
-                )
-                pending.update(
-                    _send_out(ray, configs, options, locks, record, data_refs, failed_steps)
-                )
-                wait(collect)
+                steps = _send_pretraining(ray, configs, options, data_refs)
+                if steps:
+                    steps_bar = display.add_task("pretraining on Ray", total=len(steps))
+                pending.update(steps)
+                held_back = {index for step in steps.values() for index in step.indices}
+                send([index for index in range(len(configs)) if index not in held_back])
+                _wait(ray, pending, interrupted, on_done)
         except KeyboardInterrupt:
             # Our own connection ends in train_configs_on_ray (ray.shutdown), and with it
             # the job: Ray stops every worker of a finished job. Cancelling tasks one by one
@@ -234,24 +246,25 @@ def _ctrl_c_as_flag() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
-def _pretrain_on_ray(
-    ray: Any,
-    configs: list[TrainConfig],
-    options: RayOptions,
-    data_refs: dict[Path, Any],
-    in_flight: tuple[dict[Any, Any], Callable[[Callable[[Any, Any], None]], None]],
-    display: Any,
-) -> dict[int, Exception]:
-    """Make each pretraining step of ``configs`` that the driver's cache lacks as a Ray
-    task (one per recipe), and install what comes back in that cache. ``in_flight``: the
-    matrix's tasks in flight (where these go, so Ctrl-C stops them too) and how it waits
-    on them. The steps that failed: the index of each config that needed one -> why."""
-    pending, wait = in_flight
+@dataclass(frozen=True)
+class _StepTask:
+    """A pretraining step in flight: where its checkpoint goes, the configs that start
+    from it (sent once it is installed), and when it was sent."""
+
+    planned: PretrainPlan
+    indices: list[int]
+    started: float
+
+
+def _send_pretraining(
+    ray: Any, configs: list[TrainConfig], options: RayOptions, data_refs: dict[Path, Any]
+) -> dict[Any, _StepTask]:
+    """Send each pretraining step of ``configs`` that the driver's cache lacks as a Ray
+    task, one per recipe however many runs start from it; the tasks in flight."""
     from fkdbench import pretrain
 
     has_gpus = _has_gpus(ray)
-    needed: dict[Path, tuple[PretrainPlan, list[int]]] = {}
-    steps: dict[Path, PretrainOptions] = {}
+    needed: dict[Path, tuple[PretrainOptions, PretrainPlan, list[int]]] = {}
     for index, config in enumerate(configs):
         if config.pretrain is None or config.weights is not None:
             continue
@@ -261,30 +274,18 @@ def _pretrain_on_ray(
         except Exception:  # noqa: BLE001 - the run's own row says why (resolve_weights)
             continue
         if planned.cached() is None:
-            needed.setdefault(planned.folder, (planned, []))[1].append(index)
-            steps[planned.folder] = step
-    if not needed:
-        return {}
-    bar = display.add_task("pretraining on Ray", total=len(needed))
-    for folder, step in steps.items():
+            needed.setdefault(planned.folder, (step, planned, []))[2].append(index)
+    tasks = {}
+    for folder, (step, planned, indices) in needed.items():
         task = ray.remote(pretrain_task).options(
             name=f"fkdbench-pretrain {folder.name}",
             num_cpus=step.num_threads,
             max_retries=options.retries,
             retry_exceptions=False,
         )
-        pending[task.remote(step, _data_ref(ray, data_refs, step.data_dir))] = folder
-    failures: dict[int, Exception] = {}
-
-    def install(reference: Any, folder: Path) -> None:
-        planned, indices = needed[folder]
-        failure = _install_step(ray, reference, planned, options.retries)
-        if failure is not None:  # a failed step fails every run it feeds
-            failures.update(dict.fromkeys(indices, failure))
-        display.advance(bar)
-
-    wait(install)
-    return failures
+        reference = task.remote(step, _data_ref(ray, data_refs, step.data_dir))
+        tasks[reference] = _StepTask(planned, indices, time.monotonic())
+    return tasks
 
 
 def _install_step(
@@ -314,19 +315,16 @@ def _send_out(
     locks: contextlib.ExitStack,
     record: Callable[[int, RunResult], None],
     data_refs: dict[Path, Any],
-    failed_steps: dict[int, Exception],
+    indices: list[int],
 ) -> dict[Any, tuple[int, TrainConfig, float]]:
-    """Send every run that is not finished as a task (holding its lock in ``locks``);
-    a finished run is skipped here and a run that cannot be sent (or whose pretraining
-    step failed: ``failed_steps``) is a failed row, both ``record``ed. The tasks in
-    flight: reference -> (index, config, start time)."""
+    """Send each run of ``indices`` into ``configs`` that is not finished as a task
+    (holding its lock in ``locks``); a finished run is skipped here and a run that
+    cannot be sent is a failed row, both ``record``ed. The tasks in flight: reference
+    -> (index, config, start time)."""
     has_gpus = _has_gpus(ray)
     pending = {}
-    for index, config in enumerate(configs):
-        started = time.monotonic()
-        if index in failed_steps:
-            record(index, failed_result(config, failed_steps[index], started))
-            continue
+    for index in indices:
+        config, started = configs[index], time.monotonic()
         try:
             config = _task_config(resolve_weights(config), has_gpus)
             name, folder = _run_folder(config)
