@@ -119,6 +119,10 @@ def test_a_checkpoint_made_elsewhere_is_installed_only_when_it_is_of_the_recipe(
         install(planned, damaged, {"host": "elsewhere"})
     with pytest.raises(PretrainError, match="another recipe"):
         install(plan(_options(tiny_dataset, tmp_path, seed=1)), files, {"host": "elsewhere"})
+    with pytest.raises(PretrainError, match=f"came back without {cache.RECORD_FILE}"):
+        install(planned, {cache.WEIGHTS_FILE: files[cache.WEIGHTS_FILE]}, {})
+    with pytest.raises(PretrainError, match="is not JSON"):
+        install(planned, {**files, cache.RECORD_FILE: b"{half"}, {})
     assert not planned.folder.exists()
     weights = install(planned, files, {"host": "elsewhere"})
     assert weights.read_bytes() == made.read_bytes()

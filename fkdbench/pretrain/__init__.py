@@ -133,16 +133,21 @@ def install(planned: PretrainPlan, files: dict[str, bytes], made_on: dict[str, A
     into this machine's cache, as :func:`pretrain` would have written it, with where it
     was made added to the record; :class:`PretrainError` when the files are not of this
     recipe or the weights are not the ones the record names."""
-    record = json.loads(files[cache.RECORD_FILE])
+    name = planned.folder.name
+    missing = sorted({cache.WEIGHTS_FILE, cache.RECORD_FILE} - set(files))
+    if missing:
+        raise PretrainError(f"{name}: the checkpoint came back without {', '.join(missing)}")
     weights = files[cache.WEIGHTS_FILE]
-    if record.get("recipe_sha256") != planned.checksum:
-        raise PretrainError(
-            f"{planned.folder.name}: the checkpoint that came back is of another recipe"
-        )
+    try:
+        record = json.loads(files[cache.RECORD_FILE])
+    except ValueError:
+        raise PretrainError(f"{name}: the {cache.RECORD_FILE} that came back is not JSON") from None
+    if not isinstance(record, dict) or record.get("recipe_sha256") != planned.checksum:
+        raise PretrainError(f"{name}: the checkpoint that came back is of another recipe")
     if record.get("weights_sha256") != hashlib.sha256(weights).hexdigest():
-        raise PretrainError(f"{planned.folder.name}: the checkpoint that came back is damaged")
+        raise PretrainError(f"{name}: the checkpoint that came back is damaged")
     with _cache_lock(planned.folder):
-        return cache.write_made(planned.folder, weights, {**record, "made_on": made_on})
+        return cache.write_folder(planned.folder, weights, {**record, "made_on": made_on})
 
 
 def _cache_lock(folder: Path) -> contextlib.AbstractContextManager:

@@ -9,6 +9,7 @@ all (``io.atomic_directory``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -78,25 +79,29 @@ def reusable(weights: Path, checksum: str) -> dict[str, Any] | None:
     return record if record and record.get("recipe_sha256") == checksum else None
 
 
-def save_weights(path: Path, tensors: dict[str, Tensor], checksum: str) -> None:
+def weights_bytes(tensors: dict[str, Tensor], checksum: str) -> bytes:
     """The backbone's tensors as safetensors, keyed by the backbone's own names."""
     from safetensors.torch import save
 
     contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-    write_bytes_atomic(Path(path), save(contiguous, metadata={METADATA_KEY: checksum}))
+    return save(contiguous, metadata={METADATA_KEY: checksum})
+
+
+def save_weights(path: Path, tensors: dict[str, Tensor], checksum: str) -> None:
+    """:func:`weights_bytes` written to ``path``, atomically."""
+    write_bytes_atomic(Path(path), weights_bytes(tensors, checksum))
 
 
 def write_cache(folder: Path, tensors: dict[str, Tensor], record: dict[str, Any]) -> Path:
     """Write ``folder`` whole (weights, then the record naming their sha256)."""
-    with atomic_directory(folder) as staging:
-        save_weights(staging / WEIGHTS_FILE, tensors, record["recipe_sha256"])
-        record["weights_sha256"] = sha256_file(staging / WEIGHTS_FILE)
-        write_json_atomic(staging / RECORD_FILE, record)
-    return folder / WEIGHTS_FILE
+    weights = weights_bytes(tensors, record["recipe_sha256"])
+    record["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    return write_folder(folder, weights, record)
 
 
-def write_made(folder: Path, weights: bytes, record: dict[str, Any]) -> Path:
-    """Write ``folder`` whole from a checkpoint's bytes made elsewhere and its record."""
+def write_folder(folder: Path, weights: bytes, record: dict[str, Any]) -> Path:
+    """Write ``folder`` whole, atomically: the weights' bytes, then their record (made
+    here by :func:`write_cache`, or on a Ray worker and installed by ``pretrain.install``)."""
     with atomic_directory(folder) as staging:
         write_bytes_atomic(staging / WEIGHTS_FILE, weights)
         write_json_atomic(staging / RECORD_FILE, record)

@@ -299,11 +299,11 @@ def _install_step(
         files, worker, error = ray.get(reference)
     except Exception as error:  # noqa: BLE001 - Ray's errors (worker died, ...)
         return _RayTaskFailed(error, retries)
+    if error is not None:  # the step's own failure, as one line from the worker
+        return pretrain.PretrainError(error)
     try:
-        if error is not None:
-            raise pretrain.PretrainError(error)
         pretrain.install(planned, files, worker)
-    except Exception as failure:  # noqa: BLE001 - its own failure, or the disk's: a row
+    except Exception as failure:  # noqa: BLE001 - not of the recipe, or the disk's: a row
         return failure
     return None
 
