@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from fkdbench.allocator import allocator_description
+
 # Libraries whose versions change results or timings.
 _TRACKED_PACKAGES = (
     "fkdbench",
@@ -144,4 +146,5 @@ def environment_record() -> dict[str, object]:
         "hostname": platform.node(),
         **cpu_description(),
         "versions": library_versions(),
+        "allocator": allocator_description(),
     }

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fkdbench import provenance
+from fkdbench.allocator import allocator_description
 from fkdbench.provenance import (
     available_cores,
     cpu_description,
@@ -127,8 +128,10 @@ def test_environment_record_is_one_json_ready_block() -> None:
         "git_commit",
         "hostname",
         "versions",
+        "allocator",
         *cpu_description(),
     }
+    assert record["allocator"] == allocator_description()
     assert json.loads(json.dumps(record)) == record
     stamp = datetime.fromisoformat(record["timestamp"])
     assert stamp.tzinfo == UTC and stamp.microsecond == 0

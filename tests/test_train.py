@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from fkdbench import runs, train
+from fkdbench.allocator import keep_freed_memory
 from fkdbench.data.schemes import KAGGLE15, KAGGLE15_SPARSE_KEYPOINTS
 from fkdbench.data.splits import DataError, SplitArrays, save_split
 from fkdbench.data.variants import VARIANTS
@@ -141,6 +142,7 @@ def test_short_run_writes_every_output(data_dir: Path, tmp_path: Path) -> None:
     assert training["run_name"] == folder.name and training["training_seconds"] > 0
     assert training["images_per_second"] > 0 and "cpu_model" in training["environment"]
     assert "load_average" in training["environment"]
+    assert training["environment"]["allocator"] == keep_freed_memory()
     assert metrics["seed"] == 0 and metrics["format_version"] == runs.RUN_FORMAT_VERSION
     assert set(metrics["test_per_keypoint_rmse"]) == set(KAGGLE15.keypoints)
     assert metrics["stop_reason"] == "completed" and metrics["epochs_run"] == 2

@@ -10,7 +10,8 @@ Methodology (see ``docs/methodology.md``):
 - **Batch-1 latency** (the camera use case): single images, one call each, p50 and p99 over
   ``latency_samples`` calls after a few warm-up calls.
 - **Threads** are fixed for every backend (``torch.set_num_threads``; ONNX Runtime's
-  ``intra_op_num_threads`` with one inter-op thread) and recorded.
+  ``intra_op_num_threads`` with one inter-op thread) and recorded, and so is the C
+  allocator, set the same way in every process that times (:mod:`fkdbench.allocator`).
 - **One timing per graph, interleaved**: runs sharing a graph (same architecture, spec,
   input size and channels, and backend file) are timed once per bench call and share the
   samples (``timed_as``); the timed passes of the distinct graphs take turns, so drift

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fkdbench import runs
+from fkdbench.allocator import keep_freed_memory
 from fkdbench.bench.options import BACKEND_FILES, CORE_BACKENDS, BenchOptions
 from fkdbench.bench.records import BenchError, Identity, _build, read_jsonl
 from fkdbench.faces.stages import PIPELINE_STAGES, STAGES, StageClock
@@ -296,6 +297,7 @@ def bench_video(
 
     results = video_results_path(options.results)
     check_writable(results, "video results file")
+    keep_freed_memory()  # timed as after a training in the same process
     facts = _read_video(Path(video))
     settings = VideoSettings(
         detector=detector or DEFAULT_DETECTOR,

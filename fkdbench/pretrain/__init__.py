@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from fkdbench import runs
+from fkdbench.allocator import keep_freed_memory
 from fkdbench.data.splits import DataError
 from fkdbench.io import plain
 from fkdbench.models import DEFAULT_INPUT_SIZE, list_models
@@ -170,6 +171,7 @@ def _make(options: PretrainOptions, planned: PretrainPlan) -> dict[str, Any]:
     """Build the method's task, train it, write the cache folder; returns the record."""
     image_size, recipe_record, folder = planned.image_size, planned.recipe, planned.folder
     started = time.monotonic()
+    keep_freed_memory()
     if options.num_threads:
         torch.set_num_threads(options.num_threads)
     torch.manual_seed(options.seed)

@@ -46,6 +46,9 @@ Choices that hold for every run, and why:
   ``max_train_rows`` / ``max_val_rows`` shrink a run for smoke tests (the ``quick``
   preset); the test split is always scored whole, so every run's test RMSE compares with
   every other's. metrics.json records the rows actually used.
+- Speed on the CPU: weights and activations channels-last (``loop.MEMORY_FORMAT``), and a
+  process that keeps the memory it frees (:mod:`.allocator`), so the buffers each batch
+  re-makes cost no page faults. Neither changes a number a run computes.
 """
 
 from fkdbench.config import TrainConfig

@@ -27,11 +27,13 @@ WARMUP_FRACTION = 0.05
 # The cosine decay ends at this fraction of the peak learning rate.
 FINAL_LR_FRACTION = 0.01
 # Convolution weights and activations are kept channels-last (NHWC) while training: oneDNN's
-# CPU convolutions run NHWC natively, and NCHW pays a reorder around every conv. Measured in
-# real runs on a calm 2-core AMD EPYC (epochs 2-3 of 3 on 1024 synthetic rows, batch 64,
-# interleaved, two rounds): 1.39x images/s on cnn-manual (1.53x with the masked variant's
-# augmentation), 1.64x on mobilenetv2 (1.62x masked). torch.compile was slower (0.88x and
-# 1.15x) and a fused AdamW gained nothing.
+# CPU convolutions run NHWC natively, and NCHW pays a reorder around every conv. With the
+# allocator keeping freed memory (fkdbench.allocator), real runs on a calm 2-core AMD EPYC
+# (3 epochs of the synthetic default's none split, batch 64, 2 threads, best of epochs 2-3,
+# median of interleaved rounds; load 1.3-2.0) train at images/s, NCHW -> channels-last ->
+# channels-last with kept memory: cnn-manual 295 -> 414 -> 699 (2.37x over NCHW, 4 rounds),
+# mobilenetv2 100 -> 161 -> 177 (1.77x, 2 rounds). torch.compile was slower (0.88x and
+# 1.15x in one-step timings) and a fused AdamW gained nothing.
 MEMORY_FORMAT = torch.channels_last
 LR_SCHEDULE_DESCRIPTION = (
     f"AdamW; linear warm-up over {WARMUP_FRACTION:.0%} of planned steps, then cosine decay "

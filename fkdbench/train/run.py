@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fkdbench import runs
+from fkdbench.allocator import keep_freed_memory
 from fkdbench.config import DEVICES, PRETRAINED_WEIGHTS_MODES, TrainConfig, below_minimum
 from fkdbench.data.schemes import KeypointScheme, get_scheme
 from fkdbench.data.splits import read_manifest
@@ -284,6 +285,7 @@ def _seed_torch(config: TrainConfig) -> tuple[torch.device, torch.Generator]:
     """The device, and the seeded random streams: the global one (initialisation, dropout)
     and the generator that shuffles and augments."""
     device = _pick_device(config.device)
+    keep_freed_memory()  # no page faults for the buffers every batch frees and re-makes
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
