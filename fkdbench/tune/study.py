@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from fkdbench import runs
 from fkdbench.tune.options import ARCH, OBJECTIVES, TuneError, TuneOptions
@@ -108,9 +108,15 @@ def counts(study: optuna.Study) -> dict[str, int]:
     for trial in study.get_trials(deepcopy=False):
         state = trial.state.name.lower()
         by_state[state] = by_state.get(state, 0) + 1
-        if trial.state == TrialState.PRUNED and "val_rmse_by_epoch" not in trial.user_attrs:
+        if rejected(trial):
             by_state["rejected"] += 1
     return by_state
+
+
+def rejected(trial: FrozenTrial) -> bool:
+    """A trial pruned before it trained (its spec over --max-params, --max-latency or
+    the input size)."""
+    return trial.state == TrialState.PRUNED and "val_rmse_by_epoch" not in trial.user_attrs
 
 
 def trials_counted(by_state: dict[str, int]) -> int:
