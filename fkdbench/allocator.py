@@ -6,9 +6,8 @@ it trims the top of its heap once 128 KiB there are free. A training step frees 
 activations and gradients and allocates the same sizes again at the next batch, so every
 step page-faults them back in, zero-filled by the kernel. Measured on cnn-manual (batch
 64, 2 threads, channels-last, 40 steps): 1.4 million minor page faults and about a third
-of the CPU time in the kernel, and a throughput that moved with the machine's memory
-pressure. With mmap off and the trim threshold at 1 GiB the faults drop to ~13
-thousand, the kernel time to ~0, and the images/s rise and settle (numbers in
+of the CPU time in the kernel. With mmap off and the trim threshold at 1 GiB the faults
+drop to ~13 thousand, the kernel time to ~0, and the images/s rise (numbers in
 :mod:`fkdbench.train.loop`).
 
 What it costs: memory a run freed stays in its process (up to the 1 GiB above the peak
