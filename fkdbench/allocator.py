@@ -41,6 +41,8 @@ TRIM_THRESHOLD_BYTES = 1 << 30
 USER_TUNING_VARIABLES = ("GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 KEPT = f"glibc malloc: no mmap blocks, heap trimmed past {TRIM_THRESHOLD_BYTES >> 30} GiB free"
 
+DEFAULT = "the C library's default"
+
 _described: str | None = None  # what keep_freed_memory did in this process
 
 
@@ -57,15 +59,20 @@ def keep_freed_memory() -> str:
 
 def allocator_description() -> str:
     """What this process's allocator is, for every record's environment block."""
-    return _described or "the C library's default"
+    return _described or DEFAULT
+
+
+def glibc_malloc() -> bool:
+    """Whether this process's malloc is glibc's, the one whose settings this module sets."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
 def _configure() -> str:
     tuned_by_user = [name for name in USER_TUNING_VARIABLES if name in os.environ]
     if tuned_by_user:
         return f"left as the user set it ({', '.join(tuned_by_user)})"
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return "the C library's default (not glibc)"
+    if not glibc_malloc():
+        return f"{DEFAULT} (not glibc)"
     libc = ctypes.CDLL(None)  # the process's own symbols: glibc's mallopt is among them
     refused = [
         name

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ import pytest
 from fkdbench import allocator
 
 glibc_only = pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    not allocator.glibc_malloc(),
     reason="mallopt is glibc's; other C libraries are left at their default",
 )
 
@@ -65,7 +64,7 @@ def test_freed_buffers_are_reused_without_page_faults() -> None:
     measured = _run()
     assert measured["described"] == allocator.KEPT and measured["again"] == allocator.KEPT
     # Every record's environment says which allocator the process ran with.
-    assert measured["recorded_before"] == "the C library's default"
+    assert measured["recorded_before"] == allocator.DEFAULT
     assert measured["recorded"] == allocator.KEPT
     # By default each round maps the buffer afresh and faults in most of its pages...
     assert measured["default"] > PAGES_PER_BUFFER / 2, measured

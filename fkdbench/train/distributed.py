@@ -183,8 +183,9 @@ def _run_matrix(
         try:
             with _ctrl_c_as_flag() as interrupted:
                 steps = _send_pretraining(ray, configs, options, data_refs)
-                if steps:
-                    steps_bar = display.add_task("pretraining on Ray", total=len(steps))
+                steps_bar = display.add_task(
+                    "pretraining on Ray", total=len(steps), visible=bool(steps)
+                )
                 pending.update(steps)
                 held_back = {index for step in steps.values() for index in step.indices}
                 send([index for index in range(len(configs)) if index not in held_back])

@@ -32,8 +32,9 @@ FINAL_LR_FRACTION = 0.01
 # (3 epochs of the synthetic default's none split, batch 64, 2 threads, best of epochs 2-3,
 # median of interleaved rounds; load 1.3-2.0) train at images/s, NCHW -> channels-last ->
 # channels-last with kept memory: cnn-manual 295 -> 414 -> 699 (2.37x over NCHW, 4 rounds),
-# mobilenetv2 100 -> 161 -> 177 (1.77x, 2 rounds). torch.compile was slower (0.88x and
-# 1.15x in one-step timings) and a fused AdamW gained nothing.
+# mobilenetv2 100 -> 161 -> 177 (1.77x, 2 rounds). In one-step timings torch.compile did
+# not beat channels-last (cnn-manual 348 against 438 images/s, mobilenetv2 122 against 146)
+# and a fused AdamW gained nothing.
 MEMORY_FORMAT = torch.channels_last
 LR_SCHEDULE_DESCRIPTION = (
     f"AdamW; linear warm-up over {WARMUP_FRACTION:.0%} of planned steps, then cosine decay "
